@@ -1,0 +1,29 @@
+# Two commands for a fresh clone:  `make demo` (the main job)  and  `make test` (the whole suite).
+# Both create .venv if absent and install townlet into it, torch==2.13.0 first (a local CPU wheel here),
+# so the torch range in pyproject.toml never pulls a multi-gigabyte CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.townlet-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/townlet-telemetry train --episodes 30 --agents 8 --seed 0
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_env.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``townlet-telemetry`` command line (installed as the ``townlet_cli`` package)."""

@@ -1,0 +1,5 @@
+"""``python -m townlet_cli`` runs the same app as the ``townlet-telemetry`` command."""
+
+from townlet_cli.app import main
+
+main()

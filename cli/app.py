@@ -1,0 +1,43 @@
+"""The Typer app behind ``townlet-telemetry``; user-fixable errors are caught here, once."""
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from townlet.errors import TelemetryError
+from townlet_cli.train import train
+
+
+class TownletGroup(TyperGroup):
+    """The CLI's edge: a ``TelemetryError`` from any command becomes one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TelemetryError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+
+app = typer.Typer(
+    cls=TownletGroup,
+    name="townlet-telemetry",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(train)
+
+
+@app.callback()
+def root() -> None:
+    """Train townlet agents and read their per-agent telemetry.
+
+    Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0
+    """
+
+
+def main() -> None:
+    """Entry point of the ``townlet-telemetry`` console script."""
+    app()

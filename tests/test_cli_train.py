@@ -1,0 +1,82 @@
+"""``townlet-telemetry train`` through the CLI runner and as a real process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from townlet_cli.app import app
+
+runner = CliRunner()
+
+
+def test_train_runs_and_prints_a_summary():
+    result = runner.invoke(app, ["train", "--episodes", "2", "--agents", "3", "--seed", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "training 3 agents for 2 episodes on cpu (seed 1)" in result.stdout
+    assert "training summary" in result.stdout
+    assert "2 episodes in" in result.stdout
+
+
+def test_config_file_is_read_and_flags_override_it(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[training]\nagents = 2\nepisodes = 1\ndevice = 'cpu'\n")
+    result = runner.invoke(app, ["train", "--config", str(path), "--agents", "4"])
+    assert result.exit_code == 0, result.output
+    assert "training 4 agents for 1 episodes" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "tpu"], "error: training.device must be one of auto, cpu, cuda, got 'tpu'"),
+        (["--config", "missing.toml"], "error: config file missing.toml does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_code_2(args, message):
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_unknown_config_key_exits_2_naming_the_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[training]\nepisode = 3\n")
+    result = runner.invoke(app, ["train", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "unknown key 'episode'" in result.stderr
+
+
+def test_help_teaches_with_an_example():
+    for args in (["--help"], ["train", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0
+        assert "Example: townlet-telemetry train" in result.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "500", "--agents", "2", "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("training 2 agents")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by Ctrl-C" in out
+    assert "Traceback" not in err
+    finished = int(out.strip().splitlines()[-1].split()[0])
+    assert 1 <= finished < 500

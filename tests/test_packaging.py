@@ -1,0 +1,65 @@
+"""Packaging: the wheel installs ``townlet`` and ``townlet_cli`` (never a bare ``cli``) and the entry point works."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp_path_factory.mktemp("build-cwd"),
+    )
+    return target
+
+
+@pytest.mark.slow
+def test_cli_folder_installs_under_a_project_specific_name(installed):
+    assert (installed / "townlet_cli" / "app.py").is_file()
+    assert (installed / "townlet" / "population" / "runtime_registry.py").is_file()
+    assert not (installed / "cli").exists()
+
+
+@pytest.mark.slow
+def test_entry_point_works_from_outside_the_checkout(installed, tmp_path):
+    script = installed / "bin" / "townlet-telemetry"
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    result = subprocess.run(
+        [sys.executable, str(script), "train", "--episodes", "1", "--agents", "2", "--device", "cpu"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "training summary" in result.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import townlet_cli, townlet; print(townlet_cli.__file__, townlet.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(ROOT) not in where
+    assert str(installed) in where

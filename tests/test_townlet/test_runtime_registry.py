@@ -1,0 +1,185 @@
+"""Plan phase 1: the AgentRuntimeRegistry owns per-agent runtime tensors and snapshots them as scalars."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from townlet.environment.world import CAUSE_TIMEOUT, METERS
+from townlet.population.runtime_registry import AgentRuntimeRegistry
+
+
+def test_initial_baselines_default_to_zero_tensor_on_device(device):
+    registry = AgentRuntimeRegistry(4, device)
+    baseline = registry.get_baseline_tensor()
+    assert baseline.shape == (4,)
+    assert baseline.device.type == device.type
+    assert baseline.dtype == torch.float32
+    assert torch.equal(baseline.cpu(), torch.zeros(4))
+    assert not baseline.requires_grad
+
+
+def test_set_baseline_accepts_float_and_stores_tensor(device):
+    registry = AgentRuntimeRegistry(3, device)
+    registry.set_baseline(1, 125.5)
+    baseline = registry.get_baseline_tensor()
+    assert isinstance(baseline, torch.Tensor)
+    assert baseline.cpu().tolist() == [0.0, 125.5, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_set_baseline_accepts_tensor_of_any_float_dtype_and_shape_one(device, dtype, shape):
+    registry = AgentRuntimeRegistry(2, device)
+    registry.set_baseline(0, torch.full(shape, 80.0, dtype=dtype))
+    baseline = registry.get_baseline_tensor()
+    assert baseline.device.type == device.type
+    assert baseline.dtype == torch.float32
+    assert baseline.cpu().tolist() == [80.0, 0.0]
+
+
+def test_set_baseline_moves_tensor_from_another_device(device):
+    registry = AgentRuntimeRegistry(2, device)
+    registry.set_baseline(1, torch.tensor(42.0, device="cpu", requires_grad=True))
+    baseline = registry.get_baseline_tensor()
+    assert baseline.device.type == device.type
+    assert not baseline.requires_grad
+    assert baseline.cpu().tolist() == [0.0, 42.0]
+
+
+def test_set_baselines_sets_every_agent_at_once(device):
+    registry = AgentRuntimeRegistry(3, device)
+    registry.set_baselines(100.0)
+    assert registry.get_baseline_tensor().cpu().tolist() == [100.0, 100.0, 100.0]
+    registry.set_baselines(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert registry.get_baseline_tensor().cpu().tolist() == [1.0, 2.0, 3.0]
+
+
+def test_get_baseline_tensor_is_a_copy_the_caller_cannot_corrupt(device):
+    registry = AgentRuntimeRegistry(2, device)
+    registry.set_baselines(10.0)
+    registry.get_baseline_tensor().fill_(-1.0)
+    assert registry.get_baseline_tensor().cpu().tolist() == [10.0, 10.0]
+
+
+@pytest.mark.parametrize("index", [-1, 3, 100])
+def test_out_of_range_index_names_agent_and_valid_range(index):
+    registry = AgentRuntimeRegistry(3)
+    with pytest.raises(IndexError, match=rf"agent {index} is out of range .*0\.\.2"):
+        registry.set_baseline(index, 1.0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -5.0])
+def test_non_finite_or_negative_baseline_is_refused_naming_the_agent(value):
+    registry = AgentRuntimeRegistry(3)
+    with pytest.raises(ValueError, match=r"baseline for agent 2 .*finite"):
+        registry.set_baseline(2, value)
+    with pytest.raises(ValueError, match=r"baseline for agent 2 .*finite"):
+        registry.set_baseline(2, torch.tensor(value))
+    assert registry.get_baseline_tensor().tolist() == [0.0, 0.0, 0.0]
+
+
+def test_wrong_shape_tensor_is_refused_with_the_fix():
+    registry = AgentRuntimeRegistry(3)
+    with pytest.raises(ValueError, match=r"agent 0 must be a number or a 1-element tensor.*set_baselines"):
+        registry.set_baseline(0, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        registry.set_baselines(torch.tensor([1.0, 2.0]))
+
+
+def test_non_finite_entry_in_batched_baselines_names_the_agent():
+    registry = AgentRuntimeRegistry(3)
+    with pytest.raises(ValueError, match=r"agent 1 is nan"):
+        registry.set_baselines(torch.tensor([1.0, float("nan"), 2.0]))
+
+
+def test_integer_tensor_and_bool_are_refused():
+    registry = AgentRuntimeRegistry(2)
+    with pytest.raises(ValueError, match="float tensor"):
+        registry.set_baseline(0, torch.tensor(3))
+    with pytest.raises(TypeError):
+        registry.set_baseline(0, True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        registry.set_baseline(True, 1.0)  # type: ignore[arg-type]
+
+
+def test_get_snapshot_for_agent_returns_python_scalars_only(device):
+    registry = AgentRuntimeRegistry(2, device)
+    registry.set_baseline(1, torch.tensor(133.25, device=device))
+    registry.set_epsilon(0.5)
+    registry.set_curriculum_stage(3)
+    snapshot = registry.get_snapshot_for_agent(1)
+    as_dict = dataclasses.asdict(snapshot)
+    json.dumps(as_dict, allow_nan=False)
+    for key, value in as_dict.items():
+        assert type(value) in (int, float, str, dict), key
+    assert snapshot.baseline_survival_steps == 133.25
+    assert type(snapshot.survival_steps) is int
+    assert snapshot.curriculum_stage == 3
+    assert snapshot.epsilon == 0.5
+    assert snapshot.death_cause == "alive"
+    assert list(snapshot.meters) == list(METERS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.epsilon = 1.0  # type: ignore[misc]
+
+
+def test_multi_agent_baselines_are_independent(device):
+    registry = AgentRuntimeRegistry(4, device)
+    for agent, value in enumerate([100.0, 133.0, 80.0, 66.5]):
+        registry.set_baseline(agent, value)
+    registry.set_baseline(2, 90.0)
+    assert [registry.get_snapshot_for_agent(i).baseline_survival_steps for i in range(4)] == [100.0, 133.0, 90.0, 66.5]
+
+
+def test_batched_snapshot_matches_per_agent_snapshots(device):
+    registry = AgentRuntimeRegistry(3, device)
+    registry.set_baselines(torch.tensor([10.0, 20.0, 30.0]))
+    registry.record_step(
+        step_counts=torch.tensor([5, 7, 9], device=device),
+        rewards=torch.tensor([0.0, -13.0, 0.0], device=device),
+        dones=torch.tensor([False, True, True], device=device),
+        death_cause=torch.tensor([-1, 0, CAUSE_TIMEOUT], device=device),
+        meters=torch.rand(3, len(METERS), device=device),
+    )
+    batched = registry.snapshot()
+    assert batched.agents() == [registry.get_snapshot_for_agent(i) for i in range(3)]
+    assert batched.death_cause == ["alive", METERS[0], "timeout"]
+    json.dumps([dataclasses.asdict(a) for a in batched.agents()], allow_nan=False)
+
+
+def test_batched_snapshot_uses_one_tolist_per_field_and_never_item(monkeypatch):
+    registry = AgentRuntimeRegistry(64)
+    calls = {"tolist": 0, "item": 0}
+    real_tolist, real_item = torch.Tensor.tolist, torch.Tensor.item
+
+    def counting_tolist(self):
+        calls["tolist"] += 1
+        return real_tolist(self)
+
+    def counting_item(self):
+        calls["item"] += 1
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    registry.snapshot()
+    assert calls == {"tolist": 7, "item": 0}  # 7 fields, whatever the number of agents
+
+
+def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():
+    registry = AgentRuntimeRegistry(2)
+    registry.set_baselines(50.0)
+    registry.record_step(
+        torch.tensor([3, 4]),
+        torch.tensor([1.0, 2.0]),
+        torch.tensor([True, False]),
+        torch.tensor([1, -1]),
+        torch.ones(2, len(METERS)),
+    )
+    registry.begin_episode()
+    snap = registry.snapshot()
+    assert snap.survival_steps == [0, 0]
+    assert snap.episode_reward == [0.0, 0.0]
+    assert snap.death_cause == ["alive", "alive"]
+    assert snap.baseline_survival_steps == [50.0, 50.0]

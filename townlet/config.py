@@ -1,0 +1,218 @@
+"""Training configuration: frozen dataclasses read from TOML with the standard library.
+
+``load_config(path)`` reads a file over the defaults; ``with_overrides()`` applies CLI flags. Any unknown
+key or bad value raises ``ConfigError`` with a one-line message naming the key and the fix.
+"""
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from townlet.environment.world import METERS, VITAL_METERS
+from townlet.errors import ConfigError
+
+#: Values accepted for ``training.device`` / ``--device`` (``cuda:N`` too).
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How long to train, with how many agents, on which device, from which seed."""
+
+    episodes: int = 30
+    agents: int = 8
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """Grid size and episode length of the world."""
+
+    grid_size: int = 8
+    max_steps: int = 200
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """The DQN's hyper-parameters."""
+
+    hidden_size: int = 64
+    learning_rate: float = 0.001
+    gamma: float = 0.98
+    batch_size: int = 64
+    replay_capacity: int = 50_000
+    learning_starts: int = 500
+    target_sync_steps: int = 250
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay: float = 0.9
+    reward_scale: float = 0.01
+    shaping_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One curriculum stage: a depletion multiplier and the meters that deplete at it."""
+
+    multiplier: float
+    active_meters: tuple[str, ...]
+
+
+DEFAULT_STAGES: tuple[StageConfig, ...] = (
+    StageConfig(1.0, ("energy",)),
+    StageConfig(1.0, ("energy", "hygiene")),
+    StageConfig(1.25, ("energy", "hygiene", "satiation")),
+    StageConfig(1.5, ("energy", "hygiene", "satiation")),
+    StageConfig(2.0, ("energy", "hygiene", "satiation")),
+)
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """Stages (easiest first) and the rule for advancing: mean survival over a window of episodes."""
+
+    stages: tuple[StageConfig, ...] = DEFAULT_STAGES
+    window: int = 5
+    advance_threshold: float = 0.8
+
+
+@dataclass(frozen=True)
+class TownletConfig:
+    """The whole configuration, one section per TOML table."""
+
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    environment: EnvironmentConfig = field(default_factory=EnvironmentConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view (tuples become lists), e.g. to store with a run."""
+        return json_safe(dataclasses.asdict(self))
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def load_config(path: Path | str | None = None) -> TownletConfig:
+    """The defaults, overlaid with the TOML file at ``path`` when given."""
+    if path is None:
+        return validate(TownletConfig())
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: pass an existing TOML file to --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix the syntax") from None
+    return validate(_build(TownletConfig, raw, where=str(path)))
+
+
+def with_overrides(config: TownletConfig, section: str, **values: Any) -> TownletConfig:
+    """Replace the given (non-None) keys of one section, re-validating the result."""
+    chosen = {k: v for k, v in values.items() if v is not None}
+    if not chosen:
+        return config
+    updated = dataclasses.replace(getattr(config, section), **chosen)
+    return validate(dataclasses.replace(config, **{section: updated}))
+
+
+def _build(cls: type, raw: Any, *, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
+        kwargs[key] = _coerce(hints[key], value, where=f"{where}: {key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, *, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where=where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    origin_args = getattr(hint, "__args__", ())
+    if getattr(hint, "__origin__", None) is tuple and origin_args:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(origin_args[0], item, where=f"{where}[{i}]") for i, item in enumerate(value))
+    raise ConfigError(f"{where}: unsupported setting type {hint}")  # pragma: no cover - a bug in a dataclass
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(config: TownletConfig) -> TownletConfig:
+    """Check every value's range; return the config unchanged when valid."""
+    t, e, p, c = config.training, config.environment, config.population, config.curriculum
+    _require(t.episodes >= 1, f"training.episodes must be >= 1, got {t.episodes}")
+    _require(t.agents >= 1, f"training.agents must be >= 1, got {t.agents}")
+    _require(t.seed >= 0, f"training.seed must be >= 0, got {t.seed}")
+    _require(
+        t.device in DEVICE_CHOICES or t.device.startswith("cuda:"),
+        f"training.device must be one of {', '.join(DEVICE_CHOICES)}, got {t.device!r}",
+    )
+    _require(e.grid_size >= 6, f"environment.grid_size must be >= 6 to hold the affordances, got {e.grid_size}")
+    _require(e.max_steps >= 1, f"environment.max_steps must be >= 1, got {e.max_steps}")
+    for name in ("hidden_size", "batch_size", "replay_capacity", "target_sync_steps"):
+        _require(getattr(p, name) >= 1, f"population.{name} must be >= 1, got {getattr(p, name)}")
+    _require(p.learning_starts >= 0, f"population.learning_starts must be >= 0, got {p.learning_starts}")
+    for name in ("learning_rate", "reward_scale"):
+        value = getattr(p, name)
+        _require(math.isfinite(value) and value > 0, f"population.{name} must be > 0, got {value}")
+    _require(
+        math.isfinite(p.shaping_weight) and p.shaping_weight >= 0,
+        f"population.shaping_weight must be >= 0, got {p.shaping_weight}",
+    )
+    for name in ("gamma", "epsilon_start", "epsilon_end", "epsilon_decay"):
+        value = getattr(p, name)
+        _require(0.0 <= value <= 1.0, f"population.{name} must be within [0, 1], got {value}")
+    _require(p.epsilon_end <= p.epsilon_start, "population.epsilon_end must not exceed population.epsilon_start")
+    _require(len(c.stages) >= 1, "curriculum.stages must list at least one stage")
+    _require(c.window >= 1, f"curriculum.window must be >= 1, got {c.window}")
+    _require(
+        0.0 < c.advance_threshold <= 1.0, f"curriculum.advance_threshold must be in (0, 1], got {c.advance_threshold}"
+    )
+    for i, stage in enumerate(c.stages, start=1):
+        _require(
+            math.isfinite(stage.multiplier) and stage.multiplier > 0,
+            f"curriculum stage {i}: multiplier must be > 0, got {stage.multiplier}",
+        )
+        unknown = [m for m in stage.active_meters if m not in METERS]
+        _require(not unknown, f"curriculum stage {i}: unknown meter(s) {unknown}; meters are {', '.join(METERS)}")
+        _require(
+            any(m in VITAL_METERS for m in stage.active_meters),
+            f"curriculum stage {i}: activate at least one vital meter ({', '.join(VITAL_METERS)})",
+        )
+    return config

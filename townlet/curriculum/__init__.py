@@ -1,0 +1,1 @@
+"""Curriculum (``stages``): faster depletion stage by stage, and the reward baseline each stage implies."""

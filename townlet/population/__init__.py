@@ -1,0 +1,1 @@
+"""The population: the agents' shared DQN (``vectorized``) and their runtime state (``runtime_registry``)."""

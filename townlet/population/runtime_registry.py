@@ -1,0 +1,212 @@
+"""``AgentRuntimeRegistry``: every agent's runtime state as tensors on the agents' device.
+
+The registry is the one owner of the reward baseline (plan phase 1). It hands out tensors to the
+training step (``get_baseline_tensor()``) and Python scalars to everyone else (``snapshot()``,
+``get_snapshot_for_agent()``), converting each field with a single ``.tolist()`` call.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from townlet.environment.world import CAUSE_ALIVE, METERS, cause_name
+
+Number = float | int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRuntimeSnapshot:
+    """One agent's runtime state as Python scalars only (``json.dumps(asdict(s))`` always works)."""
+
+    agent_idx: int
+    baseline_survival_steps: float
+    survival_steps: int
+    curriculum_stage: int
+    epsilon: float
+    episode_reward: float
+    death_cause: str
+    meters: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    """All agents' runtime state, one Python list per field (column order: agent index)."""
+
+    baseline_survival_steps: list[float]
+    survival_steps: list[int]
+    curriculum_stage: list[int]
+    epsilon: list[float]
+    episode_reward: list[float]
+    death_cause: list[str]
+    meters: list[list[float]]
+    meter_names: tuple[str, ...]
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.survival_steps)
+
+    def agent(self, agent_idx: int) -> AgentRuntimeSnapshot:
+        """The per-agent view of one column entry."""
+        return AgentRuntimeSnapshot(
+            agent_idx=agent_idx,
+            baseline_survival_steps=self.baseline_survival_steps[agent_idx],
+            survival_steps=self.survival_steps[agent_idx],
+            curriculum_stage=self.curriculum_stage[agent_idx],
+            epsilon=self.epsilon[agent_idx],
+            episode_reward=self.episode_reward[agent_idx],
+            death_cause=self.death_cause[agent_idx],
+            meters=dict(zip(self.meter_names, self.meters[agent_idx], strict=True)),
+        )
+
+    def agents(self) -> list[AgentRuntimeSnapshot]:
+        return [self.agent(i) for i in range(self.num_agents)]
+
+
+class AgentRuntimeRegistry:
+    """Owns per-agent runtime tensors of shape ``(num_agents,)`` on one device.
+
+    Fields: baseline survival steps (float32, default 0), survival steps this episode (int64), curriculum
+    stage (int64, from 1), exploration epsilon (float32), reward accumulated this episode (float32), death
+    cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``) and final meters (float32,
+    ``(num_agents, len(METERS))``).
+    """
+
+    def __init__(self, num_agents: int, device: torch.device | str = "cpu") -> None:
+        if not isinstance(num_agents, int) or isinstance(num_agents, bool) or num_agents < 1:
+            raise ValueError(f"num_agents must be a positive int, got {num_agents!r}")
+        self.num_agents = num_agents
+        self.device = torch.device(device)
+        zeros_f = torch.zeros(num_agents, dtype=torch.float32, device=self.device)
+        self._baseline = zeros_f.clone()
+        self._epsilon = zeros_f.clone()
+        self._episode_reward = zeros_f.clone()
+        self._survival_steps = torch.zeros(num_agents, dtype=torch.long, device=self.device)
+        self._stage = torch.ones(num_agents, dtype=torch.long, device=self.device)
+        self._death_cause = torch.full((num_agents,), CAUSE_ALIVE, dtype=torch.long, device=self.device)
+        self._meters = torch.zeros(num_agents, len(METERS), dtype=torch.float32, device=self.device)
+
+    # -- baseline -------------------------------------------------------------------------------
+
+    def set_baseline(self, agent_idx: int, value: Number | torch.Tensor) -> None:
+        """Set one agent's baseline from a float or a 0-d/1-element float tensor on any device."""
+        self._check_index(agent_idx)
+        scalar = self._as_scalar_tensor(value, what=f"baseline for agent {agent_idx}")
+        self._baseline[agent_idx] = scalar
+
+    def set_baselines(self, values: Number | torch.Tensor) -> None:
+        """Set every agent's baseline at once: one number for all, or a ``(num_agents,)`` tensor."""
+        if isinstance(values, torch.Tensor) and values.numel() != 1:
+            if values.shape != (self.num_agents,):
+                raise ValueError(
+                    f"baselines must have shape ({self.num_agents},), one per agent, got {tuple(values.shape)}: "
+                    "pass one number for all agents or a tensor with one entry per agent"
+                )
+            if not values.is_floating_point():
+                raise ValueError(f"baselines must be a float tensor, got {values.dtype}: convert with .float()")
+            values = values.detach().to(self.device, torch.float32)
+            bad = ~torch.isfinite(values) | (values < 0)
+            if bool(bad.any()):
+                first = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    f"baseline for agent {first} is {float(values[first])}: baselines must be finite and >= 0"
+                )
+            self._baseline.copy_(values)
+            return
+        self._baseline.fill_(self._as_scalar_tensor(values, what="baseline for all agents"))
+
+    def get_baseline_tensor(self) -> torch.Tensor:
+        """The ``(num_agents,)`` float32 baseline on the registry's device (a copy, no gradient)."""
+        return self._baseline.detach().clone()
+
+    # -- other runtime state --------------------------------------------------------------------
+
+    def set_epsilon(self, value: Number | torch.Tensor) -> None:
+        """Exploration rate for every agent (a number, or one value per agent)."""
+        self._epsilon.copy_(torch.as_tensor(value, dtype=torch.float32).to(self.device).expand(self.num_agents))
+
+    def set_curriculum_stage(self, stage: int | torch.Tensor) -> None:
+        """Curriculum stage for every agent (an int, or one value per agent); stages start at 1."""
+        self._stage.copy_(torch.as_tensor(stage, dtype=torch.long).to(self.device).expand(self.num_agents))
+
+    def begin_episode(self) -> None:
+        """Reset the per-episode fields (survival, reward, death cause, meters)."""
+        self._survival_steps.zero_()
+        self._episode_reward.zero_()
+        self._death_cause.fill_(CAUSE_ALIVE)
+        self._meters.zero_()
+
+    def record_step(
+        self,
+        step_counts: torch.Tensor,
+        rewards: torch.Tensor,
+        dones: torch.Tensor,
+        death_cause: torch.Tensor,
+        meters: torch.Tensor,
+    ) -> None:
+        """Fold one environment step into the registry (all tensors on the registry's device)."""
+        self._survival_steps.copy_(step_counts)
+        self._episode_reward += rewards
+        self._death_cause.copy_(torch.where(dones, death_cause, self._death_cause))
+        self._meters.copy_(meters)
+
+    # -- snapshots: the only way out as Python values -------------------------------------------
+
+    def snapshot(self) -> RegistrySnapshot:
+        """Every agent's state as Python lists: exactly one ``.tolist()`` per field."""
+        return RegistrySnapshot(
+            baseline_survival_steps=self._baseline.tolist(),
+            survival_steps=self._survival_steps.tolist(),
+            curriculum_stage=self._stage.tolist(),
+            epsilon=self._epsilon.tolist(),
+            episode_reward=self._episode_reward.tolist(),
+            death_cause=[cause_name(code) for code in self._death_cause.tolist()],
+            meters=self._meters.tolist(),
+            meter_names=METERS,
+        )
+
+    def get_snapshot_for_agent(self, agent_idx: int) -> AgentRuntimeSnapshot:
+        """One agent's state as Python scalars."""
+        self._check_index(agent_idx)
+        i = slice(agent_idx, agent_idx + 1)
+        return AgentRuntimeSnapshot(
+            agent_idx=agent_idx,
+            baseline_survival_steps=self._baseline[i].tolist()[0],
+            survival_steps=self._survival_steps[i].tolist()[0],
+            curriculum_stage=self._stage[i].tolist()[0],
+            epsilon=self._epsilon[i].tolist()[0],
+            episode_reward=self._episode_reward[i].tolist()[0],
+            death_cause=cause_name(self._death_cause[i].tolist()[0]),
+            meters=dict(zip(METERS, self._meters[agent_idx].tolist(), strict=True)),
+        )
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def _check_index(self, agent_idx: int) -> None:
+        if not isinstance(agent_idx, int) or isinstance(agent_idx, bool):
+            raise TypeError(f"agent index must be an int, got {type(agent_idx).__name__}: pass e.g. 0")
+        if not 0 <= agent_idx < self.num_agents:
+            raise IndexError(
+                f"agent {agent_idx} is out of range for a registry of {self.num_agents} agents: "
+                f"use an index in 0..{self.num_agents - 1}"
+            )
+
+    def _as_scalar_tensor(self, value: Number | torch.Tensor, *, what: str) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"{what} must be a number or a 1-element tensor, got shape {tuple(value.shape)}: "
+                    "use set_baselines() to set every agent from one tensor"
+                )
+            if not value.is_floating_point():
+                raise ValueError(f"{what} must be a float tensor, got {value.dtype}: convert with .float()")
+            tensor = value.detach().reshape(()).to(self.device, torch.float32)
+            number = float(tensor)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+            tensor = torch.tensor(number, dtype=torch.float32, device=self.device)
+        else:
+            raise TypeError(f"{what} must be a float or a tensor, got {type(value).__name__}")
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{what} is {number}: pass a finite number of steps >= 0")
+        return tensor

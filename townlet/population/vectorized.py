@@ -1,0 +1,121 @@
+"""``VectorizedPopulation``: one DQN acting and learning for every agent at once."""
+
+import copy
+
+import torch
+from torch import nn
+
+from townlet.config import PopulationConfig
+from townlet.environment.grid import StepResult
+from townlet.environment.reward_strategy import RewardStrategy
+from townlet.population.replay import ReplayBuffer
+from townlet.population.runtime_registry import AgentRuntimeRegistry
+
+
+def q_network(obs_dim: int, num_actions: int, hidden: int) -> nn.Sequential:
+    """A small MLP mapping an observation to one Q-value per action."""
+    return nn.Sequential(
+        nn.Linear(obs_dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_actions),
+    )
+
+
+class VectorizedPopulation:
+    """Owns the shared Q-network, its target copy, the replay buffer, epsilon, and ``runtime_registry``.
+
+    Every call works on all agents in one batch; the registry is the only holder of per-agent runtime state
+    (the reward baseline included), and rewards are computed from ``runtime_registry.get_baseline_tensor()``.
+    """
+
+    def __init__(
+        self,
+        num_agents: int,
+        obs_dim: int,
+        num_actions: int,
+        config: PopulationConfig,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        vital_columns: tuple[int, ...] = (),
+    ) -> None:
+        self.num_agents = num_agents
+        self.num_actions = num_actions
+        self.config = config
+        self.device = device
+        self.generator = generator
+        self.vital_columns = torch.tensor(vital_columns, dtype=torch.long, device=device)
+        self.runtime_registry = AgentRuntimeRegistry(num_agents, device)
+        self.reward_strategy = RewardStrategy(device)
+        self.q_net = q_network(obs_dim, num_actions, config.hidden_size).to(device)
+        self.target_net = copy.deepcopy(self.q_net)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.replay = ReplayBuffer(config.replay_capacity, obs_dim, device)
+        self.epsilon = config.epsilon_start
+        self.learn_steps = 0
+        self.runtime_registry.set_epsilon(self.epsilon)
+
+    def select_actions(self, observations: torch.Tensor) -> torch.Tensor:
+        """Epsilon-greedy actions for every agent, one batched forward pass."""
+        with torch.no_grad():
+            greedy = self.q_net(observations).argmax(dim=1)
+        n = observations.shape[0]
+        explore = torch.rand(n, device=self.device, generator=self.generator) < self.epsilon
+        random_actions = torch.randint(0, self.num_actions, (n,), device=self.device, generator=self.generator)
+        return torch.where(explore, random_actions, greedy)
+
+    def rewards_for(self, step: StepResult) -> torch.Tensor:
+        """Rewards of one step, against the baseline the registry holds."""
+        return self.reward_strategy.calculate_rewards(
+            step.step_counts, step.dones, self.runtime_registry.get_baseline_tensor()
+        )
+
+    def observe(
+        self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, step: StepResult
+    ) -> None:
+        """Store the transitions of agents that acted this step, then take one learning step once warmed up."""
+        acted = step.alive_before
+        learning_reward = rewards * self.config.reward_scale + self._shaping(observations, step)
+        self.replay.add(
+            observations[acted],
+            actions[acted],
+            learning_reward[acted],
+            step.observations[acted],
+            step.dones[acted],
+        )
+        if self.replay.size < max(self.config.learning_starts, self.config.batch_size):
+            return
+        self._learn()
+
+    def _shaping(self, observations: torch.Tensor, step: StepResult) -> torch.Tensor:
+        """Potential-based shaping ``w * (gamma * phi(s') - phi(s))``, phi = the lowest vital meter.
+
+        Shaping of this form leaves the optimal policy unchanged (Ng, Harada & Russell, 1999); it only gives
+        the learner a denser signal than the terminal survival-relative reward. Terminal states have phi = 0.
+        It is the learner's private business: telemetry reports the ``RewardStrategy`` reward alone.
+        """
+        if self.config.shaping_weight == 0.0 or self.vital_columns.numel() == 0:
+            return torch.zeros(observations.shape[0], device=self.device)
+        phi = observations[:, self.vital_columns].min(dim=1).values
+        phi_next = step.observations[:, self.vital_columns].min(dim=1).values * (~step.dones)
+        return self.config.shaping_weight * (self.config.gamma * phi_next - phi)
+
+    def _learn(self) -> None:
+        obs, actions, rewards, next_obs, dones = self.replay.sample(self.config.batch_size, self.generator)
+        with torch.no_grad():
+            next_q = self.target_net(next_obs).max(dim=1).values
+            target = rewards + self.config.gamma * (1.0 - dones) * next_q
+        q = self.q_net(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        loss = nn.functional.smooth_l1_loss(q, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.learn_steps += 1
+        if self.learn_steps % self.config.target_sync_steps == 0:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+
+    def end_episode(self) -> None:
+        """Decay epsilon (multiplicatively, floored) and publish it to the registry."""
+        self.epsilon = max(self.config.epsilon_end, self.epsilon * self.config.epsilon_decay)
+        self.runtime_registry.set_epsilon(self.epsilon)

@@ -1,0 +1,1 @@
+"""The training loop (``loop``) and clean Ctrl-C handling (``interrupt``)."""

@@ -1,0 +1,121 @@
+"""``Trainer``: the training loop, top to bottom.
+
+Per episode: reset the world and the registry's per-episode fields; step every agent together until all
+are done (act, step, reward against the registry's baseline, record, learn); snapshot the registry; decay
+epsilon; let the curriculum advance (which pushes a new baseline into the registry).
+"""
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from townlet.config import TownletConfig
+from townlet.curriculum.stages import Curriculum, StageChange
+from townlet.devices import resolve_device
+from townlet.environment.grid import VectorizedGridEnv
+from townlet.population.runtime_registry import RegistrySnapshot
+from townlet.population.vectorized import VectorizedPopulation
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeReport:
+    """What one finished episode looked like, in Python values (the registry snapshot included)."""
+
+    episode: int
+    steps: int
+    snapshot: RegistrySnapshot
+    stage_change: StageChange | None
+    duration_s: float
+
+    @property
+    def mean_survival(self) -> float:
+        return statistics.fmean(self.snapshot.survival_steps)
+
+    @property
+    def mean_baseline(self) -> float:
+        return statistics.fmean(self.snapshot.baseline_survival_steps)
+
+    @property
+    def epsilon(self) -> float:
+        return self.snapshot.epsilon[0]
+
+    @property
+    def stage(self) -> int:
+        return self.snapshot.curriculum_stage[0]
+
+
+class Trainer:
+    """Owns one training run's environment, population (with its registry) and curriculum."""
+
+    def __init__(self, config: TownletConfig, device: torch.device | None = None) -> None:
+        self.config = config
+        self.device = device if device is not None else resolve_device(config.training.device)
+        seed = config.training.seed
+        torch.manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        n = config.training.agents
+        self.env = VectorizedGridEnv(
+            n,
+            grid_size=config.environment.grid_size,
+            max_steps=config.environment.max_steps,
+            device=self.device,
+            generator=self.generator,
+        )
+        self.population = VectorizedPopulation(
+            n,
+            self.env.obs_dim,
+            self.env.num_actions,
+            config.population,
+            self.device,
+            self.generator,
+            vital_columns=self.env.vital_obs_columns,
+        )
+        self.registry = self.population.runtime_registry
+        self.curriculum = Curriculum(config.curriculum, config.environment.max_steps)
+        self.curriculum.apply(self.env, self.registry)
+
+    def run_episode(self, episode: int) -> EpisodeReport:
+        """Play one episode for every agent, learning as it goes."""
+        started = time.perf_counter()
+        obs = self.env.reset()
+        self.registry.begin_episode()
+        steps = 0
+        while not self.env.all_done:
+            actions = self.population.select_actions(obs)
+            step = self.env.step(actions)
+            rewards = self.population.rewards_for(step)
+            self.registry.record_step(step.step_counts, rewards, step.dones, step.death_cause, self.env.meters)
+            self.population.observe(obs, actions, rewards, step)
+            obs = step.observations
+            steps += 1
+        snapshot = self.registry.snapshot()
+        self.population.end_episode()
+        change = self.curriculum.end_episode(statistics.fmean(snapshot.survival_steps), self.env, self.registry)
+        return EpisodeReport(episode, steps, snapshot, change, time.perf_counter() - started)
+
+    def run(
+        self, episodes: int, *, first_episode: int = 1, stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[EpisodeReport]:
+        """Yield a report per episode; ``stop()`` is checked after each one (Ctrl-C stops cleanly there)."""
+        for episode in range(first_episode, first_episode + episodes):
+            yield self.run_episode(episode)
+            if stop():
+                return
+
+    def evaluate(self, episodes: int, *, epsilon: float) -> float:
+        """Mean survival over ``episodes`` played at a fixed epsilon without learning (1.0 = random policy)."""
+        saved = self.population.epsilon
+        self.population.epsilon = epsilon
+        survivals: list[float] = []
+        try:
+            for _ in range(episodes):
+                obs = self.env.reset()
+                while not self.env.all_done:
+                    obs = self.env.step(self.population.select_actions(obs)).observations
+                survivals.extend(self.env.step_counts.tolist())
+        finally:
+            self.population.epsilon = saved
+        return statistics.fmean(survivals)

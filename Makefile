@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_env.py
+	$(BIN)/python benchmarks/bench_payload.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,6 +7,7 @@ from typer.core import TyperGroup
 
 from townlet.errors import TelemetryError
 from townlet_cli.train import train
+from townlet_cli.watch import watch
 
 
 class TownletGroup(TyperGroup):
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(train)
+app.command()(watch)
 
 
 @app.callback()

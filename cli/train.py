@@ -1,5 +1,6 @@
 """``townlet-telemetry train``: run the trainer with a live progress bar and a summary."""
 
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,10 @@ def train(
         Path | None,
         typer.Option("--config", "-c", help="TOML file over the built-in defaults (see configs/default.toml)."),
     ] = None,
+    live: Annotated[
+        str | None,
+        typer.Option("--live", help="Serve each episode's envelope on a websocket, e.g. 127.0.0.1:8765."),
+    ] = None,
 ) -> None:
     """Train the agents, showing episode, mean survival, baseline, epsilon and curriculum stage.
 
@@ -29,18 +34,33 @@ def train(
 
     Ctrl-C stops cleanly after the current episode; press it twice to stop at once.
 
+    --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`).
+
+    A slow client never stalls training: its oldest queued envelopes are dropped and counted.
+
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
     settings = with_overrides(
         load_config(config), "training", episodes=episodes, agents=agents, seed=seed, device=device
     )
     from townlet.devices import resolve_device  # torch is imported only by commands that train
+    from townlet.telemetry.live import WebSocketBroadcaster, parse_address
+    from townlet.telemetry.payloads import hello_message
+    from townlet.telemetry.stream import EpisodePublisher
     from townlet.training.interrupt import StopAfterEpisode
     from townlet.training.loop import EpisodeReport, Trainer
 
     t = settings.training
     console = Console()
+    live_address = parse_address(live) if live is not None else None
     trainer = Trainer(settings, resolve_device(t.device))
+    run_id = uuid.uuid4().hex
+    broadcaster = None
+    if live_address is not None:
+        host, port = live_address
+        broadcaster = WebSocketBroadcaster(host, port, hello=hello_message(run_id, t.agents)).start()
+        console.print(f"live telemetry on {broadcaster.url} (watch with: townlet-telemetry watch {broadcaster.url})")
+    publisher = EpisodePublisher(run_id, [broadcaster] if broadcaster is not None else [])
     reports: list[EpisodeReport] = []
     columns = (
         TextColumn("[bold]episode"),
@@ -57,6 +77,7 @@ def train(
         task = progress.add_task("train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1)
         for report in trainer.run(t.episodes, stop=stop):
             reports.append(report)
+            publisher.publish_episode(report.episode, report.snapshot)
             if report.stage_change is not None:
                 change = report.stage_change
                 progress.console.print(
@@ -71,7 +92,13 @@ def train(
                 stage=report.stage,
             )
         stopped_early = stop.requested
+    publisher.close()
     _print_summary(console, reports, stopped_early)
+    if broadcaster is not None:
+        console.print(
+            f"live stream: {broadcaster.published} envelopes, {broadcaster.clients_served} client(s), "
+            f"{broadcaster.dropped} dropped for slow clients"
+        )
 
 
 def _print_summary(console: Console, reports: list, stopped_early: bool) -> None:

@@ -1,0 +1,132 @@
+"""The versioned DTO: carries its version, validates itself, serialises deterministically."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import finished_registry
+from townlet.telemetry.dto import (
+    CURRENT_DTO,
+    DEATH_CAUSES,
+    SCHEMA_VERSION,
+    AgentTelemetrySnapshotV1,
+    SnapshotValidationError,
+    TelemetryLeakError,
+)
+from townlet.telemetry.payloads import (
+    UnknownSchemaVersionError,
+    agents_from_envelope,
+    build_agent_payloads,
+    decode,
+    encode,
+    envelope_from_snapshots,
+    episode_envelope,
+)
+
+GOOD = dict(
+    agent_idx=0, episode=1, survival_steps=120, baseline_survival_steps=100.0, episode_reward=20.0, epsilon=0.1,
+    curriculum_stage=1, death_cause="energy", meter_energy=0.0, meter_hygiene=0.5, meter_satiation=1.0,
+    meter_money=0.25,
+)  # fmt: skip
+
+
+def test_dto_carries_its_schema_version_and_it_is_the_one_announced():
+    assert AgentTelemetrySnapshotV1.SCHEMA_VERSION == 1
+    assert CURRENT_DTO.SCHEMA_VERSION == SCHEMA_VERSION == 1
+    assert episode_envelope("r", 1, finished_registry(2).snapshot())["schema_version"] == SCHEMA_VERSION
+
+
+def test_to_dict_has_a_stable_key_order_and_round_trips():
+    dto = AgentTelemetrySnapshotV1(**GOOD)
+    assert list(dto.to_dict()) == [f.name for f in dataclasses.fields(dto)]
+    assert AgentTelemetrySnapshotV1.from_dict(dto.to_dict()) == dto
+
+
+def test_same_snapshot_gives_the_same_bytes():
+    snapshot = finished_registry(6).snapshot()
+    first = encode(episode_envelope("r", 2, snapshot))
+    assert encode(episode_envelope("r", 2, snapshot)) == first
+    assert first.startswith(b'{"agents":[{"agent_idx":0,')  # sorted keys, no whitespace
+    assert b" " not in first
+
+
+def test_bytes_are_identical_across_a_process_boundary():
+    code = (
+        "import sys; from tests.helpers import finished_registry; "
+        "from townlet.telemetry.payloads import encode, episode_envelope; "
+        "sys.stdout.buffer.write(encode(episode_envelope('r', 2, finished_registry(6).snapshot())))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+    assert other == encode(episode_envelope("r", 2, finished_registry(6).snapshot()))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("agent_idx", -1, SnapshotValidationError),
+        ("episode", 0, SnapshotValidationError),
+        ("survival_steps", 1.5, TelemetryLeakError),
+        ("baseline_survival_steps", -1.0, SnapshotValidationError),
+        ("baseline_survival_steps", 100, TelemetryLeakError),
+        ("episode_reward", float("nan"), TelemetryLeakError),
+        ("epsilon", 1.01, SnapshotValidationError),
+        ("curriculum_stage", 0, SnapshotValidationError),
+        ("curriculum_stage", True, TelemetryLeakError),
+        ("death_cause", "alive", SnapshotValidationError),
+        ("meter_money", 1.5, SnapshotValidationError),
+        ("meter_energy", float("-inf"), TelemetryLeakError),
+    ],
+)
+def test_dto_rejects_bad_values_naming_the_field(field, value, error):
+    with pytest.raises(error, match=field):
+        AgentTelemetrySnapshotV1(**{**GOOD, field: value})
+
+
+def test_from_dict_refuses_missing_and_unknown_keys():
+    data = AgentTelemetrySnapshotV1(**GOOD).to_dict()
+    with pytest.raises(SnapshotValidationError, match=r"missing \['epsilon'\], unknown \['eps'\]"):
+        AgentTelemetrySnapshotV1.from_dict({**{k: v for k, v in data.items() if k != "epsilon"}, "eps": 0.1})
+
+
+def test_decode_refuses_unknown_versions_with_one_line():
+    with pytest.raises(UnknownSchemaVersionError, match=r"schema_version 99 is not one this townlet reads \(1\)"):
+        decode(b'{"schema_version":99,"kind":"episode_snapshot"}')
+    with pytest.raises(UnknownSchemaVersionError, match="not JSON"):
+        decode(b"{nope")
+
+
+def test_column_builder_and_per_agent_dto_agree():
+    snapshot = finished_registry(5).snapshot()
+    rows = build_agent_payloads(snapshot, episode=4)
+    assert [AgentTelemetrySnapshotV1.from_dict(r).to_dict() for r in rows] == rows
+
+
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+snapshots = st.builds(
+    AgentTelemetrySnapshotV1,
+    agent_idx=st.integers(0, 10_000),
+    episode=st.integers(1, 10**9),
+    survival_steps=st.integers(0, 10**6),
+    baseline_survival_steps=st.floats(min_value=0.0, max_value=1e9, allow_nan=False),
+    episode_reward=st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    epsilon=unit,
+    curriculum_stage=st.integers(1, 100),
+    death_cause=st.sampled_from(sorted(DEATH_CAUSES)),
+    meter_energy=unit,
+    meter_hygiene=unit,
+    meter_satiation=unit,
+    meter_money=unit,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(snapshots, min_size=1, max_size=8))
+def test_envelope_bytes_round_trip_to_equal_dtos(dtos):
+    envelope = envelope_from_snapshots("run", 1, dtos)
+    data = encode(envelope)
+    assert agents_from_envelope(decode(data)) == dtos
+    assert encode(decode(data)) == data

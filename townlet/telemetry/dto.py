@@ -1,0 +1,191 @@
+"""Versioned per-agent snapshot DTOs and their field rules.
+
+``CURRENT_DTO`` is the one place that knows which schema version this code writes; ``DTO_BY_VERSION``
+lists every version it can still read. Each DTO's ``RULES`` say what a valid value of each field is, and the
+same rules check one instance (``__post_init__``) or whole columns at once (``validate_columns``).
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Any, ClassVar
+
+from townlet.environment.world import VITAL_METERS
+
+
+class SnapshotValidationError(ValueError):
+    """A DTO field holds a primitive of the right type but outside its range or choices."""
+
+
+class TelemetryLeakError(TypeError):
+    """A value that is not a finite JSON primitive (a tensor, a numpy scalar, NaN, Infinity) reached the boundary."""
+
+
+def type_name(value: object) -> str:
+    """``float``, ``torch.Tensor``, ``numpy.float64``: the qualified name of a value's type."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """What one DTO field accepts: an exact primitive type, and a closed range or a set of choices."""
+
+    kind: type
+    low: float = -math.inf
+    high: float = math.inf
+    choices: frozenset[str] | None = None
+
+    def check_column(self, name: str, column: Sequence[Any]) -> None:
+        """Check every value of one field; name the first bad one as ``agents[i].name``."""
+        if set(map(type, column)) - {self.kind}:
+            self._find(name, column, lambda v: type(v) is not self.kind)
+        if not column:
+            return
+        if self.choices is not None:
+            if not set(column) <= self.choices:
+                self._find(name, column, lambda v: v not in self.choices)
+            return
+        if self.kind is float:
+            try:
+                finite = math.isfinite(math.fsum(column))
+            except (OverflowError, ValueError):  # inf - inf, or a finite sum too large to hold
+                finite = False
+            if not finite:
+                self._find(name, column, lambda v: not math.isfinite(v))
+        if (self.low != -math.inf and min(column) < self.low) or (self.high != math.inf and max(column) > self.high):
+            self._find(name, column, lambda v: not self.low <= v <= self.high)
+
+    def _find(self, name: str, column: Sequence[Any], bad: Any) -> None:
+        for i, value in enumerate(column):
+            if bad(value):
+                self.check_value(f"agents[{i}].{name}", value)
+
+    def check_value(self, path: str, value: Any) -> None:
+        if type(value) is not self.kind:
+            raise TelemetryLeakError(f"{path}: {type_name(value)} (expected {self.kind.__name__})")
+        if self.choices is not None:
+            if value not in self.choices:
+                raise SnapshotValidationError(f"{path}: {value!r} is not one of {sorted(self.choices)}")
+            return
+        if self.kind is float and not math.isfinite(value):
+            raise TelemetryLeakError(f"{path}: non-finite float {value}")
+        if not self.low <= value <= self.high:
+            raise SnapshotValidationError(f"{path}: {value} is outside [{self.low}, {self.high}]")
+
+
+DEATH_CAUSES: frozenset[str] = frozenset((*VITAL_METERS, "timeout"))
+_METER = FieldRule(float, 0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTelemetrySnapshotV1:
+    """One agent's state at the end of one episode (schema version 1): Python scalars only.
+
+    Field order is the key order of ``to_dict()``; docs/telemetry_schema.md gives units and ranges.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    RULES: ClassVar[dict[str, FieldRule]] = {
+        "agent_idx": FieldRule(int, 0),
+        "episode": FieldRule(int, 1),
+        "survival_steps": FieldRule(int, 0),
+        "baseline_survival_steps": FieldRule(float, 0.0),
+        "episode_reward": FieldRule(float),
+        "epsilon": FieldRule(float, 0.0, 1.0),
+        "curriculum_stage": FieldRule(int, 1),
+        "death_cause": FieldRule(str, choices=DEATH_CAUSES),
+        "meter_energy": _METER,
+        "meter_hygiene": _METER,
+        "meter_satiation": _METER,
+        "meter_money": _METER,
+    }
+
+    agent_idx: int
+    episode: int
+    survival_steps: int
+    baseline_survival_steps: float
+    episode_reward: float
+    epsilon: float
+    curriculum_stage: int
+    death_cause: str
+    meter_energy: float
+    meter_hygiene: float
+    meter_satiation: float
+    meter_money: float
+
+    def __post_init__(self) -> None:
+        for name, rule in self.RULES.items():
+            rule.check_value(name, getattr(self, name))
+
+    @staticmethod
+    def row(
+        agent_idx: int,
+        episode: int,
+        survival_steps: int,
+        baseline_survival_steps: float,
+        episode_reward: float,
+        epsilon: float,
+        curriculum_stage: int,
+        death_cause: str,
+        meter_energy: float,
+        meter_hygiene: float,
+        meter_satiation: float,
+        meter_money: float,
+    ) -> dict[str, Any]:
+        """The V1 payload of one agent, keys in declaration order (written out: twice as fast as dict(zip))."""
+        return {
+            "agent_idx": agent_idx,
+            "episode": episode,
+            "survival_steps": survival_steps,
+            "baseline_survival_steps": baseline_survival_steps,
+            "episode_reward": episode_reward,
+            "epsilon": epsilon,
+            "curriculum_stage": curriculum_stage,
+            "death_cause": death_cause,
+            "meter_energy": meter_energy,
+            "meter_hygiene": meter_hygiene,
+            "meter_satiation": meter_satiation,
+            "meter_money": meter_money,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields in declaration order (a stable key order)."""
+        return self.row(*astuple(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AgentTelemetrySnapshotV1":
+        """Rebuild (and re-validate) a DTO from ``to_dict()`` output; unknown or missing keys are refused."""
+        expected = FIELD_NAMES[cls]
+        if set(data) != set(expected):
+            missing, extra = sorted(set(expected) - set(data)), sorted(set(data) - set(expected))
+            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} keys differ: missing {missing}, unknown {extra}")
+        return cls(**data)
+
+    @classmethod
+    def rows_from_columns(cls, columns: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+        """Validate whole columns with the same rules as one instance, then return one dict per agent.
+
+        The fast path of the payload builder: same checks, same key order as ``to_dict()``, no per-agent object.
+        """
+        names = FIELD_NAMES[cls]
+        if set(columns) != set(names):
+            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns differ from {names}: got {sorted(columns)}")
+        for name in names:
+            cls.RULES[name].check_column(name, columns[name])
+        lengths = {len(columns[n]) for n in names}
+        if len(lengths) > 1:
+            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns have different lengths {sorted(lengths)}")
+        return list(map(cls.row, *(columns[n] for n in names)))
+
+
+AgentTelemetrySnapshot = AgentTelemetrySnapshotV1
+
+#: Every DTO class this code can read, by schema version.
+DTO_BY_VERSION: dict[int, type[AgentTelemetrySnapshot]] = {1: AgentTelemetrySnapshotV1}
+
+#: The DTO this code writes. Its ``SCHEMA_VERSION`` is the version announced everywhere.
+CURRENT_DTO: type[AgentTelemetrySnapshot] = AgentTelemetrySnapshotV1
+SCHEMA_VERSION: int = CURRENT_DTO.SCHEMA_VERSION
+
+FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in DTO_BY_VERSION.values()}

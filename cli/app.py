@@ -6,6 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from townlet.errors import TelemetryError
+from townlet_cli import db
 from townlet_cli.train import train
 from townlet_cli.watch import watch
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command()(watch)
+app.add_typer(db.app, name="db")
 
 
 @app.callback()

@@ -1,8 +1,7 @@
 """``townlet-telemetry train``: run the trainer with a live progress bar and a summary."""
 
-import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -10,6 +9,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from townlet.config import load_config, with_overrides
+from townlet.telemetry.live import parse_address
+from townlet_cli.options import DEFAULT, DbOption
+
+if TYPE_CHECKING:
+    from townlet.training.loop import EpisodeReport
+    from townlet.training.session import SessionResult
 
 
 def train(
@@ -22,6 +27,10 @@ def train(
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="TOML file over the built-in defaults (see configs/default.toml)."),
+    ] = None,
+    db: DbOption = DEFAULT,
+    resume: Annotated[
+        int | None, typer.Option("--resume", help="Continue run RUN (crashed or finished) after its last episode.")
     ] = None,
     live: Annotated[
         str | None,
@@ -38,30 +47,34 @@ def train(
 
     A slow client never stalls training: its oldest queued envelopes are dropped and counted.
 
+    Every episode is written to --db; a new database is created, an older one must be upgraded first.
+
+    --resume RUN continues a stopped run, numbering episodes after its last committed one.
+
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
     settings = with_overrides(
         load_config(config), "training", episodes=episodes, agents=agents, seed=seed, device=device
     )
-    from townlet.devices import resolve_device  # torch is imported only by commands that train
-    from townlet.telemetry.live import WebSocketBroadcaster, parse_address
-    from townlet.telemetry.payloads import hello_message
-    from townlet.telemetry.stream import EpisodePublisher
-    from townlet.training.interrupt import StopAfterEpisode
-    from townlet.training.loop import EpisodeReport, Trainer
-
-    t = settings.training
-    console = Console()
     live_address = parse_address(live) if live is not None else None
-    trainer = Trainer(settings, resolve_device(t.device))
-    run_id = uuid.uuid4().hex
-    broadcaster = None
-    if live_address is not None:
-        host, port = live_address
-        broadcaster = WebSocketBroadcaster(host, port, hello=hello_message(run_id, t.agents)).start()
-        console.print(f"live telemetry on {broadcaster.url} (watch with: townlet-telemetry watch {broadcaster.url})")
-    publisher = EpisodePublisher(run_id, [broadcaster] if broadcaster is not None else [])
-    reports: list[EpisodeReport] = []
+    from townlet.training.interrupt import StopAfterEpisode  # torch is imported only by commands that train
+    from townlet.training.session import TrainingSession
+
+    console = Console()
+    session = TrainingSession(
+        settings,
+        db=db,
+        live=live_address,
+        resume=resume,
+        on_live_start=lambda url: console.print(f"live telemetry on {url} (watch with: townlet-telemetry watch {url})"),
+    )
+    t = session.config.training
+    first = session.result.first_episode
+    verb = f"resuming run {session.result.run} at episode {first}:" if resume is not None else "training"
+    console.print(
+        f"{verb} {t.agents} agents for {t.episodes} episodes on {session.trainer.device} (seed {t.seed}), "
+        f"run {session.result.run} in {session.store.label}"
+    )
     columns = (
         TextColumn("[bold]episode"),
         MofNCompleteColumn(),
@@ -72,12 +85,10 @@ def train(
         TextColumn("stage {task.fields[stage]}"),
         TimeElapsedColumn(),
     )
-    console.print(f"training {t.agents} agents for {t.episodes} episodes on {trainer.device} (seed {t.seed})")
     with StopAfterEpisode() as stop, Progress(*columns, console=console) as progress:
         task = progress.add_task("train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1)
-        for report in trainer.run(t.episodes, stop=stop):
-            reports.append(report)
-            publisher.publish_episode(report.episode, report.snapshot)
+
+        def on_episode(report: "EpisodeReport") -> None:
             if report.stage_change is not None:
                 change = report.stage_change
                 progress.console.print(
@@ -91,22 +102,19 @@ def train(
                 epsilon=report.epsilon,
                 stage=report.stage,
             )
-        stopped_early = stop.requested
-    publisher.close()
-    _print_summary(console, reports, stopped_early)
-    if broadcaster is not None:
-        console.print(
-            f"live stream: {broadcaster.published} envelopes, {broadcaster.clients_served} client(s), "
-            f"{broadcaster.dropped} dropped for slow clients"
-        )
+
+        result = session.run(stop=stop, on_episode=on_episode)
+    _print_summary(console, result)
 
 
-def _print_summary(console: Console, reports: list, stopped_early: bool) -> None:
+def _print_summary(console: Console, result: "SessionResult") -> None:
+    reports = result.reports
     if not reports:
-        console.print("no episode finished")
+        console.print(f"no episode finished; run {result.run} marked {result.status}")
         return
     first, last = reports[0], reports[-1]
-    table = Table(title="training summary" + (" (stopped by Ctrl-C)" if stopped_early else ""))
+    stopped = " (stopped by Ctrl-C)" if result.status == "crashed" else ""
+    table = Table(title=f"training summary{stopped}")
     table.add_column("")
     table.add_column("first episode", justify="right")
     table.add_column("last episode", justify="right")
@@ -116,4 +124,13 @@ def _print_summary(console: Console, reports: list, stopped_early: bool) -> None
     table.add_row("epsilon", f"{first.epsilon:.3f}", f"{last.epsilon:.3f}")
     table.add_row("stage", str(first.stage), str(last.stage))
     console.print(table)
+    console.print(
+        f"run {result.run} {result.status}: {result.written} episodes written, "
+        f"writer blocked training {result.writer_blocked_s:.2f}s"
+    )
+    if result.live_published:
+        console.print(
+            f"live stream: {result.live_published} envelopes, {result.live_clients} client(s), "
+            f"{result.live_dropped} dropped for slow clients"
+        )
     console.print(f"{len(reports)} episodes in {sum(r.duration_s for r in reports):.1f}s")

@@ -1,7 +1,12 @@
-"""Shared fixtures: the device lane (cpu always, cuda where present)."""
+"""Shared fixtures: the device lane (cpu always, cuda where present) and the database backends."""
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from tests.postgres_server import new_database, postgres_server
 
 DEVICES = [
     "cpu",
@@ -12,3 +17,21 @@ DEVICES = [
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> torch.device:
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> Iterator[str]:
+    """One real PostgreSQL server for the whole test run."""
+    with postgres_server() as url:
+        yield url
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend: a new SQLite file, or a new database on the test server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "townlet.db")
+    return new_database(request.getfixturevalue("postgres_base_url"))

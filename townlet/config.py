@@ -116,6 +116,11 @@ def load_config(path: Path | str | None = None) -> TownletConfig:
     return validate(_build(TownletConfig, raw, where=str(path)))
 
 
+def config_from_mapping(raw: dict[str, Any], *, where: str) -> TownletConfig:
+    """A config from an already-parsed mapping (e.g. the one stored with a run), validated like a file."""
+    return validate(_build(TownletConfig, raw, where=where))
+
+
 def with_overrides(config: TownletConfig, section: str, **values: Any) -> TownletConfig:
     """Replace the given (non-None) keys of one section, re-validating the result."""
     chosen = {k: v for k, v in values.items() if v is not None}

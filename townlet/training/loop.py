@@ -50,7 +50,7 @@ class EpisodeReport:
 class Trainer:
     """Owns one training run's environment, population (with its registry) and curriculum."""
 
-    def __init__(self, config: TownletConfig, device: torch.device | None = None) -> None:
+    def __init__(self, config: TownletConfig, device: torch.device | None = None, *, stage: int = 1) -> None:
         self.config = config
         self.device = device if device is not None else resolve_device(config.training.device)
         seed = config.training.seed
@@ -74,7 +74,7 @@ class Trainer:
             vital_columns=self.env.vital_obs_columns,
         )
         self.registry = self.population.runtime_registry
-        self.curriculum = Curriculum(config.curriculum, config.environment.max_steps)
+        self.curriculum = Curriculum(config.curriculum, config.environment.max_steps, stage=stage)
         self.curriculum.apply(self.env, self.registry)
 
     def run_episode(self, episode: int) -> EpisodeReport:

@@ -1,0 +1,65 @@
+"""Alembic environment for townlet.
+
+From code (``townlet-telemetry db ...``, the trainer, the tests) the caller's open connection arrives in
+``config.attributes["connection"]`` and is reused. From a checkout (``alembic upgrade head``) the database is
+``-x db=PATH_OR_URL``, else ``$TOWNLET_DB``, else ``./townlet.db``.
+"""
+
+from alembic import context
+from sqlalchemy import Connection, Engine
+
+from townlet.persistence.engine import database_url, default_db, make_engine
+from townlet.persistence.migrate import VERSION_TABLE
+from townlet.persistence.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(**kwargs: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=True,
+        compare_type=True,
+        **kwargs,
+    )
+
+
+def _database() -> str:
+    return context.get_x_argument(as_dictionary=True).get("db") or default_db()
+
+
+def run_migrations_offline() -> None:
+    _configure(url=database_url(_database()), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):  # townlet's own code: reuse its connection and transaction
+        _run(connectable)
+        return
+    if isinstance(connectable, Engine):  # e.g. pytest-alembic hands over an engine
+        with connectable.begin() as connection:
+            _run(connection)
+        return
+    engine = make_engine(database_url(_database()), read_only=False)
+    try:
+        with engine.begin() as connection:
+            _run(connection)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,40 @@
+"""Migrations: pytest-alembic's built-in checks on SQLite and PostgreSQL, and the schema_version map."""
+
+from pathlib import Path
+
+import pytest
+from pytest_alembic.tests import (  # noqa: F401  (collected as tests here)
+    test_model_definitions_match_ddl,
+    test_single_head_revision,
+    test_up_down_consistency,
+    test_upgrade,
+)
+
+from townlet.persistence import migrate
+from townlet.persistence.engine import database_url, make_engine
+from townlet.telemetry.dto import DTO_BY_VERSION, SCHEMA_VERSION
+
+
+@pytest.fixture
+def alembic_config() -> dict[str, str]:
+    return {"script_location": str(migrate.SCRIPT_LOCATION)}
+
+
+@pytest.fixture
+def alembic_engine(db_url: str):
+    engine = make_engine(database_url(db_url), read_only=False)
+    yield engine
+    engine.dispose()
+
+
+def test_every_revision_has_a_schema_version_and_back():
+    revisions = migrate.script_revisions()
+    assert sorted(migrate.REVISION_BY_SCHEMA.values()) == sorted(revisions)
+    assert set(migrate.REVISION_BY_SCHEMA) == set(DTO_BY_VERSION)
+    assert migrate.HEAD_REVISION == revisions[-1] == migrate.REVISION_BY_SCHEMA[SCHEMA_VERSION]
+
+
+def test_migrations_ship_inside_the_package():
+    assert (migrate.SCRIPT_LOCATION / "env.py").is_file()
+    assert (migrate.SCRIPT_LOCATION / "script.py.mako").is_file()
+    assert Path(__file__).resolve().parents[2] / "migrations" == migrate.SCRIPT_LOCATION

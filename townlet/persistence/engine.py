@@ -1,0 +1,101 @@
+"""Turning ``--db`` (a path or any SQLAlchemy URL) into an engine with the right settings.
+
+SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout``, foreign keys on, and every write transaction
+``BEGIN IMMEDIATE`` (so concurrent writers queue on the busy timeout instead of failing on a lock upgrade,
+and DDL is transactional). Reading opens the file with ``mode=ro``: it never creates or changes it.
+"""
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+from townlet.persistence.errors import DatabaseNotFound, DatabaseUnavailable
+
+DEFAULT_DB = "townlet.db"
+DB_ENV_VAR = "TOWNLET_DB"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_db() -> str:
+    """``$TOWNLET_DB`` when set, else ``./townlet.db``."""
+    return os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+
+
+def database_url(db: str) -> URL:
+    """A path becomes a SQLite URL; anything with ``://`` must be a SQLAlchemy URL."""
+    if "://" not in db:
+        return URL.create("sqlite+pysqlite", database=str(Path(db).expanduser()))
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"{db!r} is not a database URL: pass a file path or e.g. postgresql+psycopg://user@host/dbname"
+        ) from None
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def describe(url: URL) -> str:
+    """How to name this database to the user (no password), as they would pass it to ``--db``."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def make_engine(url: URL, *, read_only: bool) -> Engine:
+    """An engine for ``url``; ``read_only`` engines never create, write or migrate anything."""
+    if is_sqlite(url):
+        return _sqlite_engine(url, read_only=read_only)
+    connect_args: dict[str, Any] = {}
+    if read_only and url.get_backend_name() == "postgresql":
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    try:
+        return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    except Exception as exc:  # a missing driver, a malformed URL: name the URL and the reason, once
+        raise DatabaseUnavailable(f"cannot use database {describe(url)} ({exc})") from None
+
+
+def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        raise DatabaseUnavailable("an in-memory SQLite database cannot hold telemetry: pass a file path to --db")
+    path = Path(database)
+    if read_only and not path.exists():
+        raise DatabaseNotFound(f"no database at {path}: train first (townlet-telemetry train --db {path}) or fix --db")
+    if path.is_dir():
+        raise DatabaseUnavailable(f"{path} is a directory: pass a database file to --db")
+
+    def connect() -> sqlite3.Connection:
+        if read_only:
+            return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        return sqlite3.connect(path, check_same_thread=False)
+
+    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

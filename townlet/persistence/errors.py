@@ -1,0 +1,35 @@
+"""Database errors a user can fix; each message names the fix (the CLI prints it in one line, exit code 2)."""
+
+from townlet.errors import TelemetryError
+
+
+class DatabaseError(TelemetryError):
+    """Base of every persistence error the user can act on."""
+
+
+class DatabaseNotFound(DatabaseError):
+    """A reading command was pointed at a database that does not exist (and must not create it)."""
+
+
+class NotATownletDatabase(DatabaseError):
+    """The file or server holds something that is not a townlet database."""
+
+
+class DatabaseTooOld(DatabaseError):
+    """The database's schema is older than this code: ``db upgrade`` fixes it."""
+
+
+class DatabaseTooNew(DatabaseError):
+    """The database's schema is newer than this code: upgrading townlet fixes it."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be opened or written (bad URL, permissions, server down)."""
+
+
+class RunNotFound(DatabaseError):
+    """No run with the requested id."""
+
+
+class EpisodeNotFound(DatabaseError):
+    """No episode with the requested number in the run."""

@@ -1,0 +1,91 @@
+"""SQLAlchemy 2.x typed tables: runs, episodes, and one typed row per agent per episode.
+
+``agent_snapshots`` has one column per DTO field (audits are SQL); the agent's episode number comes from
+``episodes`` through ``episode_pk``. Indexes serve the CLI's queries: the primary key
+``(episode_pk, agent_idx)`` finds one episode's agents; ``uq_episodes_run_id_episode`` plus that key finds
+one agent across the episodes of a run.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, Double, ForeignKey, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("running", "finished", "crashed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names every constraint (so Alembic can alter them on SQLite too)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RunRow(Base):
+    """One ``train`` invocation (and its resumptions)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'finished', 'crashed')", name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_uuid: Mapped[str] = mapped_column(String(32), unique=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    seed: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    num_agents: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    code_version: Mapped[str] = mapped_column(String(32))
+    schema_version: Mapped[int] = mapped_column(Integer)
+
+
+class EpisodeRow(Base):
+    """One finished episode of a run; written in the same transaction as all its agents."""
+
+    __tablename__ = "episodes"
+    __table_args__ = (UniqueConstraint("run_id", "episode"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    episode: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    curriculum_stage: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgentSnapshotRow(Base):
+    """One agent's ``AgentTelemetrySnapshotV1`` fields at the end of one episode, one typed column each."""
+
+    __tablename__ = "agent_snapshots"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    episode_pk: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    agent_idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    survival_steps: Mapped[int] = mapped_column(Integer)
+    baseline_survival_steps: Mapped[float] = mapped_column(Double)
+    episode_reward: Mapped[float] = mapped_column(Double)
+    epsilon: Mapped[float] = mapped_column(Double)
+    curriculum_stage: Mapped[int] = mapped_column(Integer)
+    death_cause: Mapped[str] = mapped_column(String(16))
+    meter_energy: Mapped[float] = mapped_column(Double)
+    meter_hygiene: Mapped[float] = mapped_column(Double)
+    meter_satiation: Mapped[float] = mapped_column(Double)
+    meter_money: Mapped[float] = mapped_column(Double)
+
+
+#: DTO fields stored per agent row, in table column order (``episode`` lives in ``episodes``).
+AGENT_FIELDS: tuple[str, ...] = tuple(
+    c.name for c in AgentSnapshotRow.__table__.columns if c.name not in ("episode_pk", "schema_version")
+)

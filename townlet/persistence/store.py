@@ -1,0 +1,240 @@
+"""``TelemetryStore``: runs, episodes and agent rows in and out of the database, one transaction each."""
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from townlet import __version__
+from townlet.persistence import migrate
+from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine
+from townlet.persistence.errors import (
+    DatabaseUnavailable,
+    EpisodeNotFound,
+    NotATownletDatabase,
+    RunNotFound,
+)
+from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, EpisodeRow, RunRow
+from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES, SCHEMA_VERSION, AgentTelemetrySnapshot
+
+RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeMeta:
+    """What the ``episodes`` table holds about one episode besides its agents."""
+
+    episode: int
+    steps: int
+    curriculum_stage: int
+    duration_s: float
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One ``runs`` row as Python values."""
+
+    id: int
+    run_uuid: str
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    seed: int
+    device: str
+    num_agents: int
+    config: dict[str, Any]
+    code_version: str
+    schema_version: int
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TelemetryStore:
+    """Owns one engine on one database, already checked to be at this code's schema revision.
+
+    ``open(db, write=True)`` creates the schema in a brand-new database and refuses an existing one that is
+    older or newer; ``write=False`` never creates, migrates or writes anything.
+    """
+
+    def __init__(self, engine: Engine, url: URL, *, writable: bool) -> None:
+        self.engine = engine
+        self.url = url
+        self.label = describe(url)
+        self.writable = writable
+        self.created = False
+        self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
+        self._agent_row = itemgetter(*AGENT_FIELDS)
+
+    @property
+    def db_flag(self) -> str:
+        return f"--db {self.label}"
+
+    @classmethod
+    def open(cls, db: str, *, write: bool) -> "TelemetryStore":
+        url = database_url(db)
+        store = cls(make_engine(url, read_only=not write), url, writable=write)
+        try:
+            with store.transaction() as connection:
+                if write:
+                    store.created = migrate.prepare_for_writing(connection, store.label, db_flag=store.db_flag)
+                else:
+                    migrate.require_current(connection, store.label, db_flag=store.db_flag)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_unchecked(cls, db: str, *, write: bool) -> "TelemetryStore":
+        """For ``db`` commands that inspect or migrate a database whatever its revision."""
+        url = database_url(db)
+        return cls(make_engine(url, read_only=not write), url, writable=write)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "TelemetryStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; driver errors become one-line ``DatabaseError``s naming the database."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except DBAPIError as exc:
+            raise _explain(exc, self.label) from exc
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def create_run(self, *, run_uuid: str, seed: int, device: str, num_agents: int, config: dict[str, Any]) -> int:
+        with self.transaction() as c:
+            return c.execute(
+                insert(RUNS).returning(RUNS.c.id),
+                {
+                    "run_uuid": run_uuid,
+                    "started_at": now(),
+                    "ended_at": None,
+                    "status": "running",
+                    "seed": seed,
+                    "device": device,
+                    "num_agents": num_agents,
+                    "config": config,
+                    "code_version": __version__,
+                    "schema_version": SCHEMA_VERSION,
+                },
+            ).scalar_one()
+
+    def set_run_status(self, run: int, status: str) -> None:
+        ended = None if status == "running" else now()
+        with self.transaction() as c:
+            c.execute(update(RUNS).where(RUNS.c.id == run).values(status=status, ended_at=ended))
+
+    def get_run(self, run: int) -> RunInfo:
+        with self.transaction() as c:
+            row = c.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one_or_none()
+        if row is None:
+            raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
+        return RunInfo(**row)
+
+    def last_episode(self, run: int) -> tuple[int, int] | None:
+        """(episode number, curriculum stage) of the run's last committed episode, or None."""
+        with self.transaction() as c:
+            row = c.execute(
+                select(EPISODES.c.episode, EPISODES.c.curriculum_stage)
+                .where(EPISODES.c.run_id == run)
+                .order_by(EPISODES.c.episode.desc())
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else (row.episode, row.curriculum_stage)
+
+    # -- episodes -------------------------------------------------------------------------------
+
+    def write_episode(
+        self,
+        run: int,
+        episode: EpisodeMeta,
+        snapshots: Sequence[dict[str, Any]],
+        schema_version: int = SCHEMA_VERSION,
+    ) -> None:
+        """Write one episode and all its agents (DTO dicts) in one transaction: whole or not at all."""
+        with self.transaction() as c:
+            episode_pk = c.execute(
+                insert(EPISODES).returning(EPISODES.c.id),
+                {
+                    "run_id": run,
+                    "episode": episode.episode,
+                    "steps": episode.steps,
+                    "curriculum_stage": episode.curriculum_stage,
+                    "duration_s": episode.duration_s,
+                    "started_at": episode.started_at,
+                    "finished_at": episode.finished_at,
+                },
+            ).scalar_one()
+            if not snapshots:
+                return
+            if self._agent_insert_sql is not None:
+                head = (episode_pk, schema_version)
+                rows = [head + self._agent_row(agent) for agent in snapshots]
+                c.exec_driver_sql(self._agent_insert_sql, rows)
+            else:
+                extra = {"episode_pk": episode_pk, "schema_version": schema_version}
+                c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
+
+    def read_episode_agents(self, run: int, episode: int) -> list[AgentTelemetrySnapshot]:
+        """One episode's agents rebuilt as DTOs of the schema version each row was written under."""
+        with self.transaction() as c:
+            pk = c.execute(
+                select(EPISODES.c.id).where(EPISODES.c.run_id == run, EPISODES.c.episode == episode)
+            ).scalar_one_or_none()
+            if pk is None:
+                raise EpisodeNotFound(f"run {run} has no episode {episode} in {self.label}")
+            rows = (
+                c.execute(select(AGENTS).where(AGENTS.c.episode_pk == pk).order_by(AGENTS.c.agent_idx)).mappings().all()
+            )
+        return [dto_from_row(row, episode) for row in rows]
+
+    def count_rows(self) -> dict[str, int]:
+        with self.transaction() as c:
+            return {
+                t.name: c.execute(select(func.count()).select_from(t)).scalar_one() for t in (RUNS, EPISODES, AGENTS)
+            }
+
+
+def dto_from_row(row: Any, episode: int) -> AgentTelemetrySnapshot:
+    """Rebuild the DTO of the row's own schema version (validated again on the way out)."""
+    cls = DTO_BY_VERSION[row["schema_version"]]
+    values = {name: (episode if name == "episode" else row[name]) for name in FIELD_NAMES[cls]}
+    return cls(**values)
+
+
+def _positional_insert(table: Any) -> str:
+    columns = ["episode_pk", "schema_version", *AGENT_FIELDS]
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+def _explain(exc: DBAPIError, label: str) -> Exception:
+    """Turn a driver error into the one-line error a user can act on."""
+    original = exc.orig
+    message = str(original).strip().splitlines()[0] if original is not None else str(exc)
+    if isinstance(original, sqlite3.DatabaseError) and "file is not a database" in message:
+        return NotATownletDatabase(f"{label} is not a SQLite database ({message}): point --db at a townlet database")
+    if "readonly database" in message or "read-only" in message:
+        return DatabaseUnavailable(f"cannot write {label} ({message}): check the file's permissions or --db")
+    if isinstance(exc, OperationalError):
+        return DatabaseUnavailable(f"cannot use database {label} ({message}): check --db and that it is reachable")
+    return exc

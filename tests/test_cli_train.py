@@ -14,10 +14,16 @@ from townlet_cli.app import app
 runner = CliRunner()
 
 
-def test_train_runs_and_prints_a_summary():
+@pytest.fixture(autouse=True)
+def _database_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOWNLET_DB", str(tmp_path / "townlet.db"))
+
+
+def test_train_runs_and_prints_a_summary(tmp_path):
     result = runner.invoke(app, ["train", "--episodes", "2", "--agents", "3", "--seed", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "training 3 agents for 2 episodes on cpu (seed 1)" in result.stdout
+    assert "training 3 agents for 2 episodes on cpu (seed 1), run 1 in " in result.stdout
+    assert "run 1 finished: 2 episodes written" in result.stdout
     assert "training summary" in result.stdout
     assert "2 episodes in" in result.stdout
 

@@ -86,6 +86,11 @@ def test_dto_rejects_bad_values_naming_the_field(field, value, error):
         AgentTelemetrySnapshotV1(**{**GOOD, field: value})
 
 
+def test_negative_zero_becomes_zero():
+    dto = AgentTelemetrySnapshotV1(**{**GOOD, "episode_reward": -0.0, "meter_energy": -0.0})
+    assert str(dto.episode_reward) == str(dto.meter_energy) == "0.0"
+
+
 def test_from_dict_refuses_missing_and_unknown_keys():
     data = AgentTelemetrySnapshotV1(**GOOD).to_dict()
     with pytest.raises(SnapshotValidationError, match=r"missing \['epsilon'\], unknown \['eps'\]"):

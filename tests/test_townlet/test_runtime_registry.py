@@ -183,3 +183,17 @@ def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():
     assert snap.episode_reward == [0.0, 0.0]
     assert snap.death_cause == ["alive", "alive"]
     assert snap.baseline_survival_steps == [50.0, 50.0]
+
+
+def test_snapshot_never_carries_negative_zero():
+    registry = AgentRuntimeRegistry(2)
+    registry.record_step(
+        torch.tensor([1, 1]),
+        torch.tensor([-0.0, 0.0]),
+        torch.tensor([True, True]),
+        torch.tensor([0, 0]),
+        torch.full((2, len(METERS)), -0.0),
+    )
+    snap = registry.snapshot()
+    for value in [*snap.episode_reward, *(v for row in snap.meters for v in row)]:
+        assert str(value) == "0.0"

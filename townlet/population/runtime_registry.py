@@ -106,15 +106,18 @@ class AgentRuntimeRegistry:
     # -- snapshots: the only way out as Python values -------------------------------------------
 
     def snapshot(self) -> RegistrySnapshot:
-        """Every agent's state as Python lists: exactly one ``.tolist()`` per field."""
+        """Every agent's state as Python lists: exactly one ``.tolist()`` per field.
+
+        Float fields are ``+ 0.0`` first, which turns any negative zero into 0.0 (telemetry has no -0.0).
+        """
         return RegistrySnapshot(
-            baseline_survival_steps=self._baseline.tolist(),
+            baseline_survival_steps=(self._baseline + 0.0).tolist(),
             survival_steps=self._survival_steps.tolist(),
             curriculum_stage=self._stage.tolist(),
-            epsilon=self._epsilon.tolist(),
-            episode_reward=self._episode_reward.tolist(),
+            epsilon=(self._epsilon + 0.0).tolist(),
+            episode_reward=(self._episode_reward + 0.0).tolist(),
             death_cause=list(map(_CAUSE_NAMES.__getitem__, self._death_cause.tolist())),
-            meters=self._meters.tolist(),
+            meters=(self._meters + 0.0).tolist(),
             meter_names=METERS,
         )
 

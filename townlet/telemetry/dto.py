@@ -116,7 +116,10 @@ class AgentTelemetrySnapshotV1:
 
     def __post_init__(self) -> None:
         for name, rule in self.RULES.items():
-            rule.check_value(name, getattr(self, name))
+            value = getattr(self, name)
+            rule.check_value(name, value)
+            if value == 0.0 and type(value) is float:
+                object.__setattr__(self, name, 0.0)  # no negative zero: SQLite cannot keep its sign
 
     @staticmethod
     def row(

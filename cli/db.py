@@ -3,11 +3,11 @@
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from townlet.persistence import migrate
 from townlet.persistence.errors import DatabaseTooNew
 from townlet.persistence.store import TelemetryStore
+from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
 app = typer.Typer(
@@ -17,7 +17,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 
 
 def _describe(revision: str) -> str:
@@ -48,6 +48,7 @@ def upgrade(
             )
         migrate.upgrade(connection, to)
         after = migrate.database_revision(connection, store.label)
+    store.use_wal()
     if before == after:
         console.print(f"{store.label} is already at {_describe(after)}")
     else:

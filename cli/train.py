@@ -10,6 +10,7 @@ from rich.table import Table
 
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.live import parse_address
+from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def train(
     from townlet.training.interrupt import StopAfterEpisode  # torch is imported only by commands that train
     from townlet.training.session import TrainingSession
 
-    console = Console()
+    console = make_console()
     session = TrainingSession(
         settings,
         db=db,

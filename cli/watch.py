@@ -3,13 +3,13 @@
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from townlet.errors import TelemetryError
 from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
+from townlet_cli.console import make_console
 
 HIDDEN = ("agent_idx", "episode")
 SHORT = {
@@ -68,7 +68,7 @@ def watch(
     from websockets.exceptions import ConnectionClosed, InvalidURI
     from websockets.sync.client import connect
 
-    console = Console()
+    console = make_console()
     seen = 0
     try:
         connection = connect(url, open_timeout=5, compression=None, max_size=None)

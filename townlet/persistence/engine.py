@@ -1,8 +1,9 @@
 """Turning ``--db`` (a path or any SQLAlchemy URL) into an engine with the right settings.
 
-SQLite: WAL, ``synchronous=NORMAL``, ``busy_timeout``, foreign keys on, and every write transaction
-``BEGIN IMMEDIATE`` (so concurrent writers queue on the busy timeout instead of failing on a lock upgrade,
-and DDL is transactional). Reading opens the file with ``mode=ro``: it never creates or changes it.
+SQLite: WAL (switched on by the store once the file is known to be townlet's), ``synchronous=NORMAL``,
+``busy_timeout``, foreign keys on, and every write transaction ``BEGIN IMMEDIATE`` (so concurrent writers
+queue on the busy timeout instead of failing on a lock upgrade, and DDL is transactional). Reading opens
+the file with ``mode=ro``: it never creates or changes it.
 """
 
 import os
@@ -89,8 +90,7 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        if not read_only:
-            cursor.execute("PRAGMA journal_mode = WAL")
+        if not read_only:  # WAL itself is switched on once the file is known to be ours (TelemetryStore)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 

@@ -90,10 +90,22 @@ class TelemetryStore:
                     store.created = migrate.prepare_for_writing(connection, store.label, db_flag=store.db_flag)
                 else:
                     migrate.require_current(connection, store.label, db_flag=store.db_flag)
+            if write:
+                store.use_wal()
         except BaseException:
             store.close()
             raise
         return store
+
+    def use_wal(self) -> None:
+        """Put a SQLite database (known to be townlet's) in WAL mode; it stays so. No-op elsewhere."""
+        if not is_sqlite(self.url):
+            return
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA journal_mode = WAL").close()  # outside any transaction
+        finally:
+            raw.close()
 
     @classmethod
     def open_unchecked(cls, db: str, *, write: bool) -> "TelemetryStore":

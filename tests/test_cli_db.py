@@ -1,0 +1,189 @@
+"""``townlet-telemetry db ...`` and the revision check every command runs, through the CLI runner."""
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from townlet.persistence import migrate
+from townlet_cli.app import app
+
+runner = CliRunner()
+TRAIN = ["train", "--episodes", "2", "--agents", "2", "--device", "cpu"]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A database written by a short real training run (copied per test before use)."""
+    path = tmp_path_factory.mktemp("trained") / "townlet.db"
+    result = runner.invoke(app, [*TRAIN, "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture
+def db(trained, tmp_path) -> Path:
+    copy = tmp_path / "townlet.db"
+    shutil.copy(trained, copy)
+    return copy
+
+
+def one_line_error(result, starts: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {starts}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_current_and_check_on_a_trained_database(db):
+    before = digest(db)
+    current = runner.invoke(app, ["db", "current", "--db", str(db)])
+    assert current.exit_code == 0
+    assert "revision 0001 (schema 1), up to date" in current.stdout
+    check = runner.invoke(app, ["db", "check", "--db", str(db)])
+    assert check.exit_code == 0
+    assert "models and migrations agree" in check.stdout
+    assert digest(db) == before
+
+
+def test_db_option_reads_townlet_db_from_the_environment(db):
+    result = runner.invoke(app, ["db", "current"], env={"TOWNLET_DB": str(db)})
+    assert result.exit_code == 0
+    assert str(db) in result.stdout
+
+
+def test_upgrade_creates_a_new_database_and_is_idempotent(tmp_path):
+    path = tmp_path / "new.db"
+    first = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
+    assert first.exit_code == 0, first.output
+    assert "from empty (no schema yet) to revision 0001 (schema 1)" in first.stdout
+    second = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
+    assert "already at revision 0001" in second.stdout
+
+
+def test_downgrade_to_base_and_upgrade_again(tmp_path):
+    path = tmp_path / "t.db"
+    runner.invoke(app, ["db", "upgrade", "--db", str(path)])
+    down = runner.invoke(app, ["db", "downgrade", "base", "--db", str(path)])
+    assert down.exit_code == 0, down.output
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {migrate.VERSION_TABLE}
+    assert runner.invoke(app, ["db", "upgrade", "--db", str(path)]).exit_code == 0
+
+
+def test_downgrade_to_an_unknown_revision_is_a_usage_error(db):
+    result = runner.invoke(app, ["db", "downgrade", "0042", "--db", str(db)])
+    assert result.exit_code == 2
+    assert "unknown revision '0042'" in result.output
+
+
+def _set_revision(path: Path, revision: str) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"UPDATE {migrate.VERSION_TABLE} SET version_num = ?", (revision,))
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+
+@pytest.mark.parametrize("command", [["db", "check"], TRAIN])
+def test_database_newer_than_the_code(db, command):
+    _set_revision(db, "0099")
+    before = digest(db)
+    result = runner.invoke(app, [*command, "--db", str(db)])
+    one_line_error(result, "database is at revision 0099, newer than this townlet (schema 1, revision 0001)")
+    assert "upgrade townlet" in result.stderr
+    assert digest(db) == before
+
+
+@pytest.fixture
+def newer_code(tmp_path, monkeypatch):
+    """This code, as if it shipped a schema 2 (revision 0002 adds a column): the database becomes 'older'."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0002_probe.py").write_text(
+        'import sqlalchemy as sa\nfrom alembic import op\nrevision = "0002"\ndown_revision = "0001"\n'
+        "def upgrade():\n    op.add_column('runs', sa.Column('probe', sa.Integer()))\n"
+        "def downgrade():\n    with op.batch_alter_table('runs') as b:\n        b.drop_column('probe')\n"
+    )
+    monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
+    monkeypatch.setattr(migrate, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(migrate, "SCHEMA_BY_REVISION", {"0001": 1, "0002": 2})
+    monkeypatch.setattr(migrate, "SCHEMA_VERSION", 2)
+
+
+@pytest.mark.parametrize("command", [["db", "check"], TRAIN])
+def test_database_older_than_the_code(db, newer_code, command):
+    before = digest(db)
+    result = runner.invoke(app, [*command, "--db", str(db)])
+    one_line_error(
+        result, f"database is at schema 1, this townlet needs 2: run `townlet-telemetry db upgrade --db {db}`"
+    )
+    assert digest(db) == before
+
+
+def test_foreign_sqlite_file(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    before = digest(path)
+    for command in (["db", "check"], ["db", "current"], ["db", "upgrade"], TRAIN):
+        result = runner.invoke(app, [*command, "--db", str(path)])
+        one_line_error(result, f"{path} is not a townlet database")
+    assert digest(path) == before
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    before = digest(path)
+    for command in (["db", "check"], ["db", "current"], TRAIN):
+        result = runner.invoke(app, [*command, "--db", str(path)])
+        one_line_error(result, f"{path} is not a SQLite database")
+    assert digest(path) == before
+
+
+def test_missing_file_for_a_read_is_an_error_and_creates_nothing(tmp_path):
+    path = tmp_path / "missing.db"
+    for command in (["db", "check"], ["db", "current"]):
+        result = runner.invoke(app, [*command, "--db", str(path)])
+        one_line_error(result, f"no database at {path}")
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_url_is_an_error(tmp_path):
+    result = runner.invoke(app, ["db", "current", "--db", "nosuchdialect://x/y"])
+    one_line_error(result, "cannot use database nosuchdialect://x/y")
+
+
+def test_read_only_file_can_be_read(db):
+    db.chmod(0o444)
+    before = digest(db)
+    result = runner.invoke(app, ["db", "check", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert digest(db) == before
+
+
+@pytest.fixture
+def unwritable(db):
+    """The database file made unwritable: chmod for a user, the immutable attribute for root (who ignores chmod)."""
+    db.chmod(0o444)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(db)], check=True)
+    yield db
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+def test_read_only_file_refuses_writes_in_one_line(unwritable):
+    before = digest(unwritable)
+    result = runner.invoke(app, [*TRAIN, "--db", str(unwritable)])
+    one_line_error(result, f"cannot write {unwritable}")
+    assert digest(unwritable) == before

@@ -1,5 +1,6 @@
 """Shared fixtures: the device lane (cpu always, cuda where present) and the database backends."""
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "townlet.db")
     return new_database(request.getfixturevalue("postgres_base_url"))
+
+
+@pytest.fixture
+def processes():
+    """Training processes started by a test; killed if the test fails before they end."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

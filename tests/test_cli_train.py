@@ -67,7 +67,7 @@ def test_help_teaches_with_an_example():
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path):
+def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
     proc = subprocess.Popen(
         [sys.executable, "-m", "townlet_cli", "train", "--episodes", "500", "--agents", "2", "--device", "cpu"],
         stdout=subprocess.PIPE,
@@ -76,6 +76,7 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path):
         cwd=tmp_path,
         env={**os.environ, "COLUMNS": "200"},
     )
+    processes.append(proc)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("training 2 agents")
     time.sleep(1.5)

@@ -63,3 +63,26 @@ def test_entry_point_works_from_outside_the_checkout(installed, tmp_path):
     ).stdout
     assert str(ROOT) not in where
     assert str(installed) in where
+
+
+@pytest.mark.slow
+def test_installed_cli_upgrades_a_database_with_no_checkout(installed, tmp_path):
+    assert (installed / "townlet_migrations" / "versions" / "0001_schema_v1.py").is_file()
+    assert (installed / "townlet_migrations" / "script.py.mako").is_file()
+    script = installed / "bin" / "townlet-telemetry"
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    env.pop("TOWNLET_DB", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), *args], cwd=elsewhere, env=env, capture_output=True, text=True, check=False
+        )
+
+    upgraded = cli("db", "upgrade", "--db", "team.db")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "to revision 0001 (schema 1)" in upgraded.stdout
+    current = cli("db", "current", "--db", "team.db")
+    assert "revision 0001 (schema 1), up to date" in current.stdout
+    assert not (elsewhere / "alembic.ini").exists()

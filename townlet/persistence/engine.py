@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from townlet.persistence.errors import DatabaseNotFound, DatabaseUnavailable
 
@@ -82,7 +82,8 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
             return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         return sqlite3.connect(path, check_same_thread=False)
 
-    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
+    # Writers keep their connections (a new one per episode costs more than the episode's inserts).
+    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool if read_only else QueuePool)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:

@@ -200,9 +200,17 @@ class TelemetryStore:
             if not snapshots:
                 return
             if self._agent_insert_sql is not None:
-                head = (episode_pk, schema_version)
-                rows = [head + self._agent_row(agent) for agent in snapshots]
-                c.exec_driver_sql(self._agent_insert_sql, rows)
+                # SQLite fast path: each row is one C-level itemgetter call fed lazily to executemany; the
+                # episode key is last_insert_rowid(), i.e. the episodes row just inserted (inserts into a
+                # WITHOUT ROWID table leave it unchanged), so the statement text never changes and stays cached.
+                sql = self._agent_insert_sql.format(schema_version=int(schema_version))
+                cursor = c.connection.driver_connection.cursor()
+                try:
+                    cursor.executemany(sql, map(self._agent_row, snapshots))
+                except sqlite3.Error as exc:  # surface exactly as SQLAlchemy would (IntegrityError, ...)
+                    raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+                finally:
+                    cursor.close()
             else:
                 extra = {"episode_pk": episode_pk, "schema_version": schema_version}
                 c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
@@ -235,8 +243,10 @@ def dto_from_row(row: Any, episode: int) -> AgentTelemetrySnapshot:
 
 
 def _positional_insert(table: Any) -> str:
+    """``INSERT ... VALUES (last_insert_rowid(), {schema_version}, ?, ...)``: one ``?`` per agent field."""
     columns = ["episode_pk", "schema_version", *AGENT_FIELDS]
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    values = ["last_insert_rowid()", "{schema_version}", *("?" for _ in AGENT_FIELDS)]
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(values)})"
 
 
 def _explain(exc: DBAPIError, label: str) -> Exception:

@@ -1,0 +1,131 @@
+"""Write path: ``TelemetryStore.write_episode`` vs raw ``sqlite3.executemany`` of the same rows, same run.
+
+Both write ``--episodes`` episodes of ``--agents`` agents into SQLite files with the same PRAGMAs (WAL,
+synchronous=NORMAL, busy_timeout, foreign keys), one transaction per episode (``BEGIN IMMEDIATE``, the
+episode row, then every agent row). The raw side gets its rows as ready-made tuples (its best case); the
+store gets the DTO dicts the trainer actually has. The hand-made table is equivalent: same columns, same
+primary key (WITHOUT ROWID), same foreign key to ``episodes``. Also prints bytes per agent row against a minimal
+hand-written table with the same columns. Target: store >= 0.9x raw rows/s.
+
+Run: `.venv/bin/python benchmarks/bench_store.py [--agents 1024] [--episodes 200]`.
+"""
+
+import argparse
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from townlet.environment.world import CAUSE_TIMEOUT, METERS
+from townlet.persistence.models import AGENT_FIELDS
+from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.population.runtime_registry import AgentRuntimeRegistry
+from townlet.telemetry.payloads import episode_envelope
+
+COLUMNS = ("episode_pk", "schema_version", *AGENT_FIELDS)
+TYPES = {"death_cause": "VARCHAR(16)"}
+
+
+def agent_payloads(n: int) -> list[dict]:
+    registry = AgentRuntimeRegistry(n)
+    registry.set_baselines(torch.rand(n) * 100)
+    registry.set_epsilon(0.3)
+    registry.record_step(
+        torch.randint(1, 200, (n,)), torch.randn(n) * 50, torch.ones(n, dtype=torch.bool),
+        torch.full((n,), CAUSE_TIMEOUT), torch.rand(n, len(METERS)),
+    )  # fmt: skip
+    return episode_envelope("bench", 1, registry.snapshot())["agents"]
+
+
+def raw_connection(path: Path, *, minimal: bool) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000", "foreign_keys = ON"):
+        connection.execute(f"PRAGMA {pragma}")
+    columns = ", ".join(
+        f"{c} {TYPES.get(c, 'REAL' if c.startswith(('meter', 'baseline', 'episode_r', 'eps')) else 'INTEGER')} NOT NULL"
+        for c in COLUMNS
+    )
+    connection.execute("CREATE TABLE episodes (id INTEGER PRIMARY KEY, run_id INTEGER, episode INTEGER, steps INTEGER, "
+                       "curriculum_stage INTEGER, duration_s REAL, started_at TEXT, finished_at TEXT)")  # fmt: skip
+    if minimal:
+        connection.execute(f"CREATE TABLE agent_rows ({columns})")
+    else:
+        connection.execute(
+            f"CREATE TABLE agent_rows ({columns}, PRIMARY KEY (episode_pk, agent_idx), "
+            "FOREIGN KEY (episode_pk) REFERENCES episodes (id) ON DELETE CASCADE) WITHOUT ROWID"
+        )
+    return connection
+
+
+def write_raw(path: Path, episodes: int, rows: list[tuple], *, minimal: bool = False) -> float:
+    connection = raw_connection(path, minimal=minimal)
+    sql = f"INSERT INTO agent_rows VALUES ({', '.join('?' for _ in COLUMNS)})"
+    started = time.perf_counter()
+    for episode in range(1, episodes + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        pk = connection.execute(
+            "INSERT INTO episodes (run_id, episode, steps, curriculum_stage, duration_s, started_at, finished_at) "
+            "VALUES (1, ?, 100, 1, 0.1, '2026-11-25', '2026-11-25')",
+            (episode,),
+        ).lastrowid
+        connection.executemany(sql, [(pk, *row[1:]) for row in rows] if pk != rows[0][0] else rows)
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return elapsed
+
+
+def write_store(path: Path, episodes: int, agents: list[dict]) -> float:
+    store = TelemetryStore.open(str(path), write=True)
+    run = store.create_run(run_uuid="bench", seed=0, device="cpu", num_agents=len(agents), config={})
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    for episode in range(1, episodes + 1):
+        store.write_episode(run, EpisodeMeta(episode, 100, 1, 0.1, now, now), agents)
+    elapsed = time.perf_counter() - started
+    store.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return elapsed
+
+
+def agent_table_bytes(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as connection:
+        try:
+            return connection.execute("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).fetchone()[0]
+        except sqlite3.OperationalError:  # SQLite built without dbstat: fall back to the whole file
+            return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=1024)
+    parser.add_argument("--episodes", type=int, default=200)
+    args = parser.parse_args()
+    agents = agent_payloads(args.agents)
+    rows = [(1, 1, *(a[f] for f in AGENT_FIELDS)) for a in agents]
+    total = args.agents * args.episodes
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        t_raw = write_raw(d / "raw.db", args.episodes, rows)
+        t_store = write_store(d / "store.db", args.episodes, agents)
+        t_raw2 = write_raw(d / "raw2.db", args.episodes, rows)  # raw again: the machine is noisy
+        write_raw(d / "minimal.db", args.episodes, rows, minimal=True)
+        t_raw = min(t_raw, t_raw2)
+        store_bytes = agent_table_bytes(d / "store.db", "agent_snapshots") / total
+        raw_bytes = agent_table_bytes(d / "raw.db", "agent_rows") / total
+        minimal_bytes = agent_table_bytes(d / "minimal.db", "agent_rows") / total
+    print(f"{args.agents} agents x {args.episodes} episodes = {total:,} agent rows, SQLite {sqlite3.sqlite_version}")
+    print(f"raw sqlite3.executemany:    {total / t_raw:>12,.0f} rows/s")
+    print(f"TelemetryStore.write_episode:{total / t_store:>11,.0f} rows/s")
+    print(f"ratio store/raw: {t_raw / t_store:.2f}x (target >= 0.9x)")
+    print(f"bytes per agent row: store {store_bytes:.1f}, same table by hand {raw_bytes:.1f}, "
+          f"minimal rowid table {minimal_bytes:.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

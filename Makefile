@@ -25,6 +25,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_env.py
 	$(BIN)/python benchmarks/bench_payload.py
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_train_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from townlet.persistence import migrate
+from townlet.persistence import migrate, revisions
 from townlet.persistence.errors import DatabaseTooNew
 from townlet.persistence.store import TelemetryStore
 from townlet_cli.console import make_console
@@ -21,9 +21,9 @@ console = make_console()
 
 
 def _describe(revision: str) -> str:
-    if revision == migrate.EMPTY:
+    if revision == revisions.EMPTY:
         return "empty (no schema yet)"
-    schema = migrate.SCHEMA_BY_REVISION.get(revision)
+    schema = revisions.SCHEMA_BY_REVISION.get(revision)
     return (
         f"revision {revision} (schema {schema})"
         if schema is not None
@@ -42,7 +42,7 @@ def upgrade(
     """
     with TelemetryStore.open_unchecked(db, write=True) as store, store.transaction() as connection:
         before = migrate.database_revision(connection, store.label)
-        if before != migrate.EMPTY and before not in migrate.script_revisions():
+        if before != revisions.EMPTY and before not in migrate.script_revisions():
             raise DatabaseTooNew(
                 f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
             )
@@ -69,7 +69,7 @@ def downgrade(
         raise typer.BadParameter(f"unknown revision {revision!r}: choose one of {', '.join((*known, 'base'))}")
     with TelemetryStore.open_unchecked(db, write=True) as store, store.transaction() as connection:
         before = migrate.database_revision(connection, store.label)
-        if before == migrate.EMPTY:
+        if before == revisions.EMPTY:
             console.print(f"{store.label} has no schema: nothing to downgrade")
             return
         migrate.downgrade(connection, revision)
@@ -85,7 +85,9 @@ def current(db: DbOption = DEFAULT) -> None:
     with TelemetryStore.open_unchecked(db, write=False) as store, store.transaction() as connection:
         revision = migrate.database_revision(connection, store.label)
     status = (
-        "up to date" if revision == migrate.HEAD_REVISION else f"this townlet needs {_describe(migrate.HEAD_REVISION)}"
+        "up to date"
+        if revision == revisions.HEAD_REVISION
+        else f"this townlet needs {_describe(revisions.HEAD_REVISION)}"
     )
     console.print(f"{store.label}: {_describe(revision)}, {status}")
 
@@ -102,4 +104,4 @@ def check(db: DbOption = DEFAULT) -> None:
         for difference in differences:
             console.print(f"difference: {difference}", markup=False)
         raise typer.Exit(code=1)
-    console.print(f"{store.label}: models and migrations agree at {_describe(migrate.HEAD_REVISION)}")
+    console.print(f"{store.label}: models and migrations agree at {_describe(revisions.HEAD_REVISION)}")

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from townlet.persistence.engine import DB_ENV_VAR, DEFAULT_DB
+from townlet.persistence.location import DB_ENV_VAR, DEFAULT_DB
 
 DbOption = Annotated[
     str,

@@ -8,9 +8,10 @@ From code (``townlet-telemetry db ...``, the trainer, the tests) the caller's op
 from alembic import context
 from sqlalchemy import Connection, Engine
 
-from townlet.persistence.engine import database_url, default_db, make_engine
-from townlet.persistence.migrate import VERSION_TABLE
+from townlet.persistence.engine import database_url, make_engine
+from townlet.persistence.location import default_db
 from townlet.persistence.models import Base
+from townlet.persistence.revisions import VERSION_TABLE
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from townlet.persistence import migrate
+from townlet.persistence import migrate, revisions
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -76,7 +76,7 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path):
     down = runner.invoke(app, ["db", "downgrade", "base", "--db", str(path)])
     assert down.exit_code == 0, down.output
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {migrate.VERSION_TABLE}
+    assert tables == {revisions.VERSION_TABLE}
     assert runner.invoke(app, ["db", "upgrade", "--db", str(path)]).exit_code == 0
 
 
@@ -88,7 +88,7 @@ def test_downgrade_to_an_unknown_revision_is_a_usage_error(db):
 
 def _set_revision(path: Path, revision: str) -> None:
     with sqlite3.connect(path) as connection:
-        connection.execute(f"UPDATE {migrate.VERSION_TABLE} SET version_num = ?", (revision,))
+        connection.execute(f"UPDATE {revisions.VERSION_TABLE} SET version_num = ?", (revision,))
     sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
 
 
@@ -113,9 +113,9 @@ def newer_code(tmp_path, monkeypatch):
         "def downgrade():\n    with op.batch_alter_table('runs') as b:\n        b.drop_column('probe')\n"
     )
     monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
-    monkeypatch.setattr(migrate, "HEAD_REVISION", "0002")
-    monkeypatch.setattr(migrate, "SCHEMA_BY_REVISION", {"0001": 1, "0002": 2})
-    monkeypatch.setattr(migrate, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(revisions, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(revisions, "SCHEMA_BY_REVISION", {"0001": 1, "0002": 2})
+    monkeypatch.setattr(revisions, "SCHEMA_VERSION", 2)
 
 
 @pytest.mark.parametrize("command", [["db", "check"], TRAIN])

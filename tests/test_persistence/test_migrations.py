@@ -10,7 +10,7 @@ from pytest_alembic.tests import (  # noqa: F401  (collected as tests here)
     test_upgrade,
 )
 
-from townlet.persistence import migrate
+from townlet.persistence import migrate, revisions
 from townlet.persistence.engine import database_url, make_engine
 from townlet.telemetry.dto import DTO_BY_VERSION, SCHEMA_VERSION
 
@@ -28,10 +28,12 @@ def alembic_engine(db_url: str):
 
 
 def test_every_revision_has_a_schema_version_and_back():
-    revisions = migrate.script_revisions()
-    assert sorted(migrate.REVISION_BY_SCHEMA.values()) == sorted(revisions)
-    assert set(migrate.REVISION_BY_SCHEMA) == set(DTO_BY_VERSION)
-    assert migrate.HEAD_REVISION == revisions[-1] == migrate.REVISION_BY_SCHEMA[SCHEMA_VERSION]
+    shipped = migrate.script_revisions()
+    # Oldest first on both sides: the read path orders revisions by schema version without Alembic.
+    assert sorted(revisions.REVISION_BY_SCHEMA) == list(revisions.REVISION_BY_SCHEMA)
+    assert list(revisions.REVISION_BY_SCHEMA.values()) == shipped
+    assert set(revisions.REVISION_BY_SCHEMA) == set(DTO_BY_VERSION)
+    assert revisions.HEAD_REVISION == shipped[-1] == revisions.REVISION_BY_SCHEMA[SCHEMA_VERSION]
 
 
 def test_migrations_ship_inside_the_package():

@@ -10,10 +10,17 @@ from sqlalchemy.exc import IntegrityError
 from tests.helpers import finished_registry
 from tests.test_telemetry_dto import snapshots as dto_strategy
 from townlet.persistence.errors import EpisodeNotFound, RunNotFound
+from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
-from townlet.telemetry.payloads import encode, envelope_from_snapshots, episode_envelope
+from townlet.telemetry.payloads import build_envelope, encode, envelope_from_snapshots, episode_envelope
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def read_back(store: TelemetryStore, run: int, episode: int) -> EpisodeAgents:
+    """What the read side sees of one stored episode (a separate read-only connection)."""
+    with TelemetryReader(store.url.render_as_string(hide_password=False)) as reader:
+        return reader.episode_agents(reader.run(run), episode)
 
 
 def meta(episode: int, stage: int = 1) -> EpisodeMeta:
@@ -39,8 +46,8 @@ def test_new_database_is_created_at_head(store):
 def test_episode_round_trips_to_identical_envelope_bytes(store, run):
     envelope = episode_envelope("a" * 32, 3, finished_registry(4, baselines=[100.0, 80.0, 133.25, 66.5]).snapshot())
     store.write_episode(run, meta(3), envelope["agents"])
-    back = store.read_episode_agents(run, 3)
-    assert encode(envelope_from_snapshots("a" * 32, 3, back)) == encode(envelope)
+    back = read_back(store, run, 3)
+    assert encode(build_envelope("a" * 32, 3, back.agents, back.schema_version)) == encode(envelope)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -51,9 +58,9 @@ def test_any_snapshot_round_trips_byte_identically(store, run, dtos):
     dtos = [type(d)(**{**d.to_dict(), "episode": episode}) for d in sorted(dtos, key=lambda d: d.agent_idx)]
     envelope = envelope_from_snapshots("a" * 32, episode, dtos)
     store.write_episode(run, meta(episode), envelope["agents"])
-    back = store.read_episode_agents(run, episode)
-    assert back == dtos
-    assert encode(envelope_from_snapshots("a" * 32, episode, back)) == encode(envelope)
+    back = read_back(store, run, episode)
+    assert [type(d).from_dict(agent) for d, agent in zip(dtos, back.agents, strict=True)] == dtos
+    assert encode(build_envelope("a" * 32, episode, back.agents, back.schema_version)) == encode(envelope)
 
 
 def test_a_failure_in_the_middle_of_an_episode_leaves_none_of_it(store, run):
@@ -91,11 +98,11 @@ def test_unknown_run_and_episode_are_errors_naming_the_fix(store, run):
     with pytest.raises(RunNotFound, match=r"no run 99 .*townlet-telemetry runs --db"):
         store.get_run(99)
     with pytest.raises(EpisodeNotFound, match=rf"run {run} has no episode 5"):
-        store.read_episode_agents(run, 5)
+        read_back(store, run, 5)
 
 
 def test_reader_sees_committed_episodes(db_url, store, run):
     agents = episode_envelope("a" * 32, 1, finished_registry(3).snapshot())["agents"]
     store.write_episode(run, meta(1), agents)
-    with TelemetryStore.open(db_url, write=False) as reader:
-        assert len(reader.read_episode_agents(run, 1)) == 3
+    with TelemetryReader(db_url) as reader:
+        assert len(reader.episode_agents(reader.run(run), 1).agents) == 3

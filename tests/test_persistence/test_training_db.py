@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from townlet.config import load_config, with_overrides
+from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import BackgroundWriter
 from townlet.telemetry.payloads import episode_envelope
@@ -57,7 +58,8 @@ def test_every_episode_and_agent_is_written_and_the_run_finishes(db_url):
         info = store.get_run(result.run)
         assert (info.status, info.num_agents, info.schema_version) == ("finished", 3, 1)
         assert info.config["training"]["agents"] == 3
-        stored = [a.to_dict() for a in store.read_episode_agents(result.run, 2)]
+    with TelemetryReader(db_url) as reader:
+        stored = reader.episode_agents(reader.run(result.run), 2).agents
     report = result.reports[1]
     assert stored == episode_envelope(result.run_uuid, 2, report.snapshot)["agents"]
 

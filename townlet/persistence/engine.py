@@ -6,8 +6,6 @@ queue on the busy timeout instead of failing on a lock upgrade, and DDL is trans
 the file with ``mode=ro``: it never creates or changes it.
 """
 
-import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +14,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool, QueuePool
 
-from townlet.persistence.errors import DatabaseNotFound, DatabaseUnavailable
-
-DEFAULT_DB = "townlet.db"
-DB_ENV_VAR = "TOWNLET_DB"
-BUSY_TIMEOUT_MS = 30_000
-
-
-def default_db() -> str:
-    """``$TOWNLET_DB`` when set, else ``./townlet.db``."""
-    return os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+from townlet.persistence.errors import DatabaseUnavailable
+from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 
 
 def database_url(db: str) -> URL:
     """A path becomes a SQLite URL; anything with ``://`` must be a SQLAlchemy URL."""
-    if "://" not in db:
+    if not is_url(db):
         return URL.create("sqlite+pysqlite", database=str(Path(db).expanduser()))
     try:
         url = make_url(db)
@@ -68,32 +58,13 @@ def make_engine(url: URL, *, read_only: bool) -> Engine:
 
 
 def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
-    database = url.database or ""
-    if database in ("", ":memory:"):
-        raise DatabaseUnavailable("an in-memory SQLite database cannot hold telemetry: pass a file path to --db")
-    path = Path(database)
-    if read_only and not path.exists():
-        raise DatabaseNotFound(f"no database at {path}: train first (townlet-telemetry train --db {path}) or fix --db")
-    if path.is_dir():
-        raise DatabaseUnavailable(f"{path} is a directory: pass a database file to --db")
-
-    def connect() -> sqlite3.Connection:
-        if read_only:
-            return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        return sqlite3.connect(path, check_same_thread=False)
-
+    path = sqlite_path(url.database or "", read_only=read_only)
     # Writers keep their connections (a new one per episode costs more than the episode's inserts).
-    engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool if read_only else QueuePool)
-
-    @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if not read_only:  # WAL itself is switched on once the file is known to be ours (TelemetryStore)
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
+    engine = create_engine(
+        "sqlite+pysqlite://",
+        creator=lambda: connect_sqlite(path, read_only=read_only),
+        poolclass=NullPool if read_only else QueuePool,
+    )
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:

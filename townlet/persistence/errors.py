@@ -33,3 +33,15 @@ class RunNotFound(DatabaseError):
 
 class EpisodeNotFound(DatabaseError):
     """No episode with the requested number in the run."""
+
+
+class NoRuns(DatabaseError):
+    """The database has its schema but no run has been written yet."""
+
+
+class AgentNotFound(DatabaseError):
+    """No agent with the requested index in the run."""
+
+
+class InvalidStoredRow(DatabaseError):
+    """A stored row fails the DTO's rules: the database was changed outside townlet."""

@@ -15,14 +15,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from townlet import __version__
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine
-from townlet.persistence.errors import (
-    DatabaseUnavailable,
-    EpisodeNotFound,
-    NotATownletDatabase,
-    RunNotFound,
-)
+from townlet.persistence.errors import DatabaseUnavailable, NotATownletDatabase, RunNotFound
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, EpisodeRow, RunRow
-from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES, SCHEMA_VERSION, AgentTelemetrySnapshot
+from townlet.telemetry.dto import SCHEMA_VERSION
 
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 
@@ -215,31 +210,11 @@ class TelemetryStore:
                 extra = {"episode_pk": episode_pk, "schema_version": schema_version}
                 c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
 
-    def read_episode_agents(self, run: int, episode: int) -> list[AgentTelemetrySnapshot]:
-        """One episode's agents rebuilt as DTOs of the schema version each row was written under."""
-        with self.transaction() as c:
-            pk = c.execute(
-                select(EPISODES.c.id).where(EPISODES.c.run_id == run, EPISODES.c.episode == episode)
-            ).scalar_one_or_none()
-            if pk is None:
-                raise EpisodeNotFound(f"run {run} has no episode {episode} in {self.label}")
-            rows = (
-                c.execute(select(AGENTS).where(AGENTS.c.episode_pk == pk).order_by(AGENTS.c.agent_idx)).mappings().all()
-            )
-        return [dto_from_row(row, episode) for row in rows]
-
     def count_rows(self) -> dict[str, int]:
         with self.transaction() as c:
             return {
                 t.name: c.execute(select(func.count()).select_from(t)).scalar_one() for t in (RUNS, EPISODES, AGENTS)
             }
-
-
-def dto_from_row(row: Any, episode: int) -> AgentTelemetrySnapshot:
-    """Rebuild the DTO of the row's own schema version (validated again on the way out)."""
-    cls = DTO_BY_VERSION[row["schema_version"]]
-    values = {name: (episode if name == "episode" else row[name]) for name in FIELD_NAMES[cls]}
-    return cls(**values)
 
 
 def _positional_insert(table: Any) -> str:

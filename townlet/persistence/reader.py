@@ -1,0 +1,403 @@
+"""``TelemetryReader``: the read-only queries behind ``runs``, ``episodes``, ``replay``, ``audit`` and ``export``.
+
+A file path is read through the standard library's ``sqlite3`` (opened ``mode=ro``: never created, never
+changed), so a cold ``townlet-telemetry replay`` imports neither SQLAlchemy nor Alembic nor torch. A URL
+(PostgreSQL, or a ``sqlite://`` URL) is read through a SQLAlchemy connection in a read-only transaction.
+Both run the same SQL text below (named ``:parameters``, portable between SQLite and PostgreSQL), and both
+check the database's revision first with the same rules as the write path.
+"""
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Protocol
+
+from townlet.persistence.errors import (
+    AgentNotFound,
+    DatabaseTooNew,
+    DatabaseUnavailable,
+    EpisodeNotFound,
+    InvalidStoredRow,
+    NoRuns,
+    NotATownletDatabase,
+    RunNotFound,
+)
+from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
+from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
+from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES, SnapshotValidationError, TelemetryLeakError
+
+#: LIMIT that means none, in both SQLite and PostgreSQL (a bigint).
+NO_LIMIT = 2**62
+
+#: Rows fetched per round trip when streaming (export, audits): memory stays constant.
+BATCH_ROWS = 50_000
+
+
+class _Rows(Protocol):
+    """One read-only connection: SQL text with named parameters in, tuples out."""
+
+    label: str
+
+    def all(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]: ...
+
+    def stream(self, sql: str, params: dict[str, Any], batch: int) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
+        """Column names, and the rows in lists of at most ``batch``."""
+        ...
+
+    def table_names(self) -> set[str]: ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteRows:
+    """A bare ``sqlite3`` connection on a file, in one read transaction (a consistent snapshot)."""
+
+    def __init__(self, db: str) -> None:
+        self.label = str(sqlite_path(db, read_only=True))
+        self.connection = connect_sqlite(sqlite_path(db, read_only=True), read_only=True)
+        self._run(lambda: self.connection.execute("BEGIN"))
+
+    def _run(self, call: Any) -> Any:
+        try:
+            return call()
+        except sqlite3.DatabaseError as exc:
+            message = str(exc).splitlines()[0]
+            if "file is not a database" in message:
+                raise NotATownletDatabase(
+                    f"{self.label} is not a SQLite database ({message}): point --db at a townlet database"
+                ) from None
+            raise DatabaseUnavailable(f"cannot read {self.label} ({message}): check --db") from None
+
+    def all(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = self._run(lambda: self.connection.execute(sql, params))
+        return [d[0] for d in cursor.description], self._run(cursor.fetchall)
+
+    def stream(self, sql: str, params: dict[str, Any], batch: int) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
+        cursor = self._run(lambda: self.connection.execute(sql, params))
+
+        def batches() -> Iterator[list[tuple[Any, ...]]]:
+            while rows := self._run(lambda: cursor.fetchmany(batch)):
+                yield rows
+
+        return [d[0] for d in cursor.description], batches()
+
+    def table_names(self) -> set[str]:
+        _, rows = self.all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", {})
+        return {name for (name,) in rows}
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class _SqlAlchemyRows:
+    """A SQLAlchemy connection (PostgreSQL, or a SQLite URL) in one read-only transaction."""
+
+    def __init__(self, db: str) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        from townlet.persistence.engine import database_url, describe, make_engine
+
+        self._errors = DBAPIError
+        url = database_url(db)
+        self.label = describe(url)
+        self.engine = make_engine(url, read_only=True)
+        try:
+            self.connection = self._run(self.engine.connect)
+            self._run(self.connection.begin)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _run(self, call: Any) -> Any:
+        try:
+            return call()
+        except self._errors as exc:
+            message = str(exc.orig or exc).strip().splitlines()[0]
+            raise DatabaseUnavailable(
+                f"cannot read {self.label} ({message}): check --db and that it is reachable"
+            ) from None
+
+    def all(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        from sqlalchemy import text
+
+        result = self._run(lambda: self.connection.execute(text(sql), params))
+        return list(result.keys()), [tuple(row) for row in result]
+
+    def stream(self, sql: str, params: dict[str, Any], batch: int) -> tuple[list[str], Iterator[list[tuple[Any, ...]]]]:
+        from sqlalchemy import text
+
+        options = {"stream_results": True, "yield_per": batch}
+        result = self._run(lambda: self.connection.execution_options(**options).execute(text(sql), params))
+
+        def batches() -> Iterator[list[tuple[Any, ...]]]:
+            partitions = iter(result.partitions(batch))
+            while partition := self._run(lambda: next(partitions, None)):
+                yield [tuple(row) for row in partition]
+
+        return list(result.keys()), batches()
+
+    def table_names(self) -> set[str]:
+        from sqlalchemy import inspect
+
+        return set(self._run(lambda: inspect(self.connection).get_table_names()))
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        finally:
+            self.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run as the ``runs`` command lists it."""
+
+    id: int
+    run_uuid: str
+    started_at: str
+    ended_at: str | None
+    status: str
+    num_agents: int
+    episodes: int
+    last_episode: int | None
+    schema_version: int
+    device: str
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeSummary:
+    """One episode of a run with its agents' survival and reward aggregated."""
+
+    episode: int
+    steps: int
+    curriculum_stage: int
+    duration_s: float
+    agents: int
+    survival_mean: float
+    survival_min: int
+    survival_max: int
+    reward_mean: float
+    reward_min: float
+    reward_max: float
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeAgents:
+    """One episode's agent payloads exactly as stored, at the schema version they were written under."""
+
+    run: RunSummary
+    episode: int
+    schema_version: int
+    agents: list[dict[str, Any]]
+
+
+def timestamp(value: Any) -> str | None:
+    """A stored timestamp as ISO 8601 in UTC (SQLite keeps the text SQLAlchemy wrote, naive UTC)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()
+
+
+_RUNS_SQL = """
+SELECT r.id, r.run_uuid, r.started_at, r.ended_at, r.status, r.num_agents,
+       (SELECT count(*) FROM episodes e WHERE e.run_id = r.id) AS episodes,
+       (SELECT max(e.episode) FROM episodes e WHERE e.run_id = r.id) AS last_episode,
+       r.schema_version, r.device, r.seed
+FROM runs r {where} ORDER BY r.id
+"""
+
+_EPISODES_SQL = """
+SELECT e.episode, e.steps, e.curriculum_stage, e.duration_s, count(a.agent_idx),
+       avg(CAST(a.survival_steps AS DOUBLE PRECISION)), min(a.survival_steps), max(a.survival_steps),
+       avg(a.episode_reward), min(a.episode_reward), max(a.episode_reward)
+FROM (SELECT id, episode, steps, curriculum_stage, duration_s FROM episodes
+      WHERE run_id = :run ORDER BY episode {direction} LIMIT :limit OFFSET :offset) e
+JOIN agent_snapshots a ON a.episode_pk = e.id
+GROUP BY e.id, e.episode, e.steps, e.curriculum_stage, e.duration_s
+ORDER BY e.episode
+"""
+
+_EPISODE_AGENTS_SQL = """
+SELECT a.* FROM agent_snapshots a
+WHERE a.episode_pk = (SELECT id FROM episodes WHERE run_id = :run AND episode = :episode) {agent}
+ORDER BY a.agent_idx
+"""
+
+_RUN_ROWS_SQL = """
+SELECT e.episode, a.* FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE e.run_id = :run {filters}
+ORDER BY e.episode, a.agent_idx
+"""
+
+_AGENT_BASELINES_SQL = """
+SELECT e.episode, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id AND a.agent_idx = :agent
+WHERE e.run_id = :run ORDER BY e.episode
+"""
+
+
+class TelemetryReader:
+    """Owns one read-only connection to one townlet database, checked to be at this code's schema.
+
+    Every method reads; nothing here can create, migrate or write a database.
+    """
+
+    def __init__(self, db: str) -> None:
+        self._rows: _Rows = _SqlAlchemyRows(db) if is_url(db) else _SqliteRows(db)
+        self.label = self._rows.label
+        self.db_flag = f"--db {self.label}"
+        try:
+            self._check_revision()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_revision(self) -> None:
+        tables = self._rows.table_names()
+        versions: list[str] = []
+        if VERSION_TABLE in tables:
+            versions = [v for (v,) in self._rows.all(f"SELECT version_num FROM {VERSION_TABLE}", {})[1]]
+        require_head(revision_from_tables(tables, versions, self.label), self.label, db_flag=self.db_flag)
+
+    def close(self) -> None:
+        self._rows.close()
+
+    def __enter__(self) -> "TelemetryReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def runs(self) -> list[RunSummary]:
+        return [self._run_summary(row) for row in self._rows.all(_RUNS_SQL.format(where=""), {})[1]]
+
+    def run(self, run: int | None = None) -> RunSummary:
+        """Run ``run``, or the latest run when ``None``; a clear error when there is none."""
+        if run is None:
+            _, rows = self._rows.all("SELECT max(id) FROM runs", {})
+            if rows[0][0] is None:
+                raise NoRuns(f"{self.label} holds no runs yet: train first (townlet-telemetry train {self.db_flag})")
+            run = rows[0][0]
+        _, rows = self._rows.all(_RUNS_SQL.format(where="WHERE r.id = :run"), {"run": run})
+        if not rows:
+            raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
+        return self._run_summary(rows[0])
+
+    @staticmethod
+    def _run_summary(row: Sequence[Any]) -> RunSummary:
+        values = list(row)
+        values[2], values[3] = timestamp(values[2]), timestamp(values[3])
+        return RunSummary(*values)
+
+    # -- episodes -------------------------------------------------------------------------------
+
+    def episodes(
+        self, run: RunSummary, *, limit: int | None = None, offset: int = 0, last: int | None = None
+    ) -> list[EpisodeSummary]:
+        """Episodes in order; ``last`` picks the final N, else ``limit``/``offset`` page from the first."""
+        direction, count = ("DESC", last) if last is not None else ("ASC", limit)
+        params = {"run": run.id, "limit": NO_LIMIT if count is None else count, "offset": offset}
+        _, rows = self._rows.all(_EPISODES_SQL.format(direction=direction), params)
+        return [EpisodeSummary(*row) for row in rows]
+
+    def episode_agents(self, run: RunSummary, episode: int, agent: int | None = None) -> EpisodeAgents:
+        """One episode's agents (or one agent) rebuilt through the DTO of their own schema version."""
+        params: dict[str, Any] = {"run": run.id, "episode": episode}
+        filters = ""
+        if agent is not None:
+            filters, params["agent"] = "AND a.agent_idx = :agent", agent
+        names, rows = self._rows.all(_EPISODE_AGENTS_SQL.format(agent=filters), params)
+        if not rows:
+            self._explain_missing(run, episode, agent)
+        batches = list(self._payloads(names, rows, run, episode))
+        if len(batches) != 1:
+            raise NotATownletDatabase(
+                f"episode {episode} of run {run.id} mixes schema versions: it was not written whole"
+            )
+        version, agents = batches[0]
+        return EpisodeAgents(run, episode, version, agents)
+
+    def _explain_missing(self, run: RunSummary, episode: int, agent: int | None) -> None:
+        _, found = self._rows.all(
+            "SELECT count(*) FROM episodes WHERE run_id = :run AND episode = :episode",
+            {"run": run.id, "episode": episode},
+        )
+        if not found[0][0]:
+            span = f"episodes 1 to {run.last_episode}" if run.last_episode else "no episodes yet"
+            raise EpisodeNotFound(f"run {run.id} has no episode {episode} ({span}): pick another --episode")
+        raise AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
+
+    # -- streams for audits and export ----------------------------------------------------------
+
+    def agent_payloads(
+        self, run: RunSummary, *, episode: int | None = None, batch: int = BATCH_ROWS
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Every agent row of the run (or of one episode) in (episode, agent) order, in validated batches.
+
+        Yields ``(schema_version, payloads)``; memory stays bounded by ``batch`` rows.
+        """
+        params: dict[str, Any] = {"run": run.id}
+        filters = ""
+        if episode is not None:
+            filters, params["episode"] = "AND e.episode = :episode", episode
+        names, batches = self._rows.stream(_RUN_ROWS_SQL.format(filters=filters), params, batch)
+        for rows in batches:
+            yield from self._payloads(names, rows, run)
+
+    def _payloads(
+        self, names: list[str], rows: list[tuple[Any, ...]], run: RunSummary, episode: int | None = None
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        try:
+            yield from payloads_from_rows(names, rows, episode=episode)
+        except (SnapshotValidationError, TelemetryLeakError) as exc:
+            raise InvalidStoredRow(
+                f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
+                "it was changed outside townlet"
+            ) from None
+
+    def agent_baselines(self, run: RunSummary, agent: int) -> list[tuple[int, int, float, int]]:
+        """``(episode, stage, baseline, survival)`` of one agent across the run: one index seek per episode."""
+        if not 0 <= agent < run.num_agents:
+            raise AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
+        return self._rows.all(_AGENT_BASELINES_SQL, {"run": run.id, "agent": agent})[1]
+
+    def baseline_stream(self, run: RunSummary, batch: int = BATCH_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        """``(episode, agent, stage, baseline, survival)`` of every agent row of the run, episode by episode."""
+        sql = """
+        SELECT e.episode, a.agent_idx, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
+        FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+        WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
+        """
+        return self._rows.stream(sql, {"run": run.id}, batch)[1]
+
+
+def payloads_from_rows(
+    names: Sequence[str], rows: Sequence[tuple[Any, ...]], *, episode: int | None = None
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Stored rows -> ``(schema_version, payloads)`` per run of rows sharing a version.
+
+    Each column is checked with the DTO's own rules (``rows_from_columns``), the same check the write path
+    ran, and the dicts come out in the DTO's key order: what replays is exactly what was written.
+    """
+    index = {name: i for i, name in enumerate(names)}
+    version_at = index["schema_version"]
+    for version, group in groupby(rows, key=itemgetter(version_at)):
+        cls = DTO_BY_VERSION.get(version)
+        if cls is None:
+            raise DatabaseTooNew(f"a row was written under schema version {version}, unknown here: upgrade townlet")
+        columns = list(zip(*group, strict=True))
+        values: dict[str, Sequence[Any]] = {}
+        for name in FIELD_NAMES[cls]:
+            if name == "episode" and episode is not None:
+                values[name] = [episode] * len(columns[0])
+            else:
+                values[name] = columns[index[name]]
+        yield version, cls.rows_from_columns(values)

@@ -6,7 +6,10 @@ import typer
 from typer.core import TyperGroup
 
 from townlet.errors import TelemetryError
-from townlet_cli import db
+from townlet_cli import audit, db
+from townlet_cli.export import export
+from townlet_cli.replay import replay
+from townlet_cli.runs import episodes, runs
 from townlet_cli.train import train
 from townlet_cli.watch import watch
 
@@ -31,14 +34,21 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command()(watch)
+app.command()(runs)
+app.command()(episodes)
+app.command()(replay)
+app.add_typer(audit.app, name="audit")
+app.command()(export)
 app.add_typer(db.app, name="db")
 
 
 @app.callback()
 def root() -> None:
-    """Train townlet agents and read their per-agent telemetry.
+    """Train townlet agents and read their per-agent telemetry back from the database.
 
-    Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0
+    Read commands (runs, episodes, replay, audit, export) open the database read-only and never change it.
+
+    Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 && townlet-telemetry replay --episode 30
     """
 
 

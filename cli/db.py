@@ -4,9 +4,8 @@ from typing import Annotated
 
 import typer
 
-from townlet.persistence import migrate, revisions
+from townlet.persistence import revisions
 from townlet.persistence.errors import DatabaseTooNew
-from townlet.persistence.store import TelemetryStore
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
@@ -17,7 +16,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = make_console()
 
 
 def _describe(revision: str) -> str:
@@ -40,6 +38,10 @@ def upgrade(
 
     Example: townlet-telemetry db upgrade --db townlet.db
     """
+    from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
+    from townlet.persistence.store import TelemetryStore
+
+    console = make_console()
     with TelemetryStore.open_unchecked(db, write=True) as store, store.transaction() as connection:
         before = migrate.database_revision(connection, store.label)
         if before != revisions.EMPTY and before not in migrate.script_revisions():
@@ -64,6 +66,10 @@ def downgrade(
 
     Example: townlet-telemetry db downgrade 0001 --db townlet.db
     """
+    from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
+    from townlet.persistence.store import TelemetryStore
+
+    console = make_console()
     known = migrate.script_revisions()
     if revision not in (*known, "base"):
         raise typer.BadParameter(f"unknown revision {revision!r}: choose one of {', '.join((*known, 'base'))}")
@@ -82,6 +88,10 @@ def current(db: DbOption = DEFAULT) -> None:
 
     Example: townlet-telemetry db current --db townlet.db
     """
+    from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
+    from townlet.persistence.store import TelemetryStore
+
+    console = make_console()
     with TelemetryStore.open_unchecked(db, write=False) as store, store.transaction() as connection:
         revision = migrate.database_revision(connection, store.label)
     status = (
@@ -98,6 +108,10 @@ def check(db: DbOption = DEFAULT) -> None:
 
     Example: townlet-telemetry db check --db townlet.db
     """
+    from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
+    from townlet.persistence.store import TelemetryStore
+
+    console = make_console()
     with TelemetryStore.open(db, write=False) as store, store.transaction() as connection:
         differences = migrate.model_differences(connection)
     if differences:

@@ -4,16 +4,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from townlet.config import load_config, with_overrides
-from townlet.telemetry.live import parse_address
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from townlet.training.loop import EpisodeReport
     from townlet.training.session import SessionResult
 
@@ -57,6 +55,10 @@ def train(
     settings = with_overrides(
         load_config(config), "training", episodes=episodes, agents=agents, seed=seed, device=device
     )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from townlet.telemetry.live import parse_address
+
     live_address = parse_address(live) if live is not None else None
     from townlet.training.interrupt import StopAfterEpisode  # torch is imported only by commands that train
     from townlet.training.session import TrainingSession
@@ -108,7 +110,9 @@ def train(
     _print_summary(console, result)
 
 
-def _print_summary(console: Console, result: "SessionResult") -> None:
+def _print_summary(console: "Console", result: "SessionResult") -> None:
+    from rich.table import Table
+
     reports = result.reports
     if not reports:
         console.print(f"no episode finished; run {result.run} marked {result.status}")

@@ -1,15 +1,16 @@
 """``townlet-telemetry watch``: a live table of the agents of a running trainer."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from townlet.errors import TelemetryError
 from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
 from townlet_cli.console import make_console
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 HIDDEN = ("agent_idx", "episode")
 SHORT = {
@@ -27,8 +28,10 @@ def header(name: str) -> str:
     return SHORT.get(name, name.removeprefix("meter_").replace("_", " "))
 
 
-def agents_table(envelope: dict[str, Any], max_rows: int) -> Table:
+def agents_table(envelope: dict[str, Any], max_rows: int) -> "Table":
     """One row per agent, one column per field of the envelope's schema version."""
+    from rich.table import Table
+
     agents = envelope["agents"]
     table = Table(
         title=f"run {envelope['run_id']} · episode {envelope['episode']} · schema v{envelope['schema_version']}",
@@ -65,6 +68,8 @@ def watch(
 
     Example: townlet-telemetry train --live 127.0.0.1:8765 & townlet-telemetry watch ws://127.0.0.1:8765
     """
+    from rich.live import Live
+    from rich.table import Table
     from websockets.exceptions import ConnectionClosed, InvalidURI
     from websockets.sync.client import connect
 

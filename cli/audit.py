@@ -1,0 +1,179 @@
+"""``townlet-telemetry audit``: questions about a run's reward baselines and rewards, answered from the tables."""
+
+from typing import Annotated
+
+import typer
+
+from townlet.audit.baselines import (
+    BELOW_BASELINE,
+    DISAGREES,
+    WITHOUT_STAGE_CHANGE,
+    AgentBaselines,
+    Thresholds,
+    audit_agent,
+    audit_run,
+    reference_agent,
+)
+from townlet.persistence.reader import RunSummary, TelemetryReader
+from townlet_cli.console import make_console
+from townlet_cli.options import DEFAULT, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.output import fmt, machine_format, write_csv, write_json
+
+app = typer.Typer(
+    help=(
+        "Audit a run's reward baselines and rewards from the stored tables.\n\n"
+        "Example: townlet-telemetry audit baselines --run 1 --agent 3"
+    ),
+    no_args_is_help=True,
+)
+
+BASELINES_HELP = f"""The baseline-survival trajectory of every agent (or one) across a run, with curriculum stage
+changes, a sparkline per agent (baseline and survival), and flagged anomalies.
+
+Flags: {WITHOUT_STAGE_CHANGE}: the agent's baseline moved between two episodes at the same curriculum stage
+(only a stage change may move it).
+
+{DISAGREES}: the agent's baseline differs from agent 0's (agent 0: from agent 1's) in the same episode at the
+same stage (the agents of one run share one curriculum, so they should share the baseline).
+
+{BELOW_BASELINE}: the agent survived fewer than --below x baseline steps for --streak episodes in a row
+(reported once per streak).
+
+--json: per agent, its episodes, stages, baselines, survival, stage changes and flags.
+--csv: one row per agent and episode, with the flags raised there.
+
+Example: townlet-telemetry audit baselines --run 1 --agent 3 --streak 10
+"""
+
+SHOWN_FLAGS = 20
+CSV_HEADER = ("agent_idx", "episode", "curriculum_stage", "baseline_survival_steps", "survival_steps", "flags")
+
+
+@app.command(help=BASELINES_HELP)
+def baselines(
+    db: DbOption = DEFAULT,
+    run: RunOption = None,
+    agent: Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)] = None,
+    below: Annotated[
+        float, typer.Option("--below", help="Survival under this fraction of baseline counts as far below.", min=0.0)
+    ] = 0.5,
+    streak: Annotated[
+        int, typer.Option("--streak", help="Episodes in a row far below baseline before it is flagged.", min=1)
+    ] = 5,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
+) -> None:
+    """Audit baseline trajectories (help: BASELINES_HELP)."""
+    output = machine_format(as_json, as_csv)
+    thresholds = Thresholds(below=below, streak=streak)
+    with TelemetryReader(db) as reader:
+        chosen = reader.run(run)
+        if agent is None:
+            audits = audit_run(reader.baseline_stream(chosen), thresholds)
+        else:
+            rows = reader.agent_baselines(chosen, agent)
+            reference = reference_agent(agent)
+            refs = {} if reference >= chosen.num_agents else reader.agent_baselines(chosen, reference)
+            audits = [audit_agent(agent, rows, {e: (s, b) for e, s, b, _ in refs}, thresholds)]
+    if output == "json":
+        write_json(
+            {
+                "run": chosen.id,
+                "run_id": chosen.run_uuid,
+                "thresholds": {"below": below, "streak": streak},
+                "agents": [a.to_dict() for a in audits],
+            }
+        )
+    elif output == "csv":
+        write_csv(CSV_HEADER, _csv_rows(audits))
+    else:
+        _baselines_table(reader.label, chosen, audits)
+
+
+def _csv_rows(audits: list[AgentBaselines]):  # noqa: ANN202 (a generator of CSV rows)
+    for audit in audits:
+        flagged: dict[int, list[str]] = {}
+        for flag in audit.flags:
+            flagged.setdefault(flag.episode, []).append(flag.flag)
+        for episode, stage, baseline, survival in zip(
+            audit.episodes, audit.stages, audit.baselines, audit.survival, strict=True
+        ):
+            yield (audit.agent_idx, episode, stage, baseline, survival, ";".join(flagged.get(episode, ())))
+
+
+def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) -> None:
+    from rich.table import Table
+
+    console = make_console()
+    table = Table(title=f"baselines of run {run.id} in {label} ({run.episodes} episodes)")
+    for header in ("agent", "episodes", "baseline first → last", "baseline", "survival", "stage changes", "flags"):
+        table.add_column(header, justify="right" if header in ("agent", "episodes") else "left")
+    for audit in audits:
+        changes = ", ".join(f"{c['from']}→{c['to']}@{c['episode']}" for c in audit.stage_changes) or "none"
+        span = f"{fmt(audit.baselines[0])} → {fmt(audit.baselines[-1])}" if audit.baselines else ""
+        flags = ", ".join(sorted({f.flag for f in audit.flags})) or "none"
+        table.add_row(
+            str(audit.agent_idx),
+            str(len(audit.episodes)),
+            span,
+            audit.sparkline(),
+            audit.survival_sparkline(),
+            changes,
+            f"[red]{flags}[/]" if audit.flags else flags,
+        )
+    console.print(table)
+    raised = [(a.agent_idx, f) for a in audits for f in a.flags]
+    for agent, flag in raised[:SHOWN_FLAGS]:
+        console.print(f"agent {agent} episode {flag.episode}: {flag.flag}: {flag.detail}", markup=False)
+    if len(raised) > SHOWN_FLAGS:
+        console.print(f"... and {len(raised) - SHOWN_FLAGS} more flags (--json or --csv lists them all)")
+    if not raised:
+        console.print("no flags raised")
+
+
+@app.command()
+def rewards(
+    db: DbOption = DEFAULT,
+    run: RunOption = None,
+    episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode.", min=1)] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute every stored episode reward with the project's RewardStrategy from the stored survival steps,
+    episode end and baseline, and report every mismatch. Exit code 1 when there is any, 0 when none.
+
+    A mismatch means the reward path and the baseline in the registry disagreed when the episode ran, or the
+    row was changed since. This command loads torch (it runs the real RewardStrategy); the others do not.
+
+    Example: townlet-telemetry audit rewards --run 1
+    """
+    from townlet.audit.rewards import find_mismatches
+
+    with TelemetryReader(db) as reader:
+        chosen = reader.run(run)
+        if episode is not None:
+            reader.episode_agents(chosen, episode)  # a clear error for an episode that is not there
+        checked = 0
+        mismatches = []
+        for _, agents in reader.agent_payloads(chosen, episode=episode):
+            checked += len(agents)
+            mismatches.extend(find_mismatches([agents]))
+    scope = f"run {chosen.id}" + (f" episode {episode}" if episode is not None else "")
+    if as_json:
+        write_json(
+            {"run": chosen.id, "episode": episode, "checked": checked, "mismatches": [m.to_dict() for m in mismatches]}
+        )
+    else:
+        console = make_console()
+        for m in mismatches[:SHOWN_FLAGS]:
+            console.print(
+                f"episode {m.episode} agent {m.agent_idx}: stored reward {m.stored_reward!r}, expected "
+                f"{m.expected_reward!r} (survival {m.survival_steps}, {m.death_cause}, "
+                f"baseline {m.baseline_survival_steps!r})",
+                markup=False,
+            )
+        if len(mismatches) > SHOWN_FLAGS:
+            console.print(f"... and {len(mismatches) - SHOWN_FLAGS} more (--json lists them all)")
+        verdict = f"{len(mismatches)} mismatches" if mismatches else "every reward matches"
+        console.print(f"{scope} in {reader.label}: {checked} rewards checked, {verdict}")
+    if mismatches:
+        raise typer.Exit(code=1)

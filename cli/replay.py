@@ -1,0 +1,59 @@
+"""``townlet-telemetry replay``: one episode's per-agent snapshot exactly as it was recorded."""
+
+from typing import Annotated
+
+import typer
+
+from townlet.persistence.reader import EpisodeAgents, TelemetryReader
+from townlet.telemetry.payloads import build_envelope
+from townlet_cli.console import make_console
+from townlet_cli.options import DEFAULT, DbOption, RunOption
+from townlet_cli.output import fmt, write_json
+
+HIDDEN = ("episode",)
+
+
+def replay(
+    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", min=1)],
+    db: DbOption = DEFAULT,
+    run: RunOption = None,
+    agent: Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the episode's envelope, byte-identical to what the live stream sent."),
+    ] = False,
+) -> None:
+    """Replay one episode's per-agent snapshot exactly as it was recorded.
+
+    With --json, stdout is the episode envelope built and encoded by the same code as the live stream
+    (sorted keys, compact), followed by one newline; an episode written under an older schema version
+    replays as that version. With --agent the envelope holds that agent only.
+
+    Example: townlet-telemetry replay --episode 12 --run 1 --json
+    """
+    with TelemetryReader(db) as reader:
+        chosen = reader.run(run)
+        found = reader.episode_agents(chosen, episode, agent)
+    if as_json:
+        write_json(build_envelope(chosen.run_uuid, episode, found.agents, found.schema_version))
+        return
+    _table(reader.label, found)
+
+
+def _table(label: str, found: EpisodeAgents) -> None:
+    from rich.table import Table
+
+    from townlet_cli.watch import header
+
+    run = found.run
+    table = Table(
+        title=f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}"
+    )
+    names = [k for k in found.agents[0] if k not in HIDDEN]
+    for name in names:
+        table.add_column(
+            "agent" if name == "agent_idx" else header(name), justify="left" if name == "death_cause" else "right"
+        )
+    for agent in found.agents:
+        table.add_row(*(fmt(agent[name]) for name in names))
+    make_console().print(table)

@@ -1,0 +1,91 @@
+"""``townlet-telemetry runs`` and ``episodes``: what a database holds, run by run and episode by episode."""
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
+from townlet_cli.console import make_console
+from townlet_cli.options import DEFAULT, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.output import ConflictingOptions, fmt, machine_format, write_csv, write_json
+
+RUN_COLUMNS = ("id", "started_at", "status", "num_agents", "episodes", "schema_version", "device", "seed")
+EPISODE_FIELDS = tuple(EpisodeSummary.__dataclass_fields__)
+
+
+def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
+    """List the runs in the database: id, start (UTC), status, agents, episodes, schema version, device, seed.
+
+    Example: townlet-telemetry runs --db townlet.db
+    """
+    with TelemetryReader(db) as reader:
+        found = reader.runs()
+    if as_json:
+        write_json([asdict(run) for run in found])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"runs in {reader.label}")
+    for header in ("run", "started (UTC)", "status", "agents", "episodes", "schema", "device", "seed"):
+        table.add_column(header, justify="left" if header in ("started (UTC)", "status", "device") else "right")
+    for run in found:
+        started = run.started_at.replace("T", " ")[:19]
+        table.add_row(*(started if c == "started_at" else fmt(getattr(run, c)) for c in RUN_COLUMNS))
+    make_console().print(table)
+
+
+def episodes(
+    db: DbOption = DEFAULT,
+    run: RunOption = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Show at most N episodes.", min=1)] = None,
+    offset: Annotated[int, typer.Option("--offset", help="Skip the first N episodes (with --limit).", min=0)] = 0,
+    last: Annotated[int | None, typer.Option("--last", help="Only the final N episodes.", min=1)] = None,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
+) -> None:
+    """Episodes of a run (the latest by default): steps, stage, duration, and survival and reward across agents
+    (mean, min, max).
+
+    Example: townlet-telemetry episodes --run 1 --last 10
+    """
+    output = machine_format(as_json, as_csv)
+    if last is not None and (limit is not None or offset):
+        raise ConflictingOptions("--last cannot be combined with --limit/--offset: use one or the other")
+    with TelemetryReader(db) as reader:
+        chosen = reader.run(run)
+        rows = reader.episodes(chosen, limit=limit, offset=offset, last=last)
+    if output == "json":
+        write_json([asdict(row) for row in rows])
+    elif output == "csv":
+        write_csv(EPISODE_FIELDS, ([getattr(row, f) for f in EPISODE_FIELDS] for row in rows))
+    else:
+        _episodes_table(reader.label, chosen, rows)
+
+
+def _episodes_table(label: str, run: RunSummary, rows: list[EpisodeSummary]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {run.id} in {label}: {len(rows)} of {run.episodes} episodes, {run.num_agents} agents")
+    headers = ("episode", "steps", "stage", "seconds", "survival mean", "min", "max", "reward mean", "min", "max")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(
+            *map(
+                fmt,
+                (
+                    row.episode,
+                    row.steps,
+                    row.curriculum_stage,
+                    row.duration_s,
+                    row.survival_mean,
+                    row.survival_min,
+                    row.survival_max,
+                    row.reward_mean,
+                    row.reward_min,
+                    row.reward_max,
+                ),
+            )
+        )
+    make_console().print(table)

@@ -1,0 +1,142 @@
+"""The baseline audit: each agent's baseline-survival trajectory across a run, and the anomalies in it.
+
+Three flags, each one a question a researcher asks of a reward baseline:
+
+- ``baseline-without-stage-change``: the agent's baseline differs from its previous episode's while its
+  curriculum stage did not change (the baseline is a function of the stage: only a stage change may move it).
+- ``baseline-disagrees``: the agent's baseline differs from the reference agent's in the same episode at the
+  same stage (every agent of a run shares one curriculum, so they should share the baseline). The reference
+  is agent 0; agent 0 itself is compared with agent 1.
+- ``survival-below-baseline``: the agent survived fewer than ``below`` x baseline steps for ``streak``
+  episodes in a row (reported once per streak, at the episode where it reached ``streak``).
+"""
+
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import chain, groupby
+from typing import Any
+
+from townlet.audit.sparkline import sparkline
+
+WITHOUT_STAGE_CHANGE = "baseline-without-stage-change"
+DISAGREES = "baseline-disagrees"
+BELOW_BASELINE = "survival-below-baseline"
+FLAGS = (WITHOUT_STAGE_CHANGE, DISAGREES, BELOW_BASELINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When survival counts as far below baseline: under ``below`` x baseline, ``streak`` episodes running."""
+
+    below: float = 0.5
+    streak: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One anomaly of one agent at one episode."""
+
+    flag: str
+    episode: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flag": self.flag, "episode": self.episode, "detail": self.detail}
+
+
+def reference_agent(agent: int) -> int:
+    """Whom ``agent`` is compared with for ``baseline-disagrees``: agent 0, or agent 1 for agent 0."""
+    return 1 if agent == 0 else 0
+
+
+@dataclass
+class AgentBaselines:
+    """One agent's trajectory across a run (compact arrays) and the flags found while it was read."""
+
+    agent_idx: int
+    thresholds: Thresholds
+    episodes: array = field(default_factory=lambda: array("q"))
+    stages: array = field(default_factory=lambda: array("q"))
+    baselines: array = field(default_factory=lambda: array("d"))
+    survival: array = field(default_factory=lambda: array("q"))
+    stage_changes: list[dict[str, int]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    _streak: int = 0
+
+    def add(
+        self, episode: int, stage: int, baseline: float, survival: int, reference: tuple[int, float] | None
+    ) -> None:
+        """Fold in the next episode; ``reference`` is the reference agent's (stage, baseline) that episode."""
+        if self.episodes:
+            previous_stage, previous_baseline = self.stages[-1], self.baselines[-1]
+            if stage != previous_stage:
+                self.stage_changes.append({"episode": episode, "from": previous_stage, "to": stage})
+            elif baseline != previous_baseline:
+                detail = f"{previous_baseline:g} -> {baseline:g} while stage stayed {stage}"
+                self.flags.append(Flag(WITHOUT_STAGE_CHANGE, episode, detail))
+        if reference is not None and reference[0] == stage and reference[1] != baseline:
+            other = reference_agent(self.agent_idx)
+            self.flags.append(Flag(DISAGREES, episode, f"{baseline:g} vs agent {other}'s {reference[1]:g}"))
+        self._streak = self._streak + 1 if survival < self.thresholds.below * baseline else 0
+        if self._streak == self.thresholds.streak:
+            first = self.episodes[-(self.thresholds.streak - 1)] if self.thresholds.streak > 1 else episode
+            detail = f"under {self.thresholds.below:g} x baseline for {self._streak} episodes from episode {first}"
+            self.flags.append(Flag(BELOW_BASELINE, episode, detail))
+        self.episodes.append(episode)
+        self.stages.append(stage)
+        self.baselines.append(baseline)
+        self.survival.append(survival)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent_idx": self.agent_idx,
+            "episodes": self.episodes.tolist(),
+            "curriculum_stage": self.stages.tolist(),
+            "baseline_survival_steps": self.baselines.tolist(),
+            "survival_steps": self.survival.tolist(),
+            "stage_changes": self.stage_changes,
+            "flags": [f.to_dict() for f in self.flags],
+        }
+
+    def sparkline(self, width: int = 24) -> str:
+        return sparkline(self.baselines, width)
+
+    def survival_sparkline(self, width: int = 24) -> str:
+        return sparkline(self.survival, width)
+
+
+def audit_agent(
+    agent: int,
+    rows: Iterable[tuple[int, int, float, int]],
+    references: Mapping[int, tuple[int, float]],
+    thresholds: Thresholds,
+) -> AgentBaselines:
+    """One agent from its ``(episode, stage, baseline, survival)`` rows and the reference agent's by episode."""
+    audit = AgentBaselines(agent, thresholds)
+    for episode, stage, baseline, survival in rows:
+        audit.add(episode, stage, baseline, survival, references.get(episode))
+    return audit
+
+
+def audit_run(
+    batches: Iterable[list[tuple[int, int, int, float, int]]], thresholds: Thresholds
+) -> list[AgentBaselines]:
+    """Every agent from ``(episode, agent, stage, baseline, survival)`` rows ordered by episode then agent."""
+    agents: dict[int, AgentBaselines] = {}
+    for episode, group in groupby(chain.from_iterable(batches), key=lambda row: row[0]):
+        rows = list(group)
+        by_agent = {row[1]: (row[2], row[3]) for row in rows}
+        for _, agent, stage, baseline, survival in rows:
+            audit = agents.get(agent)
+            if audit is None:
+                audit = agents[agent] = AgentBaselines(agent, thresholds)
+            audit.add(episode, stage, baseline, survival, by_agent.get(reference_agent(agent)))
+    return [agents[a] for a in sorted(agents)]
+
+
+def flag_counts(audits: Iterable[AgentBaselines]) -> Iterator[tuple[str, int]]:
+    """How often each flag was raised across the audited agents, in ``FLAGS`` order."""
+    audits = list(audits)
+    for name in FLAGS:
+        yield name, sum(1 for a in audits for f in a.flags if f.flag == name)

@@ -7,12 +7,13 @@ import typer
 from townlet.audit.baselines import (
     BELOW_BASELINE,
     DISAGREES,
+    JURY,
     WITHOUT_STAGE_CHANGE,
     AgentBaselines,
     Thresholds,
     audit_agent,
     audit_run,
-    reference_agent,
+    consensus,
 )
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet_cli.console import make_console
@@ -33,8 +34,9 @@ changes, a sparkline per agent (baseline and survival), and flagged anomalies.
 Flags: {WITHOUT_STAGE_CHANGE}: the agent's baseline moved between two episodes at the same curriculum stage
 (only a stage change may move it).
 
-{DISAGREES}: the agent's baseline differs from agent 0's (agent 0: from agent 1's) in the same episode at the
-same stage (the agents of one run share one curriculum, so they should share the baseline).
+{DISAGREES}: the agent's baseline differs, in the same episode at the same stage, from the value at least
+two of agents 0, 1 and 2 hold (agent 0's when all three differ): the agents of one run share one curriculum,
+so they should share the baseline.
 
 {BELOW_BASELINE}: the agent survived fewer than --below x baseline steps for --streak episodes in a row
 (reported once per streak).
@@ -72,9 +74,12 @@ def baselines(
             audits = audit_run(reader.baseline_stream(chosen), thresholds)
         else:
             rows = reader.agent_baselines(chosen, agent)
-            reference = reference_agent(agent)
-            refs = {} if reference >= chosen.num_agents else reader.agent_baselines(chosen, reference)
-            audits = [audit_agent(agent, rows, {e: (s, b) for e, s, b, _ in refs}, thresholds)]
+            jurors: dict[int, list[tuple[int, float]]] = {}
+            for juror in (j for j in JURY if j < chosen.num_agents):
+                for episode, stage, baseline, _ in reader.agent_baselines(chosen, juror):
+                    jurors.setdefault(episode, []).append((stage, baseline))
+            references = {e: c for e, members in jurors.items() if (c := consensus(members)) is not None}
+            audits = [audit_agent(agent, rows, references, thresholds)]
     if output == "json":
         write_json(
             {

@@ -4,9 +4,10 @@ Three flags, each one a question a researcher asks of a reward baseline:
 
 - ``baseline-without-stage-change``: the agent's baseline differs from its previous episode's while its
   curriculum stage did not change (the baseline is a function of the stage: only a stage change may move it).
-- ``baseline-disagrees``: the agent's baseline differs from the reference agent's in the same episode at the
-  same stage (every agent of a run shares one curriculum, so they should share the baseline). The reference
-  is agent 0; agent 0 itself is compared with agent 1.
+- ``baseline-disagrees``: the agent's baseline differs, in the same episode at the same stage, from the
+  consensus of agents 0, 1 and 2 (the value at least two of them hold; agent 0's when all three differ).
+  Every agent of a run shares one curriculum, so they should share the baseline. A small fixed jury keeps
+  ``audit baselines --agent I`` at a few index lookups per episode, and one odd juror is outvoted.
 - ``survival-below-baseline``: the agent survived fewer than ``below`` x baseline steps for ``streak``
   episodes in a row (reported once per streak, at the episode where it reached ``streak``).
 """
@@ -45,9 +46,18 @@ class Flag:
         return {"flag": self.flag, "episode": self.episode, "detail": self.detail}
 
 
-def reference_agent(agent: int) -> int:
-    """Whom ``agent`` is compared with for ``baseline-disagrees``: agent 0, or agent 1 for agent 0."""
-    return 1 if agent == 0 else 0
+#: The agents whose consensus baseline every agent is compared with.
+JURY = (0, 1, 2)
+
+
+def consensus(members: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """The (stage, baseline) at least two jurors hold, else the first juror's; None with fewer than two."""
+    if len(members) < 2:
+        return None
+    for member in members:
+        if members.count(member) >= 2:
+            return member
+    return members[0]
 
 
 @dataclass
@@ -67,7 +77,7 @@ class AgentBaselines:
     def add(
         self, episode: int, stage: int, baseline: float, survival: int, reference: tuple[int, float] | None
     ) -> None:
-        """Fold in the next episode; ``reference`` is the reference agent's (stage, baseline) that episode."""
+        """Fold in the next episode; ``reference`` is the jury's consensus (stage, baseline) that episode."""
         if self.episodes:
             previous_stage, previous_baseline = self.stages[-1], self.baselines[-1]
             if stage != previous_stage:
@@ -76,8 +86,8 @@ class AgentBaselines:
                 detail = f"{previous_baseline:g} -> {baseline:g} while stage stayed {stage}"
                 self.flags.append(Flag(WITHOUT_STAGE_CHANGE, episode, detail))
         if reference is not None and reference[0] == stage and reference[1] != baseline:
-            other = reference_agent(self.agent_idx)
-            self.flags.append(Flag(DISAGREES, episode, f"{baseline:g} vs agent {other}'s {reference[1]:g}"))
+            detail = f"{baseline:g} vs {reference[1]:g} held by agents {', '.join(map(str, JURY))}"
+            self.flags.append(Flag(DISAGREES, episode, detail))
         self._streak = self._streak + 1 if survival < self.thresholds.below * baseline else 0
         if self._streak == self.thresholds.streak:
             first = self.episodes[-(self.thresholds.streak - 1)] if self.thresholds.streak > 1 else episode
@@ -112,7 +122,7 @@ def audit_agent(
     references: Mapping[int, tuple[int, float]],
     thresholds: Thresholds,
 ) -> AgentBaselines:
-    """One agent from its ``(episode, stage, baseline, survival)`` rows and the reference agent's by episode."""
+    """One agent from its ``(episode, stage, baseline, survival)`` rows and the jury's consensus by episode."""
     audit = AgentBaselines(agent, thresholds)
     for episode, stage, baseline, survival in rows:
         audit.add(episode, stage, baseline, survival, references.get(episode))
@@ -126,12 +136,12 @@ def audit_run(
     agents: dict[int, AgentBaselines] = {}
     for episode, group in groupby(chain.from_iterable(batches), key=lambda row: row[0]):
         rows = list(group)
-        by_agent = {row[1]: (row[2], row[3]) for row in rows}
+        reference = consensus([(row[2], row[3]) for row in rows if row[1] in JURY])
         for _, agent, stage, baseline, survival in rows:
             audit = agents.get(agent)
             if audit is None:
                 audit = agents[agent] = AgentBaselines(agent, thresholds)
-            audit.add(episode, stage, baseline, survival, by_agent.get(reference_agent(agent)))
+            audit.add(episode, stage, baseline, survival, reference)
     return [agents[a] for a in sorted(agents)]
 
 

@@ -6,7 +6,7 @@ stopped (Ctrl-C) or failed — and only after the writer flushed every queued ep
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +14,7 @@ from townlet.config import TownletConfig, config_from_mapping, with_overrides
 from townlet.devices import resolve_device
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import BackgroundWriter
+from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
 from townlet.telemetry.stream import EpisodePublisher
@@ -47,10 +48,11 @@ class TrainingSession:
         live: tuple[str, int] | None = None,
         resume: int | None = None,
         on_live_start: Callable[[str], None] = lambda url: None,
+        sinks: Sequence[Broadcaster] = (),
     ) -> None:
         self.store = TelemetryStore.open(db, write=True)
         try:
-            self._setup(config, live, resume, on_live_start)
+            self._setup(config, live, resume, on_live_start, sinks)
         except BaseException:
             self.store.close()
             raise
@@ -61,6 +63,7 @@ class TrainingSession:
         live: tuple[str, int] | None,
         resume: int | None,
         on_live_start: Callable[[str], None],
+        sinks: Sequence[Broadcaster],
     ) -> None:
         stage, first = 1, 1
         if resume is None:
@@ -96,7 +99,7 @@ class TrainingSession:
             hello = hello_message(run_uuid, config.training.agents)
             self.broadcaster = WebSocketBroadcaster(host, port, hello=hello).start()
             on_live_start(self.broadcaster.url)
-        self.publisher = EpisodePublisher(run_uuid, [self.broadcaster] if self.broadcaster else [])
+        self.publisher = EpisodePublisher(run_uuid, [*sinks, *([self.broadcaster] if self.broadcaster else [])])
         self.writer = BackgroundWriter(self.store, run)
 
     def run(

@@ -1,0 +1,68 @@
+"""The audit building blocks: sparklines, the jury's consensus baseline, and the flags on hand-built trajectories."""
+
+from townlet.audit.baselines import (
+    BELOW_BASELINE,
+    DISAGREES,
+    WITHOUT_STAGE_CHANGE,
+    Thresholds,
+    audit_agent,
+    audit_run,
+    consensus,
+)
+from townlet.audit.rewards import find_mismatches
+from townlet.audit.sparkline import BARS, sparkline
+
+
+def test_sparkline_scales_between_the_trajectorys_own_min_and_max():
+    assert sparkline([0, 7, 14]) == BARS[0] + BARS[4] + BARS[7]
+    assert sparkline([5.0, 5.0]) == BARS[3] * 2
+    assert sparkline([]) == ""
+
+
+def test_sparkline_buckets_long_trajectories_to_the_width():
+    line = sparkline(list(range(1000)), width=10)
+    assert len(line) == 10 and line[0] == BARS[0] and line[-1] == BARS[-1]
+
+
+def test_consensus_outvotes_one_odd_juror():
+    assert consensus([(1, 100.0), (1, 55.0), (1, 100.0)]) == (1, 100.0)
+    assert consensus([(1, 55.0), (1, 100.0), (1, 100.0)]) == (1, 100.0)
+    assert consensus([(1, 1.0), (1, 2.0), (1, 3.0)]) == (1, 1.0)  # no majority: agent 0's
+    assert consensus([(1, 100.0)]) is None  # a single agent has nobody to disagree with
+
+
+def test_baseline_moving_within_a_stage_is_flagged_but_a_stage_change_is_not():
+    rows = [(1, 1, 100.0, 100), (2, 1, 100.0, 100), (3, 2, 80.0, 80), (4, 2, 70.0, 70)]
+    audit = audit_agent(0, rows, {}, Thresholds())
+    assert audit.stage_changes == [{"episode": 3, "from": 1, "to": 2}]
+    assert [(f.flag, f.episode) for f in audit.flags] == [(WITHOUT_STAGE_CHANGE, 4)]
+
+
+def test_survival_below_baseline_is_flagged_once_per_streak():
+    survival = [10, 10, 10, 90, 10, 10, 10, 10, 10, 10, 10]
+    rows = [(e, 1, 100.0, s) for e, s in enumerate(survival, start=1)]
+    audit = audit_agent(0, rows, {}, Thresholds(below=0.5, streak=3))
+    flags = [(f.flag, f.episode) for f in audit.flags]
+    assert flags == [(BELOW_BASELINE, 3), (BELOW_BASELINE, 7)]
+    assert "from episode 5" in audit.flags[1].detail
+
+
+def test_full_run_audit_flags_only_the_odd_agent():
+    rows = [(1, a, 1, 100.0, 100) for a in range(4)] + [(2, a, 1, 55.0 if a == 2 else 100.0, 100) for a in range(4)]
+    audits = audit_run([rows[:3], rows[3:]], Thresholds())  # batches cut through an episode
+    flagged = {(a.agent_idx, f.flag, f.episode) for a in audits for f in a.flags}
+    assert (2, DISAGREES, 2) in flagged
+    assert {agent for agent, flag, _ in flagged if flag == DISAGREES} == {2}
+
+
+def test_reward_audit_recomputes_with_the_reward_strategy():
+    agents = [
+        {"episode": 1, "agent_idx": 0, "survival_steps": 120, "death_cause": "timeout",
+         "baseline_survival_steps": 100.0, "episode_reward": 20.0},
+        {"episode": 1, "agent_idx": 1, "survival_steps": 80, "death_cause": "energy",
+         "baseline_survival_steps": 66.66666412353516, "episode_reward": 13.333335876464844},
+        {"episode": 1, "agent_idx": 2, "survival_steps": 80, "death_cause": "energy",
+         "baseline_survival_steps": 100.0, "episode_reward": -19.0},
+    ]  # fmt: skip
+    mismatches = list(find_mismatches([agents]))
+    assert [(m.agent_idx, m.expected_reward) for m in mismatches] == [(2, -20.0)]

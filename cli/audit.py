@@ -11,9 +11,7 @@ from townlet.audit.baselines import (
     WITHOUT_STAGE_CHANGE,
     AgentBaselines,
     Thresholds,
-    audit_agent,
     audit_run,
-    consensus,
 )
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet_cli.console import make_console
@@ -70,16 +68,11 @@ def baselines(
     thresholds = Thresholds(below=below, streak=streak)
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
-        if agent is None:
-            audits = audit_run(reader.baseline_stream(chosen), thresholds)
-        else:
-            rows = reader.agent_baselines(chosen, agent)
-            jurors: dict[int, list[tuple[int, float]]] = {}
-            for juror in (j for j in JURY if j < chosen.num_agents):
-                for episode, stage, baseline, _ in reader.agent_baselines(chosen, juror):
-                    jurors.setdefault(episode, []).append((stage, baseline))
-            references = {e: c for e, members in jurors.items() if (c := consensus(members)) is not None}
-            audits = [audit_agent(agent, rows, references, thresholds)]
+        # One agent: its rows and the jury's, a few primary-key lookups per episode.
+        agents = None if agent is None else sorted({agent, *(j for j in JURY if j < chosen.num_agents)})
+        if agent is not None and agent >= chosen.num_agents:
+            agents = [agent]  # the reader names the bad index
+        audits = audit_run(reader.baseline_rows(chosen, agents), thresholds, only=agent)
     if output == "json":
         write_json(
             {

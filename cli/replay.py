@@ -18,6 +18,9 @@ def replay(
     db: DbOption = DEFAULT,
     run: RunOption = None,
     agent: Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Table rows to show at most (--json always has every agent).", min=1)
+    ] = 64,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print the episode's envelope, byte-identical to what the live stream sent."),
@@ -37,23 +40,29 @@ def replay(
     if as_json:
         write_json(build_envelope(chosen.run_uuid, episode, found.agents, found.schema_version))
         return
-    _table(reader.label, found)
+    _table(reader.label, found, max_rows)
 
 
-def _table(label: str, found: EpisodeAgents) -> None:
+def _table(label: str, found: EpisodeAgents, max_rows: int) -> None:
     from rich.table import Table
 
     from townlet_cli.watch import header
 
     run = found.run
+    shown = found.agents[:max_rows]
     table = Table(
-        title=f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}"
+        title=f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}",
+        caption=(
+            f"showing {len(shown)} of {len(found.agents)} agents: --agent I for one, --max-rows N or --json for more"
+            if len(shown) < len(found.agents)
+            else None
+        ),
     )
     names = [k for k in found.agents[0] if k not in HIDDEN]
     for name in names:
         table.add_column(
             "agent" if name == "agent_idx" else header(name), justify="left" if name == "death_cause" else "right"
         )
-    for agent in found.agents:
+    for agent in shown:
         table.add_row(*(fmt(agent[name]) for name in names))
     make_console().print(table)

@@ -1,6 +1,5 @@
 """``townlet-telemetry runs`` and ``episodes``: what a database holds, run by run and episode by episode."""
 
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ from townlet_cli.options import DEFAULT, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import ConflictingOptions, fmt, machine_format, write_csv, write_json
 
 RUN_COLUMNS = ("id", "started_at", "status", "num_agents", "episodes", "schema_version", "device", "seed")
-EPISODE_FIELDS = tuple(EpisodeSummary.__dataclass_fields__)
+EPISODE_FIELDS = EpisodeSummary._fields
 
 
 def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
@@ -22,7 +21,7 @@ def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
     with TelemetryReader(db) as reader:
         found = reader.runs()
     if as_json:
-        write_json([asdict(run) for run in found])
+        write_json([run._asdict() for run in found])
         return
     from rich.table import Table
 
@@ -56,7 +55,7 @@ def episodes(
         chosen = reader.run(run)
         rows = reader.episodes(chosen, limit=limit, offset=offset, last=last)
     if output == "json":
-        write_json([asdict(row) for row in rows])
+        write_json([row._asdict() for row in rows])
     elif output == "csv":
         write_csv(EPISODE_FIELDS, ([getattr(row, f) for f in EPISODE_FIELDS] for row in rows))
     else:

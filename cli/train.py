@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from townlet.config import load_config, with_overrides
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
@@ -52,6 +51,8 @@ def train(
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
+    from townlet.config import load_config, with_overrides  # frozen dataclasses: only train needs them
+
     settings = with_overrides(
         load_config(config), "training", episodes=episodes, agents=agents, seed=seed, device=device
     )

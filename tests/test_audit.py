@@ -5,7 +5,6 @@ from townlet.audit.baselines import (
     DISAGREES,
     WITHOUT_STAGE_CHANGE,
     Thresholds,
-    audit_agent,
     audit_run,
     consensus,
 )
@@ -32,16 +31,16 @@ def test_consensus_outvotes_one_odd_juror():
 
 
 def test_baseline_moving_within_a_stage_is_flagged_but_a_stage_change_is_not():
-    rows = [(1, 1, 100.0, 100), (2, 1, 100.0, 100), (3, 2, 80.0, 80), (4, 2, 70.0, 70)]
-    audit = audit_agent(0, rows, {}, Thresholds())
+    rows = [(1, 0, 1, 100.0, 100), (2, 0, 1, 100.0, 100), (3, 0, 2, 80.0, 80), (4, 0, 2, 70.0, 70)]
+    (audit,) = audit_run([rows], Thresholds())
     assert audit.stage_changes == [{"episode": 3, "from": 1, "to": 2}]
     assert [(f.flag, f.episode) for f in audit.flags] == [(WITHOUT_STAGE_CHANGE, 4)]
 
 
 def test_survival_below_baseline_is_flagged_once_per_streak():
     survival = [10, 10, 10, 90, 10, 10, 10, 10, 10, 10, 10]
-    rows = [(e, 1, 100.0, s) for e, s in enumerate(survival, start=1)]
-    audit = audit_agent(0, rows, {}, Thresholds(below=0.5, streak=3))
+    rows = [(e, 0, 1, 100.0, s) for e, s in enumerate(survival, start=1)]
+    (audit,) = audit_run([rows], Thresholds(below=0.5, streak=3))
     flags = [(f.flag, f.episode) for f in audit.flags]
     assert flags == [(BELOW_BASELINE, 3), (BELOW_BASELINE, 7)]
     assert "from episode 5" in audit.flags[1].detail
@@ -53,6 +52,8 @@ def test_full_run_audit_flags_only_the_odd_agent():
     flagged = {(a.agent_idx, f.flag, f.episode) for a in audits for f in a.flags}
     assert (2, DISAGREES, 2) in flagged
     assert {agent for agent, flag, _ in flagged if flag == DISAGREES} == {2}
+    (only,) = audit_run([rows], Thresholds(), only=2)
+    assert only.flags == audits[2].flags
 
 
 def test_reward_audit_recomputes_with_the_reward_strategy():

@@ -13,10 +13,9 @@ Three flags, each one a question a researcher asks of a reward baseline:
 """
 
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from itertools import chain, groupby
-from typing import Any
+from typing import Any, NamedTuple
 
 from townlet.audit.sparkline import sparkline
 
@@ -26,16 +25,14 @@ BELOW_BASELINE = "survival-below-baseline"
 FLAGS = (WITHOUT_STAGE_CHANGE, DISAGREES, BELOW_BASELINE)
 
 
-@dataclass(frozen=True, slots=True)
-class Thresholds:
+class Thresholds(NamedTuple):
     """When survival counts as far below baseline: under ``below`` x baseline, ``streak`` episodes running."""
 
     below: float = 0.5
     streak: int = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(NamedTuple):
     """One anomaly of one agent at one episode."""
 
     flag: str
@@ -60,19 +57,19 @@ def consensus(members: list[tuple[int, float]]) -> tuple[int, float] | None:
     return members[0]
 
 
-@dataclass
 class AgentBaselines:
     """One agent's trajectory across a run (compact arrays) and the flags found while it was read."""
 
-    agent_idx: int
-    thresholds: Thresholds
-    episodes: array = field(default_factory=lambda: array("q"))
-    stages: array = field(default_factory=lambda: array("q"))
-    baselines: array = field(default_factory=lambda: array("d"))
-    survival: array = field(default_factory=lambda: array("q"))
-    stage_changes: list[dict[str, int]] = field(default_factory=list)
-    flags: list[Flag] = field(default_factory=list)
-    _streak: int = 0
+    def __init__(self, agent_idx: int, thresholds: Thresholds) -> None:
+        self.agent_idx = agent_idx
+        self.thresholds = thresholds
+        self.episodes = array("q")
+        self.stages = array("q")
+        self.baselines = array("d")
+        self.survival = array("q")
+        self.stage_changes: list[dict[str, int]] = []
+        self.flags: list[Flag] = []
+        self._streak = 0
 
     def add(
         self, episode: int, stage: int, baseline: float, survival: int, reference: tuple[int, float] | None
@@ -116,28 +113,19 @@ class AgentBaselines:
         return sparkline(self.survival, width)
 
 
-def audit_agent(
-    agent: int,
-    rows: Iterable[tuple[int, int, float, int]],
-    references: Mapping[int, tuple[int, float]],
-    thresholds: Thresholds,
-) -> AgentBaselines:
-    """One agent from its ``(episode, stage, baseline, survival)`` rows and the jury's consensus by episode."""
-    audit = AgentBaselines(agent, thresholds)
-    for episode, stage, baseline, survival in rows:
-        audit.add(episode, stage, baseline, survival, references.get(episode))
-    return audit
-
-
 def audit_run(
-    batches: Iterable[list[tuple[int, int, int, float, int]]], thresholds: Thresholds
+    batches: Iterable[list[tuple[int, int, int, float, int]]], thresholds: Thresholds, only: int | None = None
 ) -> list[AgentBaselines]:
-    """Every agent from ``(episode, agent, stage, baseline, survival)`` rows ordered by episode then agent."""
+    """Every agent (or ``only`` that one) from ``(episode, agent, stage, baseline, survival)`` rows ordered by
+    episode then agent; the rows must include the jury's (agents 0, 1, 2) for ``baseline-disagrees``.
+    """
     agents: dict[int, AgentBaselines] = {}
     for episode, group in groupby(chain.from_iterable(batches), key=lambda row: row[0]):
         rows = list(group)
         reference = consensus([(row[2], row[3]) for row in rows if row[1] in JURY])
         for _, agent, stage, baseline, survival in rows:
+            if only is not None and agent != only:
+                continue
             audit = agents.get(agent)
             if audit is None:
                 audit = agents[agent] = AgentBaselines(agent, thresholds)

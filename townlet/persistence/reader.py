@@ -9,11 +9,10 @@ check the database's revision first with the same rules as the write path.
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from townlet.persistence.errors import (
     AgentNotFound,
@@ -151,8 +150,7 @@ class _SqlAlchemyRows:
             self.engine.dispose()
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     """One run as the ``runs`` command lists it."""
 
     id: int
@@ -168,8 +166,7 @@ class RunSummary:
     seed: int
 
 
-@dataclass(frozen=True, slots=True)
-class EpisodeSummary:
+class EpisodeSummary(NamedTuple):
     """One episode of a run with its agents' survival and reward aggregated."""
 
     episode: int
@@ -185,8 +182,7 @@ class EpisodeSummary:
     reward_max: float
 
 
-@dataclass(frozen=True, slots=True)
-class EpisodeAgents:
+class EpisodeAgents(NamedTuple):
     """One episode's agent payloads exactly as stored, at the schema version they were written under."""
 
     run: RunSummary
@@ -233,12 +229,6 @@ _RUN_ROWS_SQL = """
 SELECT e.episode, a.* FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
 WHERE e.run_id = :run {filters}
 ORDER BY e.episode, a.agent_idx
-"""
-
-_AGENT_BASELINES_SQL = """
-SELECT e.episode, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
-FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id AND a.agent_idx = :agent
-WHERE e.run_id = :run ORDER BY e.episode
 """
 
 
@@ -363,20 +353,30 @@ class TelemetryReader:
                 "it was changed outside townlet"
             ) from None
 
-    def agent_baselines(self, run: RunSummary, agent: int) -> list[tuple[int, int, float, int]]:
-        """``(episode, stage, baseline, survival)`` of one agent across the run: one index seek per episode."""
-        if not 0 <= agent < run.num_agents:
-            raise AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
-        return self._rows.all(_AGENT_BASELINES_SQL, {"run": run.id, "agent": agent})[1]
+    def baseline_rows(
+        self, run: RunSummary, agents: Sequence[int] | None = None, batch: int = BATCH_ROWS
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(episode, agent, stage, baseline, survival)`` rows of the run (or of some agents), episode by episode.
 
-    def baseline_stream(self, run: RunSummary, batch: int = BATCH_ROWS) -> Iterator[list[tuple[Any, ...]]]:
-        """``(episode, agent, stage, baseline, survival)`` of every agent row of the run, episode by episode."""
-        sql = """
+        With ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size.
+        """
+        params: dict[str, Any] = {"run": run.id}
+        only = ""
+        if agents is not None:
+            for agent in agents:
+                if not 0 <= agent < run.num_agents:
+                    raise AgentNotFound(
+                        f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent"
+                    )
+            names = [f"agent{i}" for i in range(len(agents))]
+            params.update(zip(names, agents, strict=True))
+            only = f"AND a.agent_idx IN ({', '.join(':' + n for n in names)})"
+        sql = f"""
         SELECT e.episode, a.agent_idx, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
-        FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+        FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id {only}
         WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
         """
-        return self._rows.stream(sql, {"run": run.id}, batch)[1]
+        return self._rows.stream(sql, params, batch)[1]
 
 
 def payloads_from_rows(

@@ -5,12 +5,11 @@ episode always gives the same bytes.
 """
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from townlet.errors import TelemetryError
-from townlet.population.snapshots import RegistrySnapshot
 from townlet.telemetry.dto import (
     CURRENT_DTO,
     DTO_BY_VERSION,
@@ -19,6 +18,9 @@ from townlet.telemetry.dto import (
     TelemetryLeakError,
     type_name,
 )
+
+if TYPE_CHECKING:  # annotations only: the read path never loads the registry side
+    from townlet.population.snapshots import RegistrySnapshot
 
 EPISODE_KIND = "episode_snapshot"
 HELLO_KIND = "hello"
@@ -48,7 +50,7 @@ def check_json_safe(value: object, path: str) -> None:
         raise TelemetryLeakError(f"{path}: {type_name(value)}")
 
 
-def build_agent_payloads(snapshot: RegistrySnapshot, episode: int) -> list[dict[str, Any]]:
+def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dict[str, Any]]:
     """One primitive dict per agent, keyed and validated by ``CURRENT_DTO``, from a registry snapshot.
 
     The registry has already converted each field with one ``.tolist()``. Every column is checked with the
@@ -80,7 +82,7 @@ def build_envelope(
     return {**header, "agents": agents}
 
 
-def episode_envelope(run_id: str, episode: int, snapshot: RegistrySnapshot) -> dict[str, Any]:
+def episode_envelope(run_id: str, episode: int, snapshot: "RegistrySnapshot") -> dict[str, Any]:
     """Registry snapshot of one finished episode -> its envelope."""
     return build_envelope(run_id, episode, build_agent_payloads(snapshot, episode))
 

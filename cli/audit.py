@@ -26,24 +26,20 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BASELINES_HELP = f"""The baseline-survival trajectory of every agent (or one) across a run, with curriculum stage
-changes, a sparkline per agent (baseline and survival), and flagged anomalies.
-
-Flags: {WITHOUT_STAGE_CHANGE}: the agent's baseline moved between two episodes at the same curriculum stage
-(only a stage change may move it).
-
-{DISAGREES}: the agent's baseline differs, in the same episode at the same stage, from the value at least
-two of agents 0, 1 and 2 hold (agent 0's when all three differ): the agents of one run share one curriculum,
-so they should share the baseline.
-
-{BELOW_BASELINE}: the agent survived fewer than --below x baseline steps for --streak episodes in a row
-(reported once per streak).
-
---json: per agent, its episodes, stages, baselines, survival, stage changes and flags.
---csv: one row per agent and episode, with the flags raised there.
-
-Example: townlet-telemetry audit baselines --run 1 --agent 3 --streak 10
-"""
+BASELINES_HELP = (
+    "The baseline-survival trajectory of every agent (or one) across a run, with curriculum stage changes, a "
+    "sparkline per agent (baseline and survival), and flagged anomalies.\n\n"
+    f"{WITHOUT_STAGE_CHANGE}: the agent's baseline moved between two episodes at the same curriculum stage "
+    "(only a stage change may move it).\n\n"
+    f"{DISAGREES}: the agent's baseline differs, in the same episode at the same stage, from the value at least "
+    "two of agents 0, 1 and 2 hold (agent 0's when all three differ): the agents of one run share one curriculum, "
+    "so they should share the baseline.\n\n"
+    f"{BELOW_BASELINE}: the agent survived fewer than --below x baseline steps for --streak episodes in a row "
+    "(reported once per streak).\n\n"
+    "--json: per agent, its episodes, stages, baselines, survival, stage changes and flags. "
+    "--csv: one row per agent and episode, with the flags raised there.\n\n"
+    "Example: townlet-telemetry audit baselines --run 1 --agent 3 --streak 10"
+)
 
 SHOWN_FLAGS = 20
 CSV_HEADER = ("agent_idx", "episode", "curriculum_stage", "baseline_survival_steps", "survival_steps", "flags")
@@ -136,11 +132,11 @@ def rewards(
     episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode.", min=1)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Recompute every stored episode reward with the project's RewardStrategy from the stored survival steps,
-    episode end and baseline, and report every mismatch. Exit code 1 when there is any, 0 when none.
+    """Recompute every stored reward with the project's RewardStrategy; exit code 1 on any mismatch, else 0.
 
-    A mismatch means the reward path and the baseline in the registry disagreed when the episode ran, or the
-    row was changed since. This command loads torch (it runs the real RewardStrategy); the others do not.
+    Each reward is recomputed from the stored survival steps, episode end and baseline. A mismatch means
+    the reward path and the baseline in the registry disagreed when the episode ran, or the row was changed
+    since. This command loads torch (it runs the real RewardStrategy); the other read commands do not.
 
     Example: townlet-telemetry audit rewards --run 1
     """

@@ -38,8 +38,9 @@ def export(
     out: Annotated[str, typer.Option("--out", "-o", help="File to write; - for stdout.")] = "-",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Export every agent row of a run (one per agent per episode) at full resolution, in episode then agent
-    order, streamed in constant memory.
+    """Export every agent row of a run at full resolution, streamed in constant memory.
+
+    One row per agent per episode, in episode then agent order.
 
     Each row carries run, schema_version and every DTO field (CSV: floats written exactly as stored; JSON
     Lines: the envelope's encoding, sorted keys). A progress bar goes to stderr when stdout is a terminal or

@@ -43,8 +43,9 @@ def episodes(
     as_json: JsonFlag = False,
     as_csv: CsvFlag = False,
 ) -> None:
-    """Episodes of a run (the latest by default): steps, stage, duration, and survival and reward across agents
-    (mean, min, max).
+    """Episodes of a run (the latest by default) with survival and reward across agents.
+
+    Per episode: steps, curriculum stage, duration, and the agents' survival and reward (mean, min, max).
 
     Example: townlet-telemetry episodes --run 1 --last 10
     """

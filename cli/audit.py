@@ -15,7 +15,7 @@ from townlet.audit.baselines import (
 )
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.options import DEFAULT, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import fmt, machine_format, write_csv, write_json
 
 app = typer.Typer(
@@ -49,7 +49,7 @@ CSV_HEADER = ("agent_idx", "episode", "curriculum_stage", "baseline_survival_ste
 def baselines(
     db: DbOption = DEFAULT,
     run: RunOption = None,
-    agent: Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)] = None,
+    agent: AgentOption = None,
     below: Annotated[
         float, typer.Option("--below", help="Survival under this fraction of baseline counts as far below.", min=0.0)
     ] = 0.5,
@@ -144,13 +144,13 @@ def rewards(
 
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
-        if episode is not None:
-            reader.episode_agents(chosen, episode)  # a clear error for an episode that is not there
         checked = 0
         mismatches = []
         for _, agents in reader.agent_payloads(chosen, episode=episode):
             checked += len(agents)
             mismatches.extend(find_mismatches([agents]))
+        if episode is not None and not checked:
+            reader.episode_agents(chosen, episode)  # raises the one-line error for an episode that is not there
     scope = f"run {chosen.id}" + (f" episode {episode}" if episode is not None else "")
     if as_json:
         write_json(

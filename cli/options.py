@@ -20,5 +20,6 @@ DEFAULT = DEFAULT_DB
 RunOption = Annotated[
     int | None, typer.Option("--run", "-r", help="Run id (see `runs`); default: the latest run.", min=1)
 ]
+AgentOption = Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (nothing else goes there).")]
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row on stdout.")]

@@ -7,7 +7,7 @@ import typer
 from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.telemetry.payloads import build_envelope
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, DbOption, RunOption
+from townlet_cli.options import DEFAULT, AgentOption, DbOption, RunOption
 from townlet_cli.output import fmt, write_json
 
 HIDDEN = ("episode",)
@@ -17,7 +17,7 @@ def replay(
     episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", min=1)],
     db: DbOption = DEFAULT,
     run: RunOption = None,
-    agent: Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)] = None,
+    agent: AgentOption = None,
     max_rows: Annotated[
         int, typer.Option("--max-rows", help="Table rows to show at most (--json always has every agent).", min=1)
     ] = 64,

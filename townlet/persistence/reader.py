@@ -323,7 +323,7 @@ class TelemetryReader:
         if not found[0][0]:
             span = f"episodes 1 to {run.last_episode}" if run.last_episode else "no episodes yet"
             raise EpisodeNotFound(f"run {run.id} has no episode {episode} ({span}): pick another --episode")
-        raise AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
+        raise no_agent(run, agent)
 
     # -- streams for audits and export ----------------------------------------------------------
 
@@ -365,9 +365,7 @@ class TelemetryReader:
         if agents is not None:
             for agent in agents:
                 if not 0 <= agent < run.num_agents:
-                    raise AgentNotFound(
-                        f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent"
-                    )
+                    raise no_agent(run, agent)
             names = [f"agent{i}" for i in range(len(agents))]
             params.update(zip(names, agents, strict=True))
             only = f"AND a.agent_idx IN ({', '.join(':' + n for n in names)})"
@@ -377,6 +375,10 @@ class TelemetryReader:
         WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
         """
         return self._rows.stream(sql, params, batch)[1]
+
+
+def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:
+    return AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
 
 
 def payloads_from_rows(

@@ -11,7 +11,7 @@ import torch
 from tests.helpers import finished_registry
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.broadcast import FakeBroadcaster
-from townlet.telemetry.dto import SnapshotValidationError, TelemetryLeakError
+from townlet.telemetry.dto import SCHEMA_VERSION, SnapshotValidationError, TelemetryLeakError
 from townlet.telemetry.payloads import build_agent_payloads, check_json_safe, episode_envelope
 from townlet.telemetry.stream import EpisodePublisher
 from townlet.training.loop import Trainer
@@ -108,7 +108,7 @@ def test_training_publishes_one_valid_envelope_per_episode_to_the_broadcaster():
     envelopes = [json.loads(m) for m in fake.messages]
     assert [e["episode"] for e in envelopes] == [1, 2]
     for envelope in envelopes:
-        assert envelope["schema_version"] == 1
+        assert envelope["schema_version"] == SCHEMA_VERSION == 2
         assert envelope["kind"] == "episode_snapshot"
         assert envelope["run_id"] == "run-1"
         assert [a["agent_idx"] for a in envelope["agents"]] == [0, 1, 2]
@@ -121,5 +121,6 @@ def test_envelope_has_the_documented_shape():
     assert list(envelope["agents"][0]) == [
         "agent_idx", "episode", "survival_steps", "baseline_survival_steps", "episode_reward", "epsilon",
         "curriculum_stage", "death_cause", "meter_energy", "meter_hygiene", "meter_satiation", "meter_money",
+        "visits_bed", "visits_shower", "visits_fridge", "visits_job", "action_entropy",
     ]  # fmt: skip
     assert {a["episode"] for a in envelope["agents"]} == {7}

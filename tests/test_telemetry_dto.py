@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import finished_registry
+from townlet.environment.world import AFFORDANCES
 from townlet.telemetry.dto import (
     CURRENT_DTO,
     DEATH_CAUSES,
     SCHEMA_VERSION,
     AgentTelemetrySnapshotV1,
+    AgentTelemetrySnapshotV2,
     SnapshotValidationError,
     TelemetryLeakError,
 )
@@ -27,30 +29,47 @@ from townlet.telemetry.payloads import (
     episode_envelope,
 )
 
-GOOD = dict(
+GOOD_V1 = dict(
     agent_idx=0, episode=1, survival_steps=120, baseline_survival_steps=100.0, episode_reward=20.0, epsilon=0.1,
     curriculum_stage=1, death_cause="energy", meter_energy=0.0, meter_hygiene=0.5, meter_satiation=1.0,
     meter_money=0.25,
 )  # fmt: skip
+GOOD = dict(GOOD_V1, visits_bed=3, visits_shower=0, visits_fridge=1, visits_job=2, action_entropy=1.25)
 
 
 def test_dto_carries_its_schema_version_and_it_is_the_one_announced():
     assert AgentTelemetrySnapshotV1.SCHEMA_VERSION == 1
-    assert CURRENT_DTO.SCHEMA_VERSION == SCHEMA_VERSION == 1
+    assert AgentTelemetrySnapshotV2.SCHEMA_VERSION == 2
+    assert CURRENT_DTO is AgentTelemetrySnapshotV2
+    assert CURRENT_DTO.SCHEMA_VERSION == SCHEMA_VERSION == 2
     assert episode_envelope("r", 1, finished_registry(2).snapshot())["schema_version"] == SCHEMA_VERSION
 
 
 def test_to_dict_has_a_stable_key_order_and_round_trips():
-    dto = AgentTelemetrySnapshotV1(**GOOD)
+    dto = AgentTelemetrySnapshotV2(**GOOD)
     assert list(dto.to_dict()) == [f.name for f in dataclasses.fields(dto)]
-    assert AgentTelemetrySnapshotV1.from_dict(dto.to_dict()) == dto
+    assert AgentTelemetrySnapshotV2.from_dict(dto.to_dict()) == dto
+
+
+def test_v1_stays_readable_and_v2_extends_it_field_for_field():
+    v1 = AgentTelemetrySnapshotV1.from_dict(GOOD_V1)
+    assert v1.to_dict() == GOOD_V1 and list(v1.to_dict()) == list(GOOD_V1)
+    v2_fields = [f.name for f in dataclasses.fields(AgentTelemetrySnapshotV2)]
+    assert v2_fields[: len(GOOD_V1)] == list(GOOD_V1)  # V1's fields first, in V1's order
+    with pytest.raises(SnapshotValidationError, match="missing"):
+        AgentTelemetrySnapshotV2.from_dict(GOOD_V1)
+
+
+def test_v2_has_one_visit_counter_per_affordance_of_the_world():
+    visit_fields = {name for name in AgentTelemetrySnapshotV2.RULES if name.startswith("visits_")}
+    assert visit_fields == {f"visits_{a.name}" for a in AFFORDANCES}
 
 
 def test_same_snapshot_gives_the_same_bytes():
     snapshot = finished_registry(6).snapshot()
     first = encode(episode_envelope("r", 2, snapshot))
     assert encode(episode_envelope("r", 2, snapshot)) == first
-    assert first.startswith(b'{"agents":[{"agent_idx":0,')  # sorted keys, no whitespace
+    assert first.startswith(b'{"agents":[{"action_entropy":0.0,"agent_idx":0,')  # sorted keys, no whitespace
     assert b" " not in first
 
 
@@ -79,26 +98,30 @@ def test_bytes_are_identical_across_a_process_boundary():
         ("death_cause", "alive", SnapshotValidationError),
         ("meter_money", 1.5, SnapshotValidationError),
         ("meter_energy", float("-inf"), TelemetryLeakError),
+        ("visits_bed", -1, SnapshotValidationError),
+        ("visits_job", 2.0, TelemetryLeakError),
+        ("action_entropy", 1.7, SnapshotValidationError),  # above ln 5
+        ("action_entropy", float("nan"), TelemetryLeakError),
     ],
 )
 def test_dto_rejects_bad_values_naming_the_field(field, value, error):
     with pytest.raises(error, match=field):
-        AgentTelemetrySnapshotV1(**{**GOOD, field: value})
+        AgentTelemetrySnapshotV2(**{**GOOD, field: value})
 
 
 def test_negative_zero_becomes_zero():
-    dto = AgentTelemetrySnapshotV1(**{**GOOD, "episode_reward": -0.0, "meter_energy": -0.0})
+    dto = AgentTelemetrySnapshotV2(**{**GOOD, "episode_reward": -0.0, "meter_energy": -0.0})
     assert str(dto.episode_reward) == str(dto.meter_energy) == "0.0"
 
 
 def test_from_dict_refuses_missing_and_unknown_keys():
-    data = AgentTelemetrySnapshotV1(**GOOD).to_dict()
+    data = AgentTelemetrySnapshotV2(**GOOD).to_dict()
     with pytest.raises(SnapshotValidationError, match=r"missing \['epsilon'\], unknown \['eps'\]"):
-        AgentTelemetrySnapshotV1.from_dict({**{k: v for k, v in data.items() if k != "epsilon"}, "eps": 0.1})
+        AgentTelemetrySnapshotV2.from_dict({**{k: v for k, v in data.items() if k != "epsilon"}, "eps": 0.1})
 
 
 def test_decode_refuses_unknown_versions_with_one_line():
-    with pytest.raises(UnknownSchemaVersionError, match=r"schema_version 99 is not one this townlet reads \(1\)"):
+    with pytest.raises(UnknownSchemaVersionError, match=r"schema_version 99 is not one this townlet reads \(1, 2\)"):
         decode(b'{"schema_version":99,"kind":"episode_snapshot"}')
     with pytest.raises(UnknownSchemaVersionError, match="not JSON"):
         decode(b"{nope")
@@ -107,12 +130,13 @@ def test_decode_refuses_unknown_versions_with_one_line():
 def test_column_builder_and_per_agent_dto_agree():
     snapshot = finished_registry(5).snapshot()
     rows = build_agent_payloads(snapshot, episode=4)
-    assert [AgentTelemetrySnapshotV1.from_dict(r).to_dict() for r in rows] == rows
+    assert [CURRENT_DTO.from_dict(r).to_dict() for r in rows] == rows
 
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+visits = st.integers(0, 10_000)
 snapshots = st.builds(
-    AgentTelemetrySnapshotV1,
+    AgentTelemetrySnapshotV2,
     agent_idx=st.integers(0, 10_000),
     episode=st.integers(1, 10**9),
     survival_steps=st.integers(0, 10**6),
@@ -125,6 +149,11 @@ snapshots = st.builds(
     meter_hygiene=unit,
     meter_satiation=unit,
     meter_money=unit,
+    visits_bed=visits,
+    visits_shower=visits,
+    visits_fridge=visits,
+    visits_job=visits,
+    action_entropy=st.floats(min_value=0.0, max_value=1.6, allow_nan=False),
 )
 
 

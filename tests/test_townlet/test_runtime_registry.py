@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -164,7 +165,7 @@ def test_batched_snapshot_uses_one_tolist_per_field_and_never_item(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     registry.snapshot()
-    assert calls == {"tolist": 7, "item": 0}  # 7 fields, whatever the number of agents
+    assert calls == {"tolist": 9, "item": 0}  # 9 fields, whatever the number of agents
 
 
 def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():
@@ -197,3 +198,69 @@ def test_snapshot_never_carries_negative_zero():
     snap = registry.snapshot()
     for value in [*snap.episode_reward, *(v for row in snap.meters for v in row)]:
         assert str(value) == "0.0"
+
+
+# -- schema version 2: affordance visits and action entropy ----------------------------------------
+
+
+def test_visit_counters_and_action_entropy_on_a_hand_built_sequence(device):
+    from townlet.environment.world import ACTIONS, AFFORDANCES
+
+    registry = AgentRuntimeRegistry(3, device)
+    registry.begin_episode()
+    bed, fridge = [a.name for a in AFFORDANCES].index("bed"), [a.name for a in AFFORDANCES].index("fridge")
+    up, interact = ACTIONS.index("up"), ACTIONS.index("interact")
+    # Agent 0: up, up, interact (bed), interact (bed). Agent 1: interact (fridge) once, then stops acting.
+    # Agent 2: interact refused (no affordance used) four times.
+    steps = [
+        ([up, interact, interact], [True, True, True], [-1, fridge, -1]),
+        ([up, up, interact], [True, False, True], [-1, -1, -1]),
+        ([interact, up, interact], [True, False, True], [bed, -1, -1]),
+        ([interact, up, interact], [True, False, True], [bed, -1, -1]),
+    ]
+    for actions, acted, used in steps:
+        registry.record_actions(
+            torch.tensor(actions, device=device),
+            torch.tensor(acted, device=device),
+            torch.tensor(used, device=device),
+        )
+    snapshot = registry.snapshot()
+    visits = [dict(zip(snapshot.affordance_names, row, strict=True)) for row in snapshot.affordance_visits]
+    assert visits[0] == {"bed": 2, "shower": 0, "fridge": 0, "job": 0}
+    assert visits[1] == {"bed": 0, "shower": 0, "fridge": 1, "job": 0}
+    assert visits[2] == {"bed": 0, "shower": 0, "fridge": 0, "job": 0}
+    # Entropy of the empirical action frequencies, in nats: agent 0 chose up 2/4, interact 2/4 -> ln 2;
+    # agent 1 acted once -> 0; agent 2 always interact -> 0.
+    assert snapshot.action_entropy[0] == pytest.approx(math.log(2), abs=1e-6)
+    assert snapshot.action_entropy[1:] == [0.0, 0.0]
+    assert all(type(v) is float for v in snapshot.action_entropy)
+    assert all(type(v) is int for row in snapshot.affordance_visits for v in row)
+
+
+def test_action_entropy_of_a_uniform_policy_is_log_of_the_action_count(device):
+    from townlet.environment.world import ACTIONS
+
+    registry = AgentRuntimeRegistry(2, device)
+    registry.begin_episode()
+    for action in range(len(ACTIONS)):
+        registry.record_actions(
+            torch.tensor([action, 0], device=device),
+            torch.tensor([True, True], device=device),
+            torch.tensor([-1, -1], device=device),
+        )
+    entropy = registry.snapshot().action_entropy
+    # Agent 0: each of the 5 actions once -> ln 5. Agent 1: action 0 five times -> 0.
+    assert entropy[0] == pytest.approx(math.log(len(ACTIONS)), abs=1e-6)
+    assert entropy[1] == 0.0
+
+
+def test_begin_episode_resets_visits_and_action_counts(device):
+    registry = AgentRuntimeRegistry(2, device)
+    registry.record_actions(
+        torch.tensor([4, 0], device=device), torch.tensor([True, True], device=device),
+        torch.tensor([0, -1], device=device),
+    )  # fmt: skip
+    registry.begin_episode()
+    snapshot = registry.snapshot()
+    assert snapshot.affordance_visits == [[0, 0, 0, 0], [0, 0, 0, 0]]
+    assert snapshot.action_entropy == [0.0, 0.0]

@@ -9,10 +9,11 @@ import math
 
 import torch
 
-from townlet.environment.world import CAUSE_ALIVE, CAUSE_TIMEOUT, METERS, cause_name
+from townlet.environment.world import ACTIONS, AFFORDANCES, CAUSE_ALIVE, CAUSE_TIMEOUT, METERS, cause_name
 from townlet.population.snapshots import AgentRuntimeSnapshot, RegistrySnapshot
 
 Number = float | int
+AFFORDANCE_NAMES: tuple[str, ...] = tuple(a.name for a in AFFORDANCES)
 _CAUSE_NAMES = {code: cause_name(code) for code in (CAUSE_ALIVE, CAUSE_TIMEOUT, *range(len(METERS)))}
 
 
@@ -21,8 +22,10 @@ class AgentRuntimeRegistry:
 
     Fields: baseline survival steps (float32, default 0), survival steps this episode (int64), curriculum
     stage (int64, from 1), exploration epsilon (float32), reward accumulated this episode (float32), death
-    cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``) and final meters (float32,
-    ``(num_agents, len(METERS))``).
+    cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``), final meters (float32,
+    ``(num_agents, len(METERS))``), and this episode's affordance visits and action counts (int64,
+    ``(num_agents, len(AFFORDANCES))`` and ``(num_agents, len(ACTIONS))``), from which the snapshot derives
+    the entropy of each agent's empirical action distribution.
     """
 
     def __init__(self, num_agents: int, device: torch.device | str = "cpu") -> None:
@@ -38,6 +41,8 @@ class AgentRuntimeRegistry:
         self._stage = torch.ones(num_agents, dtype=torch.long, device=self.device)
         self._death_cause = torch.full((num_agents,), CAUSE_ALIVE, dtype=torch.long, device=self.device)
         self._meters = torch.zeros(num_agents, len(METERS), dtype=torch.float32, device=self.device)
+        self._visits = torch.zeros(num_agents, len(AFFORDANCES), dtype=torch.long, device=self.device)
+        self._action_counts = torch.zeros(num_agents, len(ACTIONS), dtype=torch.long, device=self.device)
 
     # -- baseline -------------------------------------------------------------------------------
 
@@ -83,11 +88,13 @@ class AgentRuntimeRegistry:
         self._stage.copy_(torch.as_tensor(stage, dtype=torch.long).to(self.device).expand(self.num_agents))
 
     def begin_episode(self) -> None:
-        """Reset the per-episode fields (survival, reward, death cause, meters)."""
+        """Reset the per-episode fields (survival, reward, death cause, meters, visits, action counts)."""
         self._survival_steps.zero_()
         self._episode_reward.zero_()
         self._death_cause.fill_(CAUSE_ALIVE)
         self._meters.zero_()
+        self._visits.zero_()
+        self._action_counts.zero_()
 
     def record_step(
         self,
@@ -102,6 +109,22 @@ class AgentRuntimeRegistry:
         self._episode_reward += rewards
         self._death_cause.copy_(torch.where(dones, death_cause, self._death_cause))
         self._meters.copy_(meters)
+
+    def record_actions(self, actions: torch.Tensor, acted: torch.Tensor, affordance_used: torch.Tensor) -> None:
+        """Count one step's actions (of agents that ``acted``) and affordance visits, all agents at once.
+
+        ``affordance_used[i]`` is the index into ``AFFORDANCES`` agent ``i`` used this step, or -1: a visit is
+        a successful interact on an affordance's cell (a refused one, e.g. the fridge without money, is not).
+        """
+        self._action_counts.scatter_add_(1, actions.long().unsqueeze(1), acted.long().unsqueeze(1))
+        used = affordance_used >= 0
+        self._visits.scatter_add_(1, affordance_used.clamp(min=0).unsqueeze(1), used.long().unsqueeze(1))
+
+    def action_entropy(self) -> torch.Tensor:
+        """Entropy (nats) of each agent's empirical action frequencies this episode; 0 before any action."""
+        counts = self._action_counts.float()
+        totals = counts.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return torch.special.entr(counts / totals).sum(dim=1)
 
     # -- snapshots: the only way out as Python values -------------------------------------------
 
@@ -119,6 +142,9 @@ class AgentRuntimeRegistry:
             death_cause=list(map(_CAUSE_NAMES.__getitem__, self._death_cause.tolist())),
             meters=(self._meters + 0.0).tolist(),
             meter_names=METERS,
+            affordance_visits=self._visits.tolist(),
+            affordance_names=AFFORDANCE_NAMES,
+            action_entropy=(self.action_entropy() + 0.0).tolist(),
         )
 
     def get_snapshot_for_agent(self, agent_idx: int) -> AgentRuntimeSnapshot:
@@ -134,6 +160,8 @@ class AgentRuntimeRegistry:
             episode_reward=self._episode_reward[i].tolist()[0],
             death_cause=cause_name(self._death_cause[i].tolist()[0]),
             meters=dict(zip(METERS, self._meters[agent_idx].tolist(), strict=True)),
+            affordance_visits=dict(zip(AFFORDANCE_NAMES, self._visits[agent_idx].tolist(), strict=True)),
+            action_entropy=(self.action_entropy()[i] + 0.0).tolist()[0],
         )
 
     # -- validation -----------------------------------------------------------------------------

@@ -15,6 +15,8 @@ class AgentRuntimeSnapshot:
     episode_reward: float
     death_cause: str
     meters: dict[str, float]
+    affordance_visits: dict[str, int]
+    action_entropy: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,9 @@ class RegistrySnapshot:
     death_cause: list[str]
     meters: list[list[float]]
     meter_names: tuple[str, ...]
+    affordance_visits: list[list[int]]
+    affordance_names: tuple[str, ...]
+    action_entropy: list[float]
 
     @property
     def num_agents(self) -> int:
@@ -45,6 +50,8 @@ class RegistrySnapshot:
             episode_reward=self.episode_reward[agent_idx],
             death_cause=self.death_cause[agent_idx],
             meters=dict(zip(self.meter_names, self.meters[agent_idx], strict=True)),
+            affordance_visits=dict(zip(self.affordance_names, self.affordance_visits[agent_idx], strict=True)),
+            action_entropy=self.action_entropy[agent_idx],
         )
 
     def agents(self) -> list[AgentRuntimeSnapshot]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any, ClassVar
 
-from townlet.environment.world import VITAL_METERS
+from townlet.environment.world import ACTIONS, VITAL_METERS
 
 
 class SnapshotValidationError(ValueError):
@@ -182,13 +182,84 @@ class AgentTelemetrySnapshotV1:
         return list(map(cls.row, *(columns[n] for n in names)))
 
 
-AgentTelemetrySnapshot = AgentTelemetrySnapshotV1
+_VISITS = FieldRule(int, 0)
+#: Entropy of a distribution over the actions is at most ln(number of actions); float32 rounding allowed.
+MAX_ACTION_ENTROPY = math.log(len(ACTIONS)) + 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTelemetrySnapshotV2(AgentTelemetrySnapshotV1):
+    """Schema version 2: every V1 field, then this episode's affordance visits and action entropy.
+
+    ``visits_<affordance>`` counts successful interactions with that affordance; ``action_entropy`` is the
+    entropy in nats of the agent's empirical action frequencies over the episode (docs/telemetry_schema.md).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    RULES: ClassVar[dict[str, FieldRule]] = {
+        **AgentTelemetrySnapshotV1.RULES,
+        "visits_bed": _VISITS,
+        "visits_shower": _VISITS,
+        "visits_fridge": _VISITS,
+        "visits_job": _VISITS,
+        "action_entropy": FieldRule(float, 0.0, MAX_ACTION_ENTROPY),
+    }
+
+    visits_bed: int
+    visits_shower: int
+    visits_fridge: int
+    visits_job: int
+    action_entropy: float
+
+    @staticmethod
+    def row(
+        agent_idx: int,
+        episode: int,
+        survival_steps: int,
+        baseline_survival_steps: float,
+        episode_reward: float,
+        epsilon: float,
+        curriculum_stage: int,
+        death_cause: str,
+        meter_energy: float,
+        meter_hygiene: float,
+        meter_satiation: float,
+        meter_money: float,
+        visits_bed: int,
+        visits_shower: int,
+        visits_fridge: int,
+        visits_job: int,
+        action_entropy: float,
+    ) -> dict[str, Any]:
+        """The V2 payload of one agent, keys in declaration order."""
+        return {
+            "agent_idx": agent_idx,
+            "episode": episode,
+            "survival_steps": survival_steps,
+            "baseline_survival_steps": baseline_survival_steps,
+            "episode_reward": episode_reward,
+            "epsilon": epsilon,
+            "curriculum_stage": curriculum_stage,
+            "death_cause": death_cause,
+            "meter_energy": meter_energy,
+            "meter_hygiene": meter_hygiene,
+            "meter_satiation": meter_satiation,
+            "meter_money": meter_money,
+            "visits_bed": visits_bed,
+            "visits_shower": visits_shower,
+            "visits_fridge": visits_fridge,
+            "visits_job": visits_job,
+            "action_entropy": action_entropy,
+        }
+
+
+AgentTelemetrySnapshot = AgentTelemetrySnapshotV1  # every version's DTO is one (V2 extends V1)
 
 #: Every DTO class this code can read, by schema version.
-DTO_BY_VERSION: dict[int, type[AgentTelemetrySnapshot]] = {1: AgentTelemetrySnapshotV1}
+DTO_BY_VERSION: dict[int, type[AgentTelemetrySnapshot]] = {1: AgentTelemetrySnapshotV1, 2: AgentTelemetrySnapshotV2}
 
 #: The DTO this code writes. Its ``SCHEMA_VERSION`` is the version announced everywhere.
-CURRENT_DTO: type[AgentTelemetrySnapshot] = AgentTelemetrySnapshotV1
+CURRENT_DTO: type[AgentTelemetrySnapshot] = AgentTelemetrySnapshotV2
 SCHEMA_VERSION: int = CURRENT_DTO.SCHEMA_VERSION
 
 FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in DTO_BY_VERSION.values()}

@@ -59,6 +59,9 @@ def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dic
     """
     n = snapshot.num_agents
     meter_columns = list(zip(*snapshot.meters, strict=True)) if n else [() for _ in snapshot.meter_names]
+    visit_columns = (
+        list(zip(*snapshot.affordance_visits, strict=True)) if n else [() for _ in snapshot.affordance_names]
+    )
     columns: dict[str, Any] = {
         "agent_idx": range(n),
         "episode": [episode] * n,
@@ -70,6 +73,8 @@ def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dic
         "death_cause": snapshot.death_cause,
     }
     columns.update({f"meter_{m}": column for m, column in zip(snapshot.meter_names, meter_columns, strict=True)})
+    columns.update({f"visits_{a}": c for a, c in zip(snapshot.affordance_names, visit_columns, strict=True)})
+    columns["action_entropy"] = snapshot.action_entropy
     return CURRENT_DTO.rows_from_columns(columns)
 
 

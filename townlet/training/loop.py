@@ -88,6 +88,7 @@ class Trainer:
             step = self.env.step(actions)
             rewards = self.population.rewards_for(step)
             self.registry.record_step(step.step_counts, rewards, step.dones, step.death_cause, self.env.meters)
+            self.registry.record_actions(actions, step.alive_before, step.affordance_used)
             self.population.observe(obs, actions, rewards, step)
             obs = step.observations
             steps += 1

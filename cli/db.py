@@ -1,13 +1,25 @@
 """``townlet-telemetry db``: upgrade, downgrade, and inspect a database's schema revision."""
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from townlet.errors import TelemetryError
 from townlet.persistence import revisions
 from townlet.persistence.errors import DatabaseTooNew
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from townlet.persistence.store import TelemetryStore
+
+
+class UnknownRevision(TelemetryError):
+    """A revision the shipped migrations do not have."""
+
 
 app = typer.Typer(
     help=(
@@ -29,12 +41,46 @@ def _describe(revision: str) -> str:
     )
 
 
+NoBackupFlag = Annotated[
+    bool, typer.Option("--no-backup", help="Do not copy a SQLite database aside before changing its schema.")
+]
+
+
+def _backup_first(store: "TelemetryStore", before: str, target: str, *, enabled: bool, console: "Console") -> None:
+    """Before an existing database's schema changes: a backup copy beside a SQLite file, said where."""
+    from townlet.persistence.backup import backup_sqlite
+
+    if before in (revisions.EMPTY, target):
+        return
+    if not enabled:
+        console.print(f"no backup of {store.label} taken (--no-backup)")
+    elif store.url.get_backend_name() != "sqlite":
+        console.print(f"no backup of {store.label} taken: back up a PostgreSQL database with pg_dump if you need one")
+    else:
+        path = backup_sqlite(Path(store.url.database or ""), before)
+        console.print(f"backed up {store.label} ({_describe(before)}) to {path}")
+
+
+def _known_revision(revision: str, extra: str) -> str:
+    from townlet.persistence import migrate
+
+    known = migrate.script_revisions()
+    if revision not in (*known, extra):
+        raise UnknownRevision(f"unknown revision {revision!r}: choose one of {', '.join((*known, extra))}")
+    return revisions.HEAD_REVISION if revision == "head" else revision
+
+
 @app.command()
 def upgrade(
     db: DbOption = DEFAULT,
     to: Annotated[str, typer.Option("--to", help="Target revision (default: this townlet's head).")] = "head",
+    no_backup: NoBackupFlag = False,
 ) -> None:
     """Upgrade the database's schema to this townlet's version (creating it in a new database).
+
+    An existing SQLite database is first copied beside itself as DB.bak-REVISION-TIMESTAMP (the command says
+    where); --no-backup skips the copy. Rows written under older schema versions keep their version and
+    replay exactly as before.
 
     Example: townlet-telemetry db upgrade --db townlet.db
     """
@@ -42,15 +88,19 @@ def upgrade(
     from townlet.persistence.store import TelemetryStore
 
     console = make_console()
-    with TelemetryStore.open_unchecked(db, write=True) as store, store.transaction() as connection:
-        before = migrate.database_revision(connection, store.label)
+    target = _known_revision(to, "head")
+    with TelemetryStore.open_unchecked(db, write=True) as store:
+        with store.transaction() as connection:
+            before = migrate.database_revision(connection, store.label)
         if before != revisions.EMPTY and before not in migrate.script_revisions():
             raise DatabaseTooNew(
                 f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
             )
-        migrate.upgrade(connection, to)
-        after = migrate.database_revision(connection, store.label)
-    store.use_wal()
+        _backup_first(store, before, target, enabled=not no_backup, console=console)
+        with store.transaction() as connection:
+            migrate.upgrade(connection, target)
+            after = migrate.database_revision(connection, store.label)
+        store.use_wal()
     if before == after:
         console.print(f"{store.label} is already at {_describe(after)}")
     else:
@@ -61,8 +111,12 @@ def upgrade(
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Revision to go back to, e.g. 0001, or 'base' for none.")],
     db: DbOption = DEFAULT,
+    no_backup: NoBackupFlag = False,
 ) -> None:
     """Downgrade the database's schema to REVISION, dropping only what later revisions added.
+
+    Going back to 0001 drops the schema 2 columns (visits, action entropy) and relabels rows written under
+    schema 2 as schema 1. A SQLite database is first copied beside itself (--no-backup skips the copy).
 
     Example: townlet-telemetry db downgrade 0001 --db townlet.db
     """
@@ -70,15 +124,16 @@ def downgrade(
     from townlet.persistence.store import TelemetryStore
 
     console = make_console()
-    known = migrate.script_revisions()
-    if revision not in (*known, "base"):
-        raise typer.BadParameter(f"unknown revision {revision!r}: choose one of {', '.join((*known, 'base'))}")
-    with TelemetryStore.open_unchecked(db, write=True) as store, store.transaction() as connection:
-        before = migrate.database_revision(connection, store.label)
+    target = _known_revision(revision, "base")
+    with TelemetryStore.open_unchecked(db, write=True) as store:
+        with store.transaction() as connection:
+            before = migrate.database_revision(connection, store.label)
         if before == revisions.EMPTY:
             console.print(f"{store.label} has no schema: nothing to downgrade")
             return
-        migrate.downgrade(connection, revision)
+        _backup_first(store, before, target, enabled=not no_backup, console=console)
+        with store.transaction() as connection:
+            migrate.downgrade(connection, target)
     console.print(f"downgraded {store.label} from {_describe(before)} to {revision}")
 
 

@@ -1,6 +1,8 @@
 """Small builders shared by tests: filled registries and free loopback ports."""
 
+import shutil
 import socket
+from pathlib import Path
 
 import torch
 
@@ -29,3 +31,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: The schema version 1 database written by the version 1 code (tests/fixtures/README.md): never modified.
+V1_FIXTURE = FIXTURES / "townlet_v1.db"
+
+
+def v1_copy(directory: Path, name: str = "townlet.db") -> Path:
+    """A copy of the committed V1 fixture database to upgrade, downgrade or tamper with."""
+    copy = directory / name
+    shutil.copy(V1_FIXTURE, copy)
+    return copy

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from townlet.persistence import migrate, revisions
+from tests.helpers import v1_copy
+from townlet.persistence import revisions
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -48,7 +49,7 @@ def test_current_and_check_on_a_trained_database(db):
     before = digest(db)
     current = runner.invoke(app, ["db", "current", "--db", str(db)])
     assert current.exit_code == 0
-    assert "revision 0001 (schema 1), up to date" in current.stdout
+    assert "revision 0002 (schema 2), up to date" in current.stdout
     check = runner.invoke(app, ["db", "check", "--db", str(db)])
     assert check.exit_code == 0
     assert "models and migrations agree" in check.stdout
@@ -65,9 +66,9 @@ def test_upgrade_creates_a_new_database_and_is_idempotent(tmp_path):
     path = tmp_path / "new.db"
     first = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
     assert first.exit_code == 0, first.output
-    assert "from empty (no schema yet) to revision 0001 (schema 1)" in first.stdout
+    assert "from empty (no schema yet) to revision 0002 (schema 2)" in first.stdout
     second = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
-    assert "already at revision 0001" in second.stdout
+    assert "already at revision 0002" in second.stdout
 
 
 def test_downgrade_to_base_and_upgrade_again(tmp_path):
@@ -82,8 +83,9 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path):
 
 def test_downgrade_to_an_unknown_revision_is_a_usage_error(db):
     result = runner.invoke(app, ["db", "downgrade", "0042", "--db", str(db)])
-    assert result.exit_code == 2
-    assert "unknown revision '0042'" in result.output
+    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, base")
+    result = runner.invoke(app, ["db", "upgrade", "--to", "0042", "--db", str(db)])
+    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, head")
 
 
 def _set_revision(path: Path, revision: str) -> None:
@@ -97,29 +99,26 @@ def test_database_newer_than_the_code(db, command):
     _set_revision(db, "0099")
     before = digest(db)
     result = runner.invoke(app, [*command, "--db", str(db)])
-    one_line_error(result, "database is at revision 0099, newer than this townlet (schema 1, revision 0001)")
+    one_line_error(result, "database is at revision 0099, newer than this townlet (schema 2, revision 0002)")
     assert "upgrade townlet" in result.stderr
     assert digest(db) == before
 
 
-@pytest.fixture
-def newer_code(tmp_path, monkeypatch):
-    """This code, as if it shipped a schema 2 (revision 0002 adds a column): the database becomes 'older'."""
-    scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_probe.py").write_text(
-        'import sqlalchemy as sa\nfrom alembic import op\nrevision = "0002"\ndown_revision = "0001"\n'
-        "def upgrade():\n    op.add_column('runs', sa.Column('probe', sa.Integer()))\n"
-        "def downgrade():\n    with op.batch_alter_table('runs') as b:\n        b.drop_column('probe')\n"
-    )
-    monkeypatch.setattr(migrate, "SCRIPT_LOCATION", scripts)
-    monkeypatch.setattr(revisions, "HEAD_REVISION", "0002")
-    monkeypatch.setattr(revisions, "SCHEMA_BY_REVISION", {"0001": 1, "0002": 2})
-    monkeypatch.setattr(revisions, "SCHEMA_VERSION", 2)
+OLDER_REFUSED = [
+    ["db", "check"],
+    TRAIN,
+    ["runs"],
+    ["episodes"],
+    ["replay", "--episode", "1"],
+    ["audit", "baselines"],
+    ["audit", "rewards"],
+    ["export", "--format", "csv"],
+]
 
 
-@pytest.mark.parametrize("command", [["db", "check"], TRAIN])
-def test_database_older_than_the_code(db, newer_code, command):
+@pytest.mark.parametrize("command", OLDER_REFUSED, ids=lambda c: " ".join(c[:2]))
+def test_database_older_than_the_code(tmp_path, command):
+    db = v1_copy(tmp_path)
     before = digest(db)
     result = runner.invoke(app, [*command, "--db", str(db)])
     one_line_error(

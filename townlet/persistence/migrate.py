@@ -14,8 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, text
 
+from townlet.persistence.errors import DatabaseUnavailable
 from townlet.persistence.models import Base
 from townlet.persistence.revisions import EMPTY, VERSION_TABLE, require_head, revision_from_tables
 
@@ -66,11 +68,19 @@ def prepare_for_writing(connection: Connection, label: str, *, db_flag: str) -> 
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    command.upgrade(alembic_config(connection), revision)
+    try:
+        command.upgrade(alembic_config(connection), revision)
+    except CommandError as exc:  # e.g. --to a revision older than the database's
+        raise DatabaseUnavailable(f"cannot upgrade to {revision} ({exc}): use `db downgrade` to go back") from None
 
 
 def downgrade(connection: Connection, revision: str) -> None:
-    command.downgrade(alembic_config(connection), revision)
+    try:
+        command.downgrade(alembic_config(connection), revision)
+    except CommandError as exc:  # e.g. a revision newer than the database's
+        raise DatabaseUnavailable(
+            f"cannot downgrade to {revision} ({exc}): use `db upgrade --to` to go forward"
+        ) from None
 
 
 def model_differences(connection: Connection) -> list[object]:

@@ -65,7 +65,10 @@ class EpisodeRow(Base):
 
 
 class AgentSnapshotRow(Base):
-    """One agent's ``AgentTelemetrySnapshotV1`` fields at the end of one episode, one typed column each."""
+    """One agent's DTO fields at the end of one episode, one typed column each.
+
+    The V2 columns (visits, action entropy) are NULL in rows written under schema version 1.
+    """
 
     __tablename__ = "agent_snapshots"
     __table_args__ = ({"sqlite_with_rowid": False},)
@@ -83,6 +86,11 @@ class AgentSnapshotRow(Base):
     meter_hygiene: Mapped[float] = mapped_column(Double)
     meter_satiation: Mapped[float] = mapped_column(Double)
     meter_money: Mapped[float] = mapped_column(Double)
+    visits_bed: Mapped[int | None] = mapped_column(Integer)
+    visits_shower: Mapped[int | None] = mapped_column(Integer)
+    visits_fridge: Mapped[int | None] = mapped_column(Integer)
+    visits_job: Mapped[int | None] = mapped_column(Integer)
+    action_entropy: Mapped[float | None] = mapped_column(Double)
 
 
 #: DTO fields stored per agent row, in table column order (``episode`` lives in ``episodes``).

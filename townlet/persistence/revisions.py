@@ -12,7 +12,7 @@ from townlet.telemetry.dto import SCHEMA_VERSION
 VERSION_TABLE = "townlet_alembic_version"
 
 #: Telemetry schema_version -> the Alembic revision that creates it, oldest first. One entry per revision.
-REVISION_BY_SCHEMA: dict[int, str] = {1: "0001"}
+REVISION_BY_SCHEMA: dict[int, str] = {1: "0001", 2: "0002"}
 SCHEMA_BY_REVISION: dict[str, int] = {rev: schema for schema, rev in REVISION_BY_SCHEMA.items()}
 HEAD_REVISION = REVISION_BY_SCHEMA[SCHEMA_VERSION]
 

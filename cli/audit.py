@@ -13,6 +13,7 @@ from townlet.audit.baselines import (
     Thresholds,
     audit_run,
 )
+from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
@@ -42,7 +43,7 @@ BASELINES_HELP = (
 )
 
 SHOWN_FLAGS = 20
-CSV_HEADER = ("agent_idx", "episode", "curriculum_stage", "baseline_survival_steps", "survival_steps", "flags")
+CSV_HEADER = ("agent_idx", "episode", *BASELINE_COLUMNS, "flags")
 
 
 @app.command(help=BASELINES_HELP)
@@ -68,7 +69,7 @@ def baselines(
         agents = None if agent is None else sorted({agent, *(j for j in JURY if j < chosen.num_agents)})
         if agent is not None and agent >= chosen.num_agents:
             agents = [agent]  # the reader names the bad index
-        audits = audit_run(reader.baseline_rows(chosen, agents), thresholds, only=agent)
+        audits = audit_run(reader.agent_columns(chosen, BASELINE_COLUMNS, agents), thresholds, only=agent)
     if output == "json":
         write_json(
             {
@@ -89,10 +90,11 @@ def _csv_rows(audits: list[AgentBaselines]):  # noqa: ANN202 (a generator of CSV
         flagged: dict[int, list[str]] = {}
         for flag in audit.flags:
             flagged.setdefault(flag.episode, []).append(flag.flag)
-        for episode, stage, baseline, survival in zip(
-            audit.episodes, audit.stages, audit.baselines, audit.survival, strict=True
+        for episode, stage, baseline, survival, entropy in zip(
+            audit.episodes, audit.stages, audit.baselines, audit.survival, audit.entropy, strict=True
         ):
-            yield (audit.agent_idx, episode, stage, baseline, survival, ";".join(flagged.get(episode, ())))
+            flags = ";".join(flagged.get(episode, ()))
+            yield (audit.agent_idx, episode, stage, baseline, survival, "" if entropy is None else entropy, flags)
 
 
 def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) -> None:

@@ -20,11 +20,14 @@ SHORT = {
     "epsilon": "ε",
     "curriculum_stage": "stage",
     "death_cause": "cause",
+    "action_entropy": "entropy",
 }
 
 
 def header(name: str) -> str:
-    """A short column header for a DTO field (``meter_energy`` -> ``energy``)."""
+    """A short column header for a DTO field (``meter_energy`` -> ``energy``, ``visits_bed`` -> ``bed#``)."""
+    if name.startswith("visits_"):
+        return name.removeprefix("visits_") + "#"
     return SHORT.get(name, name.removeprefix("meter_").replace("_", " "))
 
 

@@ -31,7 +31,7 @@ def test_consensus_outvotes_one_odd_juror():
 
 
 def test_baseline_moving_within_a_stage_is_flagged_but_a_stage_change_is_not():
-    rows = [(1, 0, 1, 100.0, 100), (2, 0, 1, 100.0, 100), (3, 0, 2, 80.0, 80), (4, 0, 2, 70.0, 70)]
+    rows = [(1, 0, 1, 100.0, 100, 0.5), (2, 0, 1, 100.0, 100, 0.5), (3, 0, 2, 80.0, 80, 0.5), (4, 0, 2, 70.0, 70, None)]
     (audit,) = audit_run([rows], Thresholds())
     assert audit.stage_changes == [{"episode": 3, "from": 1, "to": 2}]
     assert [(f.flag, f.episode) for f in audit.flags] == [(WITHOUT_STAGE_CHANGE, 4)]
@@ -39,7 +39,7 @@ def test_baseline_moving_within_a_stage_is_flagged_but_a_stage_change_is_not():
 
 def test_survival_below_baseline_is_flagged_once_per_streak():
     survival = [10, 10, 10, 90, 10, 10, 10, 10, 10, 10, 10]
-    rows = [(e, 0, 1, 100.0, s) for e, s in enumerate(survival, start=1)]
+    rows = [(e, 0, 1, 100.0, s, None) for e, s in enumerate(survival, start=1)]
     (audit,) = audit_run([rows], Thresholds(below=0.5, streak=3))
     flags = [(f.flag, f.episode) for f in audit.flags]
     assert flags == [(BELOW_BASELINE, 3), (BELOW_BASELINE, 7)]
@@ -47,7 +47,8 @@ def test_survival_below_baseline_is_flagged_once_per_streak():
 
 
 def test_full_run_audit_flags_only_the_odd_agent():
-    rows = [(1, a, 1, 100.0, 100) for a in range(4)] + [(2, a, 1, 55.0 if a == 2 else 100.0, 100) for a in range(4)]
+    rows = [(1, a, 1, 100.0, 100, 1.0) for a in range(4)]
+    rows += [(2, a, 1, 55.0 if a == 2 else 100.0, 100, 1.0) for a in range(4)]
     audits = audit_run([rows[:3], rows[3:]], Thresholds())  # batches cut through an episode
     flagged = {(a.agent_idx, f.flag, f.episode) for a in audits for f in a.flags}
     assert (2, DISAGREES, 2) in flagged

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.broadcast import FakeBroadcaster
-from townlet.telemetry.dto import CURRENT_DTO, FIELD_NAMES
+from townlet.telemetry.dto import CURRENT_DTO, FIELD_NAMES, SCHEMA_VERSION
 from townlet.training.session import SessionResult, TrainingSession
 from townlet_cli.app import app
 
@@ -51,12 +51,12 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def invoke(*args: str):
-    return runner.invoke(app, list(args))
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
 
 
-def ok(*args: str):
-    result = invoke(*args)
+def ok(*args: str, env: dict[str, str] | None = None):
+    result = invoke(*args, env=env)
     assert result.exit_code == 0, (result.stdout, result.stderr)
     return result
 
@@ -76,7 +76,12 @@ def test_runs_json_lists_the_run(trained):
     assert len(runs) == 1
     run = runs[0]
     assert (run["id"], run["run_uuid"], run["status"]) == (trained.result.run, trained.result.run_uuid, "finished")
-    assert (run["num_agents"], run["episodes"], run["last_episode"], run["schema_version"]) == (AGENTS, EPISODES, 8, 1)
+    assert (run["num_agents"], run["episodes"], run["last_episode"], run["schema_version"]) == (
+        AGENTS,
+        EPISODES,
+        8,
+        SCHEMA_VERSION,
+    )
     assert run["started_at"].endswith("+00:00") and run["ended_at"] >= run["started_at"]
 
 
@@ -131,8 +136,9 @@ def test_replay_one_agent(trained):
 
 
 def test_replay_table_shows_every_agent(trained):
-    out = ok("replay", "-e", "1", "--db", str(trained.db)).stdout
-    assert "episode 1" in out and "schema v1" in out
+    out = ok("replay", "-e", "1", "--db", str(trained.db), env={"COLUMNS": "250"}).stdout
+    assert "episode 1" in out and f"schema v{SCHEMA_VERSION}" in out
+    assert all(h in out for h in ("survival", "baseline", "bed#", "shower#", "fridge#", "job#", "entropy"))
     assert len([line for line in out.splitlines() if line.startswith("│") and line.split("│")[1].strip()]) == AGENTS
 
 
@@ -230,7 +236,7 @@ def test_export_csv_has_every_row_at_full_resolution(trained):
     assert len(rows) == EPISODES * AGENTS
     sent = [agent for message in trained.live for agent in json.loads(message)["agents"]]
     for row, agent in zip(rows, sent, strict=True):
-        assert row["schema_version"] == "1"
+        assert row["schema_version"] == str(SCHEMA_VERSION)
         for name in FIELD_NAMES[CURRENT_DTO]:
             value = agent[name]
             assert (float(row[name]) if isinstance(value, float) else type(value)(row[name])) == value
@@ -242,7 +248,11 @@ def test_export_jsonl_to_a_file_is_complete_and_says_so(trained, tmp_path):
     lines = out.read_bytes().splitlines()
     assert len(lines) == EPISODES * AGENTS
     first = json.loads(lines[0])
-    assert first == {"run": trained.result.run, "schema_version": 1, **json.loads(trained.live[0])["agents"][0]}
+    assert first == {
+        "run": trained.result.run,
+        "schema_version": SCHEMA_VERSION,
+        **json.loads(trained.live[0])["agents"][0],
+    }
     assert f"wrote {EPISODES * AGENTS} rows" in result.stderr
     assert list(tmp_path.iterdir()) == [out]  # no partial file left behind
 

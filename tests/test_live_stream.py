@@ -1,5 +1,6 @@
 """The live stream on real loopback websockets: train --live, slow clients, and watch."""
 
+import io
 import json
 import signal
 import subprocess
@@ -8,13 +9,16 @@ import threading
 import time
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 from websockets.sync.client import connect
 
 from tests.helpers import finished_registry, free_port
+from townlet.telemetry.dto import FIELD_NAMES, SCHEMA_VERSION, AgentTelemetrySnapshotV1
 from townlet.telemetry.live import LiveStreamError, WebSocketBroadcaster, parse_address
-from townlet.telemetry.payloads import decode, episode_envelope, hello_message
+from townlet.telemetry.payloads import decode, envelope_from_snapshots, episode_envelope, hello_message
 from townlet_cli.app import app
+from townlet_cli.watch import agents_table
 
 
 def _connect(url: str, attempts: int = 100):
@@ -36,7 +40,7 @@ def broadcaster():
 def test_client_receives_hello_then_every_envelope(broadcaster):
     with _connect(broadcaster.url) as client:
         hello = decode(client.recv(timeout=5))
-        assert hello == {"schema_version": 1, "kind": "hello", "run_id": "run-x", "num_agents": 4}
+        assert hello == {"schema_version": SCHEMA_VERSION, "kind": "hello", "run_id": "run-x", "num_agents": 4}
         envelopes = [episode_envelope("run-x", e, finished_registry(4).snapshot()) for e in (1, 2, 3)]
         for envelope in envelopes:
             broadcaster.publish(envelope)
@@ -121,12 +125,32 @@ def test_watch_shows_known_versions_and_refuses_unknown_ones(broadcaster):
         stop.set()
         publisher.join()
     assert result.exit_code == 0, result.output
-    assert "connected to run run-x (4 agents, schema v1)" in result.stdout
-    assert "refused a message: telemetry schema_version 99 is not one this townlet reads (1): upgrade townlet" in (
+    assert f"connected to run run-x (4 agents, schema v{SCHEMA_VERSION})" in result.stdout
+    assert "refused a message: telemetry schema_version 99 is not one this townlet reads (1, 2): upgrade townlet" in (
         result.stdout
     )
-    assert "schema v1" in result.stdout and "baseline" in result.stdout
+    assert f"schema v{SCHEMA_VERSION}" in result.stdout and "baseline" in result.stdout
     assert "watched 2 episode(s)" in result.stdout
+
+
+def _rendered(envelope: dict) -> str:
+    console = Console(record=True, width=250, file=io.StringIO())
+    console.print(agents_table(envelope, max_rows=8))
+    return console.export_text()
+
+
+def test_watch_table_shows_the_v2_fields_and_still_shows_a_v1_envelope():
+    v2 = episode_envelope("run-x", 3, finished_registry(3).snapshot())
+    v1_agents = [
+        AgentTelemetrySnapshotV1.from_dict({k: a[k] for k in FIELD_NAMES[AgentTelemetrySnapshotV1]})
+        for a in v2["agents"]
+    ]
+    v1 = envelope_from_snapshots("run-x", 3, v1_agents)
+    assert (v1["schema_version"], v2["schema_version"]) == (1, 2)
+    new_headers = ("bed#", "shower#", "fridge#", "job#", "entropy")
+    shown_v2, shown_v1 = _rendered(v2), _rendered(v1)
+    assert "schema v2" in shown_v2 and all(h in shown_v2 for h in new_headers)
+    assert "schema v1" in shown_v1 and "baseline" in shown_v1 and not any(h in shown_v1 for h in new_headers)
 
 
 def test_watch_without_a_server_is_a_one_line_error():

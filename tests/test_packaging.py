@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from townlet.persistence.revisions import HEAD_REVISION
+from townlet.telemetry.dto import SCHEMA_VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,6 +40,20 @@ def test_cli_folder_installs_under_a_project_specific_name(installed):
     assert (installed / "townlet_cli" / "app.py").is_file()
     assert (installed / "townlet" / "population" / "runtime_registry.py").is_file()
     assert not (installed / "cli").exists()
+
+
+@pytest.mark.slow
+def test_every_package_of_the_checkout_is_installed(installed):
+    # The venv's editable install would mask a package missing from the wheel, so compare the trees.
+    def packages(root: Path, top: str) -> set[str]:
+        return {str(p.parent.relative_to(root)) for p in (root / top).rglob("__init__.py")}
+
+    assert packages(ROOT, "townlet") <= packages(installed, "townlet")
+    assert {p.replace("migrations", "townlet_migrations", 1) for p in packages(ROOT, "migrations")} <= packages(
+        installed, "townlet_migrations"
+    )
+    for version in (ROOT / "migrations" / "versions").glob("*.py"):
+        assert (installed / "townlet_migrations" / "versions" / version.name).is_file()
 
 
 @pytest.mark.slow
@@ -82,7 +99,7 @@ def test_installed_cli_upgrades_a_database_with_no_checkout(installed, tmp_path)
 
     upgraded = cli("db", "upgrade", "--db", "team.db")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "to revision 0001 (schema 1)" in upgraded.stdout
+    assert f"to revision {HEAD_REVISION} (schema {SCHEMA_VERSION})" in upgraded.stdout
     current = cli("db", "current", "--db", "team.db")
-    assert "revision 0001 (schema 1), up to date" in current.stdout
+    assert f"revision {HEAD_REVISION} (schema {SCHEMA_VERSION}), up to date" in current.stdout
     assert not (elsewhere / "alembic.ini").exists()

@@ -15,6 +15,7 @@ from townlet.config import load_config, with_overrides
 from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import BackgroundWriter
+from townlet.telemetry.dto import SCHEMA_VERSION
 from townlet.telemetry.payloads import episode_envelope
 from townlet.training.session import TrainingSession
 
@@ -56,7 +57,7 @@ def test_every_episode_and_agent_is_written_and_the_run_finishes(db_url):
     with TelemetryStore.open(db_url, write=False) as store:
         assert store.count_rows() == {"runs": 1, "episodes": 3, "agent_snapshots": 9}
         info = store.get_run(result.run)
-        assert (info.status, info.num_agents, info.schema_version) == ("finished", 3, 1)
+        assert (info.status, info.num_agents, info.schema_version) == ("finished", 3, SCHEMA_VERSION)
         assert info.config["training"]["agents"] == 3
     with TelemetryReader(db_url) as reader:
         stored = reader.episode_agents(reader.run(result.run), 2).agents

@@ -13,7 +13,7 @@ Three flags, each one a question a researcher asks of a reward baseline:
 """
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import chain, groupby
 from typing import Any, NamedTuple
 
@@ -67,12 +67,19 @@ class AgentBaselines:
         self.stages = array("q")
         self.baselines = array("d")
         self.survival = array("q")
+        self.entropy: list[float | None] = []  # None for episodes written before schema version 2
         self.stage_changes: list[dict[str, int]] = []
         self.flags: list[Flag] = []
         self._streak = 0
 
     def add(
-        self, episode: int, stage: int, baseline: float, survival: int, reference: tuple[int, float] | None
+        self,
+        episode: int,
+        stage: int,
+        baseline: float,
+        survival: int,
+        entropy: float | None,
+        reference: tuple[int, float] | None,
     ) -> None:
         """Fold in the next episode; ``reference`` is the jury's consensus (stage, baseline) that episode."""
         if self.episodes:
@@ -94,6 +101,7 @@ class AgentBaselines:
         self.stages.append(stage)
         self.baselines.append(baseline)
         self.survival.append(survival)
+        self.entropy.append(entropy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +110,7 @@ class AgentBaselines:
             "curriculum_stage": self.stages.tolist(),
             "baseline_survival_steps": self.baselines.tolist(),
             "survival_steps": self.survival.tolist(),
+            "action_entropy": self.entropy,
             "stage_changes": self.stage_changes,
             "flags": [f.to_dict() for f in self.flags],
         }
@@ -113,28 +122,25 @@ class AgentBaselines:
         return sparkline(self.survival, width)
 
 
+#: The ``agent_snapshots`` columns the audit reads, after (episode, agent): see ``audit_run``.
+COLUMNS = ("curriculum_stage", "baseline_survival_steps", "survival_steps", "action_entropy")
+
+
 def audit_run(
-    batches: Iterable[list[tuple[int, int, int, float, int]]], thresholds: Thresholds, only: int | None = None
+    batches: Iterable[list[tuple[Any, ...]]], thresholds: Thresholds, only: int | None = None
 ) -> list[AgentBaselines]:
-    """Every agent (or ``only`` that one) from ``(episode, agent, stage, baseline, survival)`` rows ordered by
-    episode then agent; the rows must include the jury's (agents 0, 1, 2) for ``baseline-disagrees``.
+    """Every agent (or ``only`` that one) from ``(episode, agent, *COLUMNS)`` rows ordered by episode then
+    agent; the rows must include the jury's (agents 0, 1, 2) for ``baseline-disagrees``.
     """
     agents: dict[int, AgentBaselines] = {}
     for episode, group in groupby(chain.from_iterable(batches), key=lambda row: row[0]):
         rows = list(group)
         reference = consensus([(row[2], row[3]) for row in rows if row[1] in JURY])
-        for _, agent, stage, baseline, survival in rows:
+        for _, agent, stage, baseline, survival, entropy in rows:
             if only is not None and agent != only:
                 continue
             audit = agents.get(agent)
             if audit is None:
                 audit = agents[agent] = AgentBaselines(agent, thresholds)
-            audit.add(episode, stage, baseline, survival, reference)
+            audit.add(episode, stage, baseline, survival, entropy, reference)
     return [agents[a] for a in sorted(agents)]
-
-
-def flag_counts(audits: Iterable[AgentBaselines]) -> Iterator[tuple[str, int]]:
-    """How often each flag was raised across the audited agents, in ``FLAGS`` order."""
-    audits = list(audits)
-    for name in FLAGS:
-        yield name, sum(1 for a in audits for f in a.flags if f.flag == name)

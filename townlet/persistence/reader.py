@@ -28,6 +28,11 @@ from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
 from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES, SnapshotValidationError, TelemetryLeakError
 
+#: Every column of ``agent_snapshots`` a query may name (the fields of every schema version, and its own).
+AGENT_COLUMNS: frozenset[str] = frozenset(
+    ["schema_version", *(f for cls in DTO_BY_VERSION.values() for f in FIELD_NAMES[cls] if f != "episode")]
+)
+
 #: LIMIT that means none, in both SQLite and PostgreSQL (a bigint).
 NO_LIMIT = 2**62
 
@@ -353,13 +358,17 @@ class TelemetryReader:
                 "it was changed outside townlet"
             ) from None
 
-    def baseline_rows(
-        self, run: RunSummary, agents: Sequence[int] | None = None, batch: int = BATCH_ROWS
+    def agent_columns(
+        self, run: RunSummary, columns: Sequence[str], agents: Sequence[int] | None = None, batch: int = BATCH_ROWS
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """``(episode, agent, stage, baseline, survival)`` rows of the run (or of some agents), episode by episode.
+        """``(episode, agent, *columns)`` rows of the run (or of some agents), episode then agent order.
 
-        With ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size.
+        ``columns`` are ``agent_snapshots`` columns (NULL where the row's schema version lacks them). With
+        ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size.
         """
+        unknown = set(columns) - set(AGENT_COLUMNS)
+        if unknown:
+            raise ValueError(f"not agent_snapshots columns: {sorted(unknown)}")
         params: dict[str, Any] = {"run": run.id}
         only = ""
         if agents is not None:
@@ -370,7 +379,7 @@ class TelemetryReader:
             params.update(zip(names, agents, strict=True))
             only = f"AND a.agent_idx IN ({', '.join(':' + n for n in names)})"
         sql = f"""
-        SELECT e.episode, a.agent_idx, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
+        SELECT e.episode, a.agent_idx, {", ".join(f"a.{c}" for c in columns)}
         FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id {only}
         WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
         """

@@ -263,3 +263,6 @@ CURRENT_DTO: type[AgentTelemetrySnapshot] = AgentTelemetrySnapshotV2
 SCHEMA_VERSION: int = CURRENT_DTO.SCHEMA_VERSION
 
 FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in DTO_BY_VERSION.values()}
+
+#: The affordance visit counters of the current schema, ``visits_<affordance>`` in the world's order.
+VISIT_FIELDS: tuple[str, ...] = tuple(f for f in FIELD_NAMES[CURRENT_DTO] if f.startswith("visits_"))

@@ -14,14 +14,16 @@ from townlet.audit.baselines import (
     audit_run,
 )
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
+from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
 from townlet.persistence.reader import RunSummary, TelemetryReader
+from townlet.telemetry.dto import VISIT_FIELDS
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import fmt, machine_format, write_csv, write_json
 
 app = typer.Typer(
     help=(
-        "Audit a run's reward baselines and rewards from the stored tables.\n\n"
+        "Audit a run's reward baselines, rewards and affordance visits from the stored tables.\n\n"
         "Example: townlet-telemetry audit baselines --run 1 --agent 3"
     ),
     no_args_is_help=True,
@@ -37,8 +39,9 @@ BASELINES_HELP = (
     "so they should share the baseline.\n\n"
     f"{BELOW_BASELINE}: the agent survived fewer than --below x baseline steps for --streak episodes in a row "
     "(reported once per streak).\n\n"
-    "--json: per agent, its episodes, stages, baselines, survival, stage changes and flags. "
-    "--csv: one row per agent and episode, with the flags raised there.\n\n"
+    "--json: per agent, its episodes, stages, baselines, survival, action entropy (null for episodes written "
+    "under schema version 1), stage changes and flags. "
+    "--csv: one row per agent and episode, with the entropy and the flags raised there.\n\n"
     "Example: townlet-telemetry audit baselines --run 1 --agent 3 --streak 10"
 )
 
@@ -173,3 +176,67 @@ def rewards(
         console.print(f"{scope} in {reader.label}: {checked} rewards checked, {verdict}")
     if mismatches:
         raise typer.Exit(code=1)
+
+
+VISITS_HELP = (
+    "How often each agent used each affordance (a successful interact on its cell: "
+    f"{', '.join(AFFORDANCES)}), episode by episode across a run.\n\n"
+    "The table has one row per agent and one column per affordance: a sparkline of the visits per episode "
+    "(from 0 to that agent's most visits in one episode) and the mean visits per episode. Episodes written under schema "
+    "version 1 have no visit counts: they are counted in the caption and left out, never read as zero.\n\n"
+    "--json: per agent, its episodes, the visits per affordance (one count per episode) and the totals. "
+    "--csv: one row per agent and episode.\n\n"
+    "Example: townlet-telemetry audit visits --run 1 --agent 3 --csv"
+)
+
+
+@app.command(help=VISITS_HELP)
+def visits(
+    db: DbOption = DEFAULT,
+    run: RunOption = None,
+    agent: AgentOption = None,
+    as_json: JsonFlag = False,
+    as_csv: CsvFlag = False,
+) -> None:
+    """Audit affordance visits (help: VISITS_HELP)."""
+    output = machine_format(as_json, as_csv)
+    with TelemetryReader(db) as reader:
+        chosen = reader.run(run)
+        audits = audit_visits(reader.agent_columns(chosen, VISIT_FIELDS, None if agent is None else [agent]))
+    missing = max((a.missing for a in audits), default=0)
+    if output == "json":
+        write_json(
+            {
+                "run": chosen.id,
+                "run_id": chosen.run_uuid,
+                "affordances": list(AFFORDANCES),
+                "episodes_without_visits": missing,
+                "agents": [a.to_dict() for a in audits],
+            }
+        )
+    elif output == "csv":
+        rows = (
+            (a.agent_idx, episode, *(a.visits[name][i] for name in AFFORDANCES))
+            for a in audits
+            for i, episode in enumerate(a.episodes)
+        )
+        write_csv(("agent_idx", "episode", *VISIT_FIELDS), rows)
+    else:
+        _visits_table(reader.label, chosen, audits, missing)
+
+
+def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missing: int) -> None:
+    from rich.table import Table
+
+    counted = len(audits[0].episodes) if audits else 0
+    table = Table(
+        title=f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted} episodes)",
+        caption=f"{missing} episodes written under schema version 1 have no visit counts" if missing else None,
+    )
+    table.add_column("agent", justify="right")
+    for name in AFFORDANCES:
+        table.add_column(name, no_wrap=True)
+    for audit in audits:
+        cells = [f"{audit.sparkline(name)} {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
+        table.add_row(str(audit.agent_idx), *cells)
+    make_console().print(table)

@@ -10,6 +10,7 @@ from townlet.audit.baselines import (
 )
 from townlet.audit.rewards import find_mismatches
 from townlet.audit.sparkline import BARS, sparkline
+from townlet.audit.visits import AFFORDANCES, audit_visits
 
 
 def test_sparkline_scales_between_the_trajectorys_own_min_and_max():
@@ -21,6 +22,27 @@ def test_sparkline_scales_between_the_trajectorys_own_min_and_max():
 def test_sparkline_buckets_long_trajectories_to_the_width():
     line = sparkline(list(range(1000)), width=10)
     assert len(line) == 10 and line[0] == BARS[0] and line[-1] == BARS[-1]
+
+
+def test_count_sparkline_starts_from_zero():
+    assert sparkline([0, 0, 0], from_zero=True) == BARS[0] * 3  # never visited: the floor, not mid height
+    assert sparkline([7, 7], from_zero=True) == BARS[-1] * 2  # as often every episode: the top
+    assert sparkline([0, 7, 14], from_zero=True) == BARS[0] + BARS[4] + BARS[7]
+
+
+def test_visits_audit_counts_schema_1_rows_apart_instead_of_as_zero():
+    assert AFFORDANCES == ("bed", "shower", "fridge", "job")
+    nulls = (None,) * len(AFFORDANCES)
+    rows = [(1, 0, *nulls), (1, 1, *nulls), (2, 0, 1, 0, 2, 0), (2, 1, 0, 0, 0, 3), (3, 0, 2, 0, 0, 0)]
+    first, second = audit_visits([rows[:3], rows[3:]])  # batches cut through an episode
+    assert (first.missing, second.missing) == (1, 1)
+    assert first.to_dict() == {
+        "agent_idx": 0,
+        "episodes": [2, 3],
+        "visits": {"bed": [1, 2], "shower": [0, 0], "fridge": [2, 0], "job": [0, 0]},
+        "total": {"bed": 3, "shower": 0, "fridge": 2, "job": 0},
+    }
+    assert second.mean("job") == 3.0 and first.mean("bed") == 1.5
 
 
 def test_consensus_outvotes_one_odd_juror():

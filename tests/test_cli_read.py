@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.broadcast import FakeBroadcaster
-from townlet.telemetry.dto import CURRENT_DTO, FIELD_NAMES, SCHEMA_VERSION
+from townlet.telemetry.dto import CURRENT_DTO, FIELD_NAMES, SCHEMA_VERSION, VISIT_FIELDS
 from townlet.training.session import SessionResult, TrainingSession
 from townlet_cli.app import app
 
@@ -173,6 +173,47 @@ def test_audit_baselines_table_has_a_sparkline_per_agent(trained):
     assert len(rows) == AGENTS and all(any(ch in line for ch in "▁▂▃▄▅▆▇█") for line in rows)
 
 
+def sent_agents(trained: Trained) -> list[list[dict]]:
+    """The agents of every episode as the live stream sent them."""
+    return [json.loads(message)["agents"] for message in trained.live]
+
+
+def test_audit_baselines_json_carries_each_episodes_action_entropy(trained):
+    report = json.loads(ok("audit", "baselines", "--db", str(trained.db), "--json").stdout)
+    for agent in report["agents"]:
+        expected = [episode[agent["agent_idx"]]["action_entropy"] for episode in sent_agents(trained)]
+        assert agent["action_entropy"] == expected
+
+
+def test_audit_visits_json_has_every_agents_visits_per_affordance_and_episode(trained):
+    report = json.loads(ok("audit", "visits", "--db", str(trained.db), "--json").stdout)
+    assert report["affordances"] == [f.removeprefix("visits_") for f in VISIT_FIELDS]
+    assert report["episodes_without_visits"] == 0
+    assert [a["agent_idx"] for a in report["agents"]] == list(range(AGENTS))
+    for agent in report["agents"]:
+        assert agent["episodes"] == list(range(1, EPISODES + 1))
+        for affordance, counts in agent["visits"].items():
+            assert counts == [episode[agent["agent_idx"]][f"visits_{affordance}"] for episode in sent_agents(trained)]
+            assert agent["total"][affordance] == sum(counts)
+    assert sum(sum(a["total"].values()) for a in report["agents"]) > 0  # the agents did use the affordances
+
+
+def test_audit_visits_one_agent_csv(trained):
+    rows = list(csv.DictReader(io.StringIO(ok("audit", "visits", "-a", "2", "--csv", "--db", str(trained.db)).stdout)))
+    assert [int(r["episode"]) for r in rows] == list(range(1, EPISODES + 1))
+    assert {r["agent_idx"] for r in rows} == {"2"}
+    for row, episode in zip(rows, sent_agents(trained), strict=True):
+        assert {f: int(row[f]) for f in VISIT_FIELDS} == {f: episode[2][f] for f in VISIT_FIELDS}
+
+
+def test_audit_visits_table_has_a_sparkline_per_agent_and_affordance(trained):
+    out = ok("audit", "visits", "--db", str(trained.db), env={"COLUMNS": "160"}).stdout
+    rows = [line for line in out.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert len(rows) == AGENTS  # one row per agent, a column per affordance
+    assert all(line.count("│") == 2 + len(VISIT_FIELDS) for line in rows)  # agent + one per affordance
+    assert all(any(ch in line for ch in "▁▂▃▄▅▆▇█") for line in rows)
+
+
 @pytest.fixture
 def tampered(trained, tmp_path) -> Path:
     copy = tmp_path / "tampered.db"
@@ -277,6 +318,8 @@ def test_export_never_overwrites_without_force(trained, tmp_path):
         (["replay", "--episode", "1", "--agent", "9"], "has no agent 9 (agents 0 to 3): fix --agent"),
         (["audit", "baselines", "--agent", "9"], "has no agent 9"),
         (["audit", "rewards", "--episode", "99"], "has no episode 99"),
+        (["audit", "visits", "--agent", "9"], "has no agent 9"),
+        (["audit", "visits", "--json", "--csv"], "--json and --csv"),
         (["episodes", "--run", "7"], "no run 7 in"),
         (["export", "-f", "csv", "--run", "7"], "no run 7 in"),
         (["episodes", "--last", "2", "--limit", "3"], "--last cannot be combined"),
@@ -294,6 +337,7 @@ READ_COMMANDS = [
     ["replay", "--episode", "1"],
     ["audit", "baselines"],
     ["audit", "rewards"],
+    ["audit", "visits"],
     ["export", "--format", "csv"],
 ]
 
@@ -366,7 +410,7 @@ def test_read_commands_do_not_import_torch(trained):
         "import sys; from typer.testing import CliRunner; from townlet_cli.app import app\n"
         f"db = {str(trained.db)!r}\n"
         "for args in (['runs'], ['episodes'], ['replay', '-e', '2'], ['replay', '-e', '2', '--json'],\n"
-        "             ['audit', 'baselines'], ['audit', 'baselines', '-a', '1', '--json'],\n"
+        "             ['audit', 'baselines'], ['audit', 'baselines', '-a', '1', '--json'], ['audit', 'visits'],\n"
         "             ['export', '-f', 'jsonl']):\n"
         "    result = CliRunner().invoke(app, [*args, '--db', db])\n"
         "    assert result.exit_code == 0, (args, result.stderr)\n"

@@ -136,3 +136,18 @@ def test_downgrade_to_0001_and_upgrade_again_keeps_v1_data(upgraded):
     for (run, episode), before in zip(EPISODES, V1_REPLAYS, strict=True):
         after = ok("replay", "--run", str(run), "--episode", str(episode), "--json", "--db", str(upgraded))
         assert after.stdout_bytes == before
+
+
+def test_audit_visits_leaves_v1_episodes_out_instead_of_reading_them_as_zero(upgraded):
+    before = json.loads(ok("audit", "visits", "--run", "1", "--json", "--db", str(upgraded)).stdout)
+    assert before["episodes_without_visits"] == 6
+    assert all(a["episodes"] == [] for a in before["agents"])
+    assert "6 episodes written under schema version 1 have no visit counts" in (
+        ok("audit", "visits", "--run", "1", "--db", str(upgraded)).stdout
+    )
+    ok("train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", str(upgraded))
+    after = json.loads(ok("audit", "visits", "--run", "1", "--json", "--db", str(upgraded)).stdout)
+    assert after["episodes_without_visits"] == 6
+    assert all(a["episodes"] == [7, 8] for a in after["agents"])
+    entropy = json.loads(ok("audit", "baselines", "--run", "1", "--json", "--db", str(upgraded)).stdout)
+    assert all(a["action_entropy"][:6] == [None] * 6 and None not in a["action_entropy"][6:] for a in entropy["agents"])

@@ -6,11 +6,10 @@ import typer
 
 from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.telemetry.payloads import build_envelope
+from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AgentOption, DbOption, RunOption
-from townlet_cli.output import fmt, write_json
-
-HIDDEN = ("episode",)
+from townlet_cli.output import write_json
 
 
 def replay(
@@ -44,25 +43,7 @@ def replay(
 
 
 def _table(label: str, found: EpisodeAgents, max_rows: int) -> None:
-    from rich.table import Table
-
-    from townlet_cli.watch import header
-
     run = found.run
-    shown = found.agents[:max_rows]
-    table = Table(
-        title=f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}",
-        caption=(
-            f"showing {len(shown)} of {len(found.agents)} agents: --agent I for one, --max-rows N or --json for more"
-            if len(shown) < len(found.agents)
-            else None
-        ),
-    )
-    names = [k for k in found.agents[0] if k not in HIDDEN]
-    for name in names:
-        table.add_column(
-            "agent" if name == "agent_idx" else header(name), justify="left" if name == "death_cause" else "right"
-        )
-    for agent in shown:
-        table.add_row(*(fmt(agent[name]) for name in names))
-    make_console().print(table)
+    title = f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}"
+    hint = "--agent I for one, --max-rows N or --json for more"
+    make_console().print(agents_table(title, found.agents, found.schema_version, max_rows, hint))

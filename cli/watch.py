@@ -5,52 +5,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from townlet.errors import TelemetryError
-from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
+from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-HIDDEN = ("agent_idx", "episode")
-SHORT = {
-    "survival_steps": "survival",
-    "baseline_survival_steps": "baseline",
-    "episode_reward": "reward",
-    "epsilon": "ε",
-    "curriculum_stage": "stage",
-    "death_cause": "cause",
-    "action_entropy": "entropy",
-}
+    from rich.console import Group
 
 
-def header(name: str) -> str:
-    """A short column header for a DTO field (``meter_energy`` -> ``energy``, ``visits_bed`` -> ``bed#``)."""
-    if name.startswith("visits_"):
-        return name.removeprefix("visits_") + "#"
-    return SHORT.get(name, name.removeprefix("meter_").replace("_", " "))
-
-
-def agents_table(envelope: dict[str, Any], max_rows: int) -> "Table":
-    """One row per agent, one column per field of the envelope's schema version."""
-    from rich.table import Table
-
-    agents = envelope["agents"]
-    table = Table(
-        title=f"run {envelope['run_id']} · episode {envelope['episode']} · schema v{envelope['schema_version']}",
-        caption=f"showing {min(len(agents), max_rows)} of {len(agents)} agents" if len(agents) > max_rows else None,
-    )
-    known = FIELD_NAMES[DTO_BY_VERSION[envelope["schema_version"]]]
-    present = list(agents[0]) if agents else []
-    fields = [k for k in known if k in present] + [k for k in present if k not in known]  # DTO order first
-    fields = [k for k in fields if k not in HIDDEN]
-    table.add_column("agent", justify="right")
-    for name in fields:
-        table.add_column(header(name), justify="left" if name == "death_cause" else "right")
-    for agent in agents[:max_rows]:
-        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in (agent.get(f, "") for f in fields)]
-        table.add_row(str(agent["agent_idx"]), *cells)
-    return table
+def episode_view(envelope: dict[str, Any], max_rows: int) -> "Group":
+    """One episode envelope as the shared per-agent table."""
+    title = f"run {envelope['run_id']} · episode {envelope['episode']} · schema v{envelope['schema_version']}"
+    return agents_table(title, envelope["agents"], envelope["schema_version"], max_rows, "--max-rows N for more")
 
 
 class LiveConnectionError(TelemetryError):
@@ -100,7 +66,7 @@ def watch(
                         f"schema v{message['schema_version']})"
                     )
                 elif message.get("kind") == EPISODE_KIND:
-                    live.update(agents_table(message, max_rows))
+                    live.update(episode_view(message, max_rows))
                     seen += 1
                     if count is not None and seen >= count:
                         break

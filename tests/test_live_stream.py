@@ -18,7 +18,7 @@ from townlet.telemetry.dto import FIELD_NAMES, SCHEMA_VERSION, AgentTelemetrySna
 from townlet.telemetry.live import LiveStreamError, WebSocketBroadcaster, parse_address
 from townlet.telemetry.payloads import decode, envelope_from_snapshots, episode_envelope, hello_message
 from townlet_cli.app import app
-from townlet_cli.watch import agents_table
+from townlet_cli.watch import episode_view
 
 
 def _connect(url: str, attempts: int = 100):
@@ -135,7 +135,7 @@ def test_watch_shows_known_versions_and_refuses_unknown_ones(broadcaster):
 
 def _rendered(envelope: dict) -> str:
     console = Console(record=True, width=250, file=io.StringIO())
-    console.print(agents_table(envelope, max_rows=8))
+    console.print(episode_view(envelope, max_rows=8))
     return console.export_text()
 
 
@@ -147,10 +147,10 @@ def test_watch_table_shows_the_v2_fields_and_still_shows_a_v1_envelope():
     ]
     v1 = envelope_from_snapshots("run-x", 3, v1_agents)
     assert (v1["schema_version"], v2["schema_version"]) == (1, 2)
-    new_headers = ("bed#", "shower#", "fridge#", "job#", "entropy")
     shown_v2, shown_v1 = _rendered(v2), _rendered(v1)
-    assert "schema v2" in shown_v2 and all(h in shown_v2 for h in new_headers)
-    assert "schema v1" in shown_v1 and "baseline" in shown_v1 and not any(h in shown_v1 for h in new_headers)
+    assert "schema v2" in shown_v2 and "entropy" in shown_v2 and "visits: bed shower fridge job" in shown_v2
+    assert "schema v1" in shown_v1 and "every agent: baseline 100.00" in shown_v1 and "survival" in shown_v1
+    assert "entropy" not in shown_v1 and "visits" not in shown_v1
 
 
 def test_watch_without_a_server_is_a_one_line_error():

@@ -4,6 +4,7 @@ The fixture's replay, export and runs outputs were captured by the version 1 cod
 (tests/fixtures/README.md); after the upgrade the same commands must print the same bytes for those rows.
 """
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -37,6 +38,12 @@ V1_COLUMNS = (
     "curriculum_stage, death_cause, meter_energy, meter_hygiene, meter_satiation, meter_money"
 )
 V1_ROWS_SQL = f"SELECT {V1_COLUMNS} FROM agent_snapshots ORDER BY episode_pk, agent_idx"
+
+
+def test_the_v1_fixture_is_the_file_the_v1_code_wrote():
+    # tests/fixtures/README.md records this digest: the fixture is never regenerated or modified.
+    digest = hashlib.sha256(V1_FIXTURE.read_bytes()).hexdigest()
+    assert digest == "2d8fc3938838022c5136cc9308a8255cdba9b2f986e2af53b64897e1729d47e0"
 
 
 @pytest.fixture

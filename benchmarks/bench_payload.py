@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from townlet.environment.world import CAUSE_TIMEOUT, METERS
+from townlet.environment.world import ACTIONS, AFFORDANCES, CAUSE_TIMEOUT, METERS
 from townlet.population.runtime_registry import AgentRuntimeRegistry
 from townlet.telemetry.payloads import encode, episode_envelope
 
@@ -36,6 +36,9 @@ def filled_registry(n: int) -> AgentRuntimeRegistry:
         torch.full((n,), CAUSE_TIMEOUT),
         torch.rand(n, len(METERS)),
     )
+    for _ in range(50):  # an episode's worth of actions and affordance visits
+        actions = torch.randint(0, len(ACTIONS), (n,))
+        registry.record_actions(actions, torch.ones(n, dtype=torch.bool), torch.randint(-1, len(AFFORDANCES), (n,)))
     return registry
 
 
@@ -53,10 +56,11 @@ def main() -> None:
         registry._episode_reward,
         registry._death_cause,
         registry._meters,
+        registry._visits,
     ]
 
-    def bare() -> object:
-        return [t.tolist() for t in fields]
+    def bare() -> object:  # every field's one .tolist(), the entropy derived as the snapshot does
+        return [t.tolist() for t in fields] + [registry.action_entropy().tolist()]
 
     def full() -> bytes:
         return encode(episode_envelope("run", 1, registry.snapshot()))

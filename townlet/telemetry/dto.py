@@ -6,7 +6,7 @@ same rules check one instance (``__post_init__``) or whole columns at once (``va
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any, ClassVar
 
@@ -114,43 +114,15 @@ class AgentTelemetrySnapshotV1:
     meter_satiation: float
     meter_money: float
 
+    #: ``row(*fields)`` -> the payload dict, keys in declaration order (built per class by ``_row_builder``).
+    row: ClassVar[Callable[..., dict[str, Any]]]
+
     def __post_init__(self) -> None:
         for name, rule in self.RULES.items():
             value = getattr(self, name)
             rule.check_value(name, value)
             if value == 0.0 and type(value) is float:
                 object.__setattr__(self, name, 0.0)  # no negative zero: SQLite cannot keep its sign
-
-    @staticmethod
-    def row(
-        agent_idx: int,
-        episode: int,
-        survival_steps: int,
-        baseline_survival_steps: float,
-        episode_reward: float,
-        epsilon: float,
-        curriculum_stage: int,
-        death_cause: str,
-        meter_energy: float,
-        meter_hygiene: float,
-        meter_satiation: float,
-        meter_money: float,
-    ) -> dict[str, Any]:
-        """The V1 payload of one agent, keys in declaration order (written out: twice as fast as dict(zip))."""
-        return {
-            "agent_idx": agent_idx,
-            "episode": episode,
-            "survival_steps": survival_steps,
-            "baseline_survival_steps": baseline_survival_steps,
-            "episode_reward": episode_reward,
-            "epsilon": epsilon,
-            "curriculum_stage": curriculum_stage,
-            "death_cause": death_cause,
-            "meter_energy": meter_energy,
-            "meter_hygiene": meter_hygiene,
-            "meter_satiation": meter_satiation,
-            "meter_money": meter_money,
-        }
 
     def to_dict(self) -> dict[str, Any]:
         """The fields in declaration order (a stable key order)."""
@@ -211,47 +183,6 @@ class AgentTelemetrySnapshotV2(AgentTelemetrySnapshotV1):
     visits_job: int
     action_entropy: float
 
-    @staticmethod
-    def row(
-        agent_idx: int,
-        episode: int,
-        survival_steps: int,
-        baseline_survival_steps: float,
-        episode_reward: float,
-        epsilon: float,
-        curriculum_stage: int,
-        death_cause: str,
-        meter_energy: float,
-        meter_hygiene: float,
-        meter_satiation: float,
-        meter_money: float,
-        visits_bed: int,
-        visits_shower: int,
-        visits_fridge: int,
-        visits_job: int,
-        action_entropy: float,
-    ) -> dict[str, Any]:
-        """The V2 payload of one agent, keys in declaration order."""
-        return {
-            "agent_idx": agent_idx,
-            "episode": episode,
-            "survival_steps": survival_steps,
-            "baseline_survival_steps": baseline_survival_steps,
-            "episode_reward": episode_reward,
-            "epsilon": epsilon,
-            "curriculum_stage": curriculum_stage,
-            "death_cause": death_cause,
-            "meter_energy": meter_energy,
-            "meter_hygiene": meter_hygiene,
-            "meter_satiation": meter_satiation,
-            "meter_money": meter_money,
-            "visits_bed": visits_bed,
-            "visits_shower": visits_shower,
-            "visits_fridge": visits_fridge,
-            "visits_job": visits_job,
-            "action_entropy": action_entropy,
-        }
-
 
 AgentTelemetrySnapshot = AgentTelemetrySnapshotV1  # every version's DTO is one (V2 extends V1)
 
@@ -263,6 +194,22 @@ CURRENT_DTO: type[AgentTelemetrySnapshot] = AgentTelemetrySnapshotV2
 SCHEMA_VERSION: int = CURRENT_DTO.SCHEMA_VERSION
 
 FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in DTO_BY_VERSION.values()}
+
+
+def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """A function of the fields, positionally, returning one dict literal in field order.
+
+    Generated from the dataclass fields (as ``dataclasses`` generates ``__init__``) so each version's key
+    order is written in one place; a dict literal is twice as fast as ``dict(zip(names, values))``.
+    """
+    source = f"def row({', '.join(names)}):\n    return {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n"
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # names are this module's own field identifiers
+    return namespace["row"]
+
+
+for _cls in DTO_BY_VERSION.values():
+    _cls.row = staticmethod(_row_builder(FIELD_NAMES[_cls]))
 
 #: The affordance visit counters of the current schema, ``visits_<affordance>`` in the world's order.
 VISIT_FIELDS: tuple[str, ...] = tuple(f for f in FIELD_NAMES[CURRENT_DTO] if f.startswith("visits_"))

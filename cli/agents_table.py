@@ -32,8 +32,9 @@ SHAREABLE = ("baseline_survival_steps", "epsilon", "curriculum_stage")
 GROUPS = {"meter_": "meters", "visits_": "visits"}
 
 
-def _grouped(name: str) -> bool:
-    return name.startswith(tuple(GROUPS))
+def _group(name: str) -> str | None:
+    """The ``GROUPS`` prefix a field belongs to, or None."""
+    return next((prefix for prefix in GROUPS if name.startswith(prefix)), None)
 
 
 def cell(value: Any) -> str:
@@ -43,10 +44,8 @@ def cell(value: Any) -> str:
 
 def header(name: str) -> str:
     """A short column header for a DTO field (``survival_steps`` -> ``survival``, ``meter_energy`` -> ``energy``)."""
-    for prefix in GROUPS:
-        if name.startswith(prefix):
-            return name.removeprefix(prefix)
-    return SHORT.get(name, name.replace("_", " "))
+    prefix = _group(name)
+    return name.removeprefix(prefix) if prefix else SHORT.get(name, name.replace("_", " "))
 
 
 def _columns(fields: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -54,7 +53,7 @@ def _columns(fields: Sequence[str]) -> list[tuple[str, list[str]]]:
     columns: list[tuple[str, list[str]]] = []
     placed: dict[str, list[str]] = {}
     for name in fields:
-        prefix = next((p for p in GROUPS if name.startswith(p)), None)
+        prefix = _group(name)
         if prefix is None:
             columns.append((header(name), [name]))
         elif prefix in placed:
@@ -90,7 +89,7 @@ def agents_table(title: str, agents: list[dict[str, Any]], schema_version: int, 
     legend = []
     widths: dict[str, int] = {}
     for group, names in columns:
-        if len(names) == 1 and not _grouped(names[0]):
+        if _group(names[0]) is None:
             table.add_column(group, justify="left" if names == ["death_cause"] else "right")
             continue
         for name in names:

@@ -12,14 +12,12 @@ import typer
 
 from townlet.errors import TelemetryError
 from townlet.persistence.reader import RunSummary, TelemetryReader
-from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
+from townlet.telemetry.dto import ALL_FIELDS
 from townlet.telemetry.payloads import encode
 from townlet_cli.options import DEFAULT, DbOption, RunOption
 
-#: Every field any schema version has, in version then declaration order: rows of older versions leave the
-#: newer columns empty, so one CSV header serves a run that spans a schema upgrade.
-CSV_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for cls in DTO_BY_VERSION.values() for f in FIELD_NAMES[cls]))
-CSV_HEADER = ("run", "schema_version", *CSV_FIELDS)
+#: Rows of older versions leave the newer columns empty, so one CSV header serves a run that spans an upgrade.
+CSV_HEADER = ("run", "schema_version", *ALL_FIELDS)
 
 
 class ExportFormat(StrEnum):
@@ -81,7 +79,7 @@ def _write(
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         for version, agents in batches:
-            writer.writerows([run.id, version, *(a.get(f, "") for f in CSV_FIELDS)] for a in agents)
+            writer.writerows([run.id, version, *(a.get(f, "") for f in ALL_FIELDS)] for a in agents)
             text.flush()
     out.flush()
 

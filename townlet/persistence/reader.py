@@ -26,12 +26,16 @@ from townlet.persistence.errors import (
 )
 from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
-from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES, SnapshotValidationError, TelemetryLeakError
+from townlet.telemetry.dto import (
+    ALL_FIELDS,
+    DTO_BY_VERSION,
+    FIELD_NAMES,
+    SnapshotValidationError,
+    TelemetryLeakError,
+)
 
 #: Every column of ``agent_snapshots`` a query may name (the fields of every schema version, and its own).
-AGENT_COLUMNS: frozenset[str] = frozenset(
-    ["schema_version", *(f for cls in DTO_BY_VERSION.values() for f in FIELD_NAMES[cls] if f != "episode")]
-)
+AGENT_COLUMNS: frozenset[str] = frozenset({"schema_version", *ALL_FIELDS} - {"episode"})
 
 #: LIMIT that means none, in both SQLite and PostgreSQL (a bigint).
 NO_LIMIT = 2**62
@@ -366,7 +370,7 @@ class TelemetryReader:
         ``columns`` are ``agent_snapshots`` columns (NULL where the row's schema version lacks them). With
         ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size.
         """
-        unknown = set(columns) - set(AGENT_COLUMNS)
+        unknown = set(columns) - AGENT_COLUMNS
         if unknown:
             raise ValueError(f"not agent_snapshots columns: {sorted(unknown)}")
         params: dict[str, Any] = {"run": run.id}

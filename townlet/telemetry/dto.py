@@ -195,6 +195,10 @@ SCHEMA_VERSION: int = CURRENT_DTO.SCHEMA_VERSION
 
 FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in DTO_BY_VERSION.values()}
 
+#: Every field any schema version has, in version then declaration order (a record of an older version
+#: simply lacks the newer ones).
+ALL_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for names in FIELD_NAMES.values() for f in names))
+
 
 def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     """A function of the fields, positionally, returning one dict literal in field order.

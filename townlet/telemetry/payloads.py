@@ -58,10 +58,6 @@ def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dic
     (``agents[3].baseline_survival_steps: torch.Tensor``); an out-of-range value ``SnapshotValidationError``.
     """
     n = snapshot.num_agents
-    meter_columns = list(zip(*snapshot.meters, strict=True)) if n else [() for _ in snapshot.meter_names]
-    visit_columns = (
-        list(zip(*snapshot.affordance_visits, strict=True)) if n else [() for _ in snapshot.affordance_names]
-    )
     columns: dict[str, Any] = {
         "agent_idx": range(n),
         "episode": [episode] * n,
@@ -72,10 +68,16 @@ def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dic
         "curriculum_stage": snapshot.curriculum_stage,
         "death_cause": snapshot.death_cause,
     }
-    columns.update({f"meter_{m}": column for m, column in zip(snapshot.meter_names, meter_columns, strict=True)})
-    columns.update({f"visits_{a}": c for a, c in zip(snapshot.affordance_names, visit_columns, strict=True)})
+    columns.update(_named_columns("meter_", snapshot.meter_names, snapshot.meters))
+    columns.update(_named_columns("visits_", snapshot.affordance_names, snapshot.affordance_visits))
     columns["action_entropy"] = snapshot.action_entropy
     return CURRENT_DTO.rows_from_columns(columns)
+
+
+def _named_columns(prefix: str, names: tuple[str, ...], rows: list[list[Any]]) -> dict[str, Any]:
+    """Per-agent rows of a 2-d field (meters, visits) -> one column per name, keyed ``<prefix><name>``."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {f"{prefix}{name}": column for name, column in zip(names, columns, strict=True)}
 
 
 def build_envelope(

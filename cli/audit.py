@@ -70,8 +70,6 @@ def baselines(
         chosen = reader.run(run)
         # One agent: its rows and the jury's, a few primary-key lookups per episode.
         agents = None if agent is None else sorted({agent, *(j for j in JURY if j < chosen.num_agents)})
-        if agent is not None and agent >= chosen.num_agents:
-            agents = [agent]  # the reader names the bad index
         audits = audit_run(reader.agent_columns(chosen, BASELINE_COLUMNS, agents), thresholds, only=agent)
     if output == "json":
         write_json(

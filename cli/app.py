@@ -1,9 +1,13 @@
-"""The Typer app behind ``townlet-telemetry``; user-fixable errors are caught here, once."""
+"""The Typer app behind ``townlet-telemetry``; user-fixable errors and usage errors are caught here, once."""
 
-from typing import Any
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
+from typer.exceptions import Abort
 
 from townlet.errors import TelemetryError
 from townlet_cli import audit, db
@@ -13,23 +17,57 @@ from townlet_cli.runs import episodes, runs
 from townlet_cli.train import train
 from townlet_cli.watch import watch
 
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def error_line(message: str) -> None:
+    """The CLI's one way to refuse: ``error: ...`` in one line on stderr."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+
 
 class TownletGroup(TyperGroup):
-    """The CLI's edge: a ``TelemetryError`` from any command becomes one line on stderr and exit code 2."""
+    """The CLI's edge: every refusal is one line on stderr, ``error: ...``, exit code 2.
+
+    A ``TelemetryError`` from any command and click's usage errors (a bad value, a missing option, an
+    unknown command) alike; ``--help`` is untouched. Ctrl-C outside training exits 130 with one line.
+    """
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TelemetryError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            error_line(str(exc))
             raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            error_line("interrupted (Ctrl-C)")
+            raise typer.Exit(code=INTERRUPTED) from None
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        standalone = extra.pop("standalone_mode", True)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "townlet-telemetry"
+            error_line(f"{exc.format_message()} (see `{where} --help`)")
+            code = exc.exit_code
+        except ClickException as exc:
+            error_line(exc.format_message())
+            code = exc.exit_code
+        except Abort:
+            error_line("aborted")
+            code = INTERRUPTED
+        if not standalone:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = typer.Typer(
     cls=TownletGroup,
     name="townlet-telemetry",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal
 )
@@ -43,8 +81,31 @@ app.command()(export)
 app.add_typer(db.app, name="db")
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from townlet import __version__
+    from townlet.persistence.revisions import HEAD_REVISION
+    from townlet.telemetry.dto import SCHEMA_VERSION
+
+    typer.echo(
+        f"townlet-telemetry {__version__} (telemetry schema {SCHEMA_VERSION}, database revision {HEAD_REVISION})"
+    )
+    raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the package version, telemetry schema and database revision.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
     """Train townlet agents and read their per-agent telemetry back from the database.
 
     Read commands (runs, episodes, replay, audit, export) open the database read-only and never change it.

@@ -18,7 +18,7 @@ from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import VISIT_FIELDS
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.options import DEFAULT, INT64_MAX, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import fmt, machine_format, write_csv, write_json
 
 app = typer.Typer(
@@ -58,7 +58,10 @@ def baselines(
         float, typer.Option("--below", help="Survival under this fraction of baseline counts as far below.", min=0.0)
     ] = 0.5,
     streak: Annotated[
-        int, typer.Option("--streak", help="Episodes in a row far below baseline before it is flagged.", min=1)
+        int,
+        typer.Option(
+            "--streak", help="Episodes in a row far below baseline before it is flagged.", min=1, max=INT64_MAX
+        ),
     ] = 5,
     as_json: JsonFlag = False,
     as_csv: CsvFlag = False,
@@ -132,7 +135,9 @@ def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) 
 def rewards(
     db: DbOption = DEFAULT,
     run: RunOption = None,
-    episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode.", min=1)] = None,
+    episode: Annotated[
+        int | None, typer.Option("--episode", "-e", help="Only this episode.", min=1, max=INT64_MAX)
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Recompute every stored reward with the project's RewardStrategy; exit code 1 on any mismatch, else 0.

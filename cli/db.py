@@ -14,6 +14,7 @@ from townlet_cli.options import DEFAULT, DbOption
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from townlet.persistence.migrate import Loss
     from townlet.persistence.store import TelemetryStore
 
 
@@ -107,18 +108,54 @@ def upgrade(
         console.print(f"upgraded {store.label} from {_describe(before)} to {_describe(after)}")
 
 
+class DowngradeNotConfirmed(TelemetryError):
+    """A downgrade would drop stored data and was not confirmed (--yes, or a yes typed on a terminal)."""
+
+
+def describe_losses(losses: "list[Loss]") -> str:
+    """``drops tables runs (3 rows), ...; drops columns a, b of t (values in 6 rows)``: one line."""
+    tables = [f"{loss.table} ({loss.rows} rows)" for loss in losses if loss.columns is None]
+    columns = [
+        f"columns {', '.join(loss.columns)} of {loss.table} (values in {loss.rows} rows)"
+        for loss in losses
+        if loss.columns is not None
+    ]
+    parts = [*(f"drops {c}" for c in columns), *([f"drops tables {', '.join(tables)}"] if tables else [])]
+    text = "; ".join(parts) or "drops nothing"
+    return text if sum(loss.rows for loss in losses) else f"{text} (no rows hold data there)"
+
+
+def _confirm_losses(line: str, *, yes: bool, backup_hint: str) -> None:
+    """Proceed on --yes or a yes typed on a terminal; otherwise refuse in one line saying what would be lost."""
+    import sys
+
+    if yes:
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if typer.confirm(f"{line}. {backup_hint}Proceed?", default=False, err=True):
+            return
+        raise DowngradeNotConfirmed(f"{line}: not confirmed, nothing changed")
+    raise DowngradeNotConfirmed(f"{line}: pass --yes to proceed. {backup_hint}".rstrip())
+
+
 @app.command()
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Revision to go back to, e.g. 0001, or 'base' for none.")],
     db: DbOption = DEFAULT,
     no_backup: NoBackupFlag = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Drop the data the downgrade removes without asking.")
+    ] = False,
 ) -> None:
     """Downgrade the database's schema to REVISION, dropping only what later revisions added.
 
     Going back to 0001 drops the schema 2 columns (visits, action entropy) and relabels rows written under
-    schema 2 as schema 1. A SQLite database is first copied beside itself (--no-backup skips the copy).
+    schema 2 as schema 1; going back to base drops every table. The command first says in one line what
+    will be lost, with row counts, and proceeds only with --yes or a yes typed on a terminal (a downgrade
+    that loses no rows needs neither). A SQLite database is then copied beside itself (--no-backup skips
+    the copy); back up a PostgreSQL database with pg_dump first.
 
-    Example: townlet-telemetry db downgrade 0001 --db townlet.db
+    Example: townlet-telemetry db downgrade 0001 --db townlet.db --yes
     """
     from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
     from townlet.persistence.store import TelemetryStore
@@ -128,12 +165,27 @@ def downgrade(
     with TelemetryStore.open_unchecked(db, write=True) as store:
         with store.transaction() as connection:
             before = migrate.database_revision(connection, store.label)
-        if before == revisions.EMPTY:
-            console.print(f"{store.label} has no schema: nothing to downgrade")
-            return
+            if before == revisions.EMPTY:
+                console.print(f"{store.label} has no schema: nothing to downgrade")
+                return
+            if before not in migrate.script_revisions():
+                raise DatabaseTooNew(
+                    f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
+                )
+            losses = migrate.data_lost_by_downgrade(connection, before, target)
+        line = f"downgrading {store.label} from {_describe(before)} to {revision} {describe_losses(losses)}"
+        if any(loss.rows for loss in losses):
+            sqlite = store.url.get_backend_name() == "sqlite"
+            hint = (
+                ("A backup is taken first (--no-backup skips it)." if not no_backup else "")
+                if sqlite
+                else f"Back it up first: pg_dump --format=custom --file townlet.dump '{store.label}'."
+            )
+            _confirm_losses(line, yes=yes, backup_hint=hint)
         _backup_first(store, before, target, enabled=not no_backup, console=console)
         with store.transaction() as connection:
             migrate.downgrade(connection, target)
+    console.print(line)
     console.print(f"downgraded {store.label} from {_describe(before)} to {revision}")
 
 

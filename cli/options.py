@@ -6,6 +6,9 @@ import typer
 
 from townlet.persistence.location import DB_ENV_VAR, DEFAULT_DB
 
+#: The largest integer a database column (a 64-bit signed integer) can hold: every integer option's bound.
+INT64_MAX = 2**63 - 1
+
 DbOption = Annotated[
     str,
     typer.Option(
@@ -18,8 +21,8 @@ DbOption = Annotated[
 DEFAULT = DEFAULT_DB
 
 RunOption = Annotated[
-    int | None, typer.Option("--run", "-r", help="Run id (see `runs`); default: the latest run.", min=1)
+    int | None, typer.Option("--run", "-r", help="Run id (see `runs`); default: the latest run.", min=1, max=INT64_MAX)
 ]
-AgentOption = Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0)]
+AgentOption = Annotated[int | None, typer.Option("--agent", "-a", help="Only this agent index.", min=0, max=INT64_MAX)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (nothing else goes there).")]
 CsvFlag = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row on stdout.")]

@@ -8,17 +8,20 @@ from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.telemetry.payloads import build_envelope
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, AgentOption, DbOption, RunOption
+from townlet_cli.options import DEFAULT, INT64_MAX, AgentOption, DbOption, RunOption
 from townlet_cli.output import write_json
 
 
 def replay(
-    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", min=1)],
+    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", min=1, max=INT64_MAX)],
     db: DbOption = DEFAULT,
     run: RunOption = None,
     agent: AgentOption = None,
     max_rows: Annotated[
-        int, typer.Option("--max-rows", help="Table rows to show at most (--json always has every agent).", min=1)
+        int,
+        typer.Option(
+            "--max-rows", help="Table rows to show at most (--json always has every agent).", min=1, max=INT64_MAX
+        ),
     ] = 64,
     as_json: Annotated[
         bool,

@@ -6,7 +6,7 @@ import typer
 
 from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.options import DEFAULT, INT64_MAX, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import ConflictingOptions, fmt, machine_format, write_csv, write_json
 
 RUN_COLUMNS = ("id", "started_at", "status", "num_agents", "episodes", "schema_version", "device", "seed")
@@ -37,9 +37,11 @@ def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
 def episodes(
     db: DbOption = DEFAULT,
     run: RunOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Show at most N episodes.", min=1)] = None,
-    offset: Annotated[int, typer.Option("--offset", help="Skip the first N episodes (with --limit).", min=0)] = 0,
-    last: Annotated[int | None, typer.Option("--last", help="Only the final N episodes.", min=1)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Show at most N episodes.", min=1, max=INT64_MAX)] = None,
+    offset: Annotated[
+        int, typer.Option("--offset", help="Skip the first N episodes (with --limit).", min=0, max=INT64_MAX)
+    ] = 0,
+    last: Annotated[int | None, typer.Option("--last", help="Only the final N episodes.", min=1, max=INT64_MAX)] = None,
     as_json: JsonFlag = False,
     as_csv: CsvFlag = False,
 ) -> None:

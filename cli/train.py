@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, DbOption
+from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
 
 def train(
-    episodes: Annotated[int | None, typer.Option("--episodes", "-n", help="Episodes to train.", min=1)] = None,
-    agents: Annotated[int | None, typer.Option("--agents", "-a", help="Agents stepped together.", min=1)] = None,
+    episodes: Annotated[
+        int | None, typer.Option("--episodes", "-n", help="Episodes to train.", min=1, max=INT64_MAX)
+    ] = None,
+    agents: Annotated[
+        int | None, typer.Option("--agents", "-a", help="Agents stepped together.", min=1, max=INT64_MAX)
+    ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", "-s", help="Random seed (same seed on CPU, same run).", min=0)
+        int | None, typer.Option("--seed", "-s", help="Random seed (same seed on CPU, same run).", min=0, max=INT64_MAX)
     ] = None,
     device: Annotated[str | None, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = None,
     config: Annotated[
@@ -28,7 +32,10 @@ def train(
     ] = None,
     db: DbOption = DEFAULT,
     resume: Annotated[
-        int | None, typer.Option("--resume", help="Continue run RUN (crashed or finished) after its last episode.")
+        int | None,
+        typer.Option(
+            "--resume", help="Continue run RUN (crashed or finished) after its last episode.", min=1, max=INT64_MAX
+        ),
     ] = None,
     live: Annotated[
         str | None,

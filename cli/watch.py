@@ -8,6 +8,7 @@ from townlet.errors import TelemetryError
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
+from townlet_cli.options import INT64_MAX
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -27,8 +28,10 @@ def watch(
     url: Annotated[
         str, typer.Argument(help="Live stream address, as printed by `train --live`.")
     ] = "ws://127.0.0.1:8765",
-    count: Annotated[int | None, typer.Option("--count", help="Stop after this many episodes.", min=1)] = None,
-    max_rows: Annotated[int, typer.Option("--max-rows", help="Agents shown in the table.", min=1)] = 32,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Stop after this many episodes.", min=1, max=INT64_MAX)
+    ] = None,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Agents shown in the table.", min=1, max=INT64_MAX)] = 32,
 ) -> None:
     """Watch a running trainer's agents update episode by episode.
 

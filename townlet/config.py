@@ -111,6 +111,14 @@ def load_config(path: Path | str | None = None) -> TownletConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: pass an existing TOML file to --config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory: pass a TOML file to --config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror}): check its permissions") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix the syntax") from None
     return validate(_build(TownletConfig, raw, where=str(path)))

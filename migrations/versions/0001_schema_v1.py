@@ -15,6 +15,10 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: What ``downgrade()`` removes (table -> columns; None for a whole table): ``db downgrade`` counts the rows
+#: that hold data there and asks before dropping them. A test checks it against what the downgrade really drops.
+DOWNGRADE_DROPS: dict[str, tuple[str, ...] | None] = {"agent_snapshots": None, "episodes": None, "runs": None}
+
 
 def upgrade() -> None:
     op.create_table(

@@ -29,6 +29,10 @@ depends_on: str | Sequence[str] | None = None
 
 VISIT_COLUMNS = ("visits_bed", "visits_shower", "visits_fridge", "visits_job")
 
+#: What ``downgrade()`` removes (table -> columns; None for a whole table): ``db downgrade`` counts the rows
+#: that hold data there and asks before dropping them. A test checks it against what the downgrade really drops.
+DOWNGRADE_DROPS: dict[str, tuple[str, ...] | None] = {"agent_snapshots": (*VISIT_COLUMNS, "action_entropy")}
+
 
 def upgrade() -> None:
     for name in VISIT_COLUMNS:

@@ -129,7 +129,7 @@ def test_new_training_appends_v2_rows_to_the_same_run_history(upgraded):
 
 def test_downgrade_to_0001_and_upgrade_again_keeps_v1_data(upgraded):
     ok("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(upgraded))
-    down = ok("db", "downgrade", "0001", "--db", str(upgraded))
+    down = ok("db", "downgrade", "0001", "--db", str(upgraded), "--yes")
     assert "to 0001" in down.stdout
     columns = {r[1] for r in rows(upgraded, "PRAGMA table_info(agent_snapshots)")}
     assert not {"visits_bed", "visits_shower", "visits_fridge", "visits_job", "action_entropy"} & columns

@@ -6,6 +6,7 @@ the installed CLI needs no checkout and no ``alembic.ini``. Alembic gets our ope
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import townlet_migrations
@@ -81,6 +82,46 @@ def downgrade(connection: Connection, revision: str) -> None:
         raise DatabaseUnavailable(
             f"cannot downgrade to {revision} ({exc}): use `db upgrade --to` to go forward"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """One table, or some of its columns, that a downgrade drops, and how many rows hold data there."""
+
+    table: str
+    columns: tuple[str, ...] | None
+    rows: int
+
+
+def downgrade_drops(revision: str) -> dict[str, tuple[str, ...] | None]:
+    """What downgrading *out of* ``revision`` removes: table -> dropped columns, or None for the whole table."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    if script is None:
+        raise ValueError(f"no revision {revision}")
+    return dict(script.module.DOWNGRADE_DROPS)
+
+
+def revisions_between(current: str, target: str) -> list[str]:
+    """The revisions a downgrade from ``current`` to ``target`` (a revision or ``base``) steps out of."""
+    known = script_revisions()
+    stop = 0 if target == "base" else known.index(target) + 1
+    return list(reversed(known[stop : known.index(current) + 1]))
+
+
+def data_lost_by_downgrade(connection: Connection, current: str, target: str) -> list[Loss]:
+    """Every table or set of columns the downgrade drops, with how many rows hold data there, newest first."""
+    steps = [downgrade_drops(revision) for revision in revisions_between(current, target)]
+    whole = {table for drops in steps for table, columns in drops.items() if columns is None}
+    existing = set(inspect(connection).get_table_names())
+    losses: list[Loss] = []
+    for drops in steps:
+        for table, columns in drops.items():
+            if table not in existing or (columns is not None and table in whole):
+                continue  # a column of a table that is dropped whole is counted with the table
+            where = "" if columns is None else " WHERE " + " OR ".join(f"{c} IS NOT NULL" for c in columns)
+            rows = connection.execute(text(f"SELECT count(*) FROM {table}{where}")).scalar_one()
+            losses.append(Loss(table, columns, rows))
+    return losses
 
 
 def model_differences(connection: Connection) -> list[object]:

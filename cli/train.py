@@ -5,27 +5,48 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from townlet import defaults
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from townlet.config import TownletConfig
     from townlet.training.loop import EpisodeReport
     from townlet.training.session import SessionResult
 
 
 def train(
     episodes: Annotated[
-        int | None, typer.Option("--episodes", "-n", help="Episodes to train.", min=1, max=INT64_MAX)
+        int | None,
+        typer.Option(
+            "--episodes", "-n", help=f"Episodes to train \\[config default: {defaults.EPISODES}].", min=1, max=INT64_MAX
+        ),
     ] = None,
     agents: Annotated[
-        int | None, typer.Option("--agents", "-a", help="Agents stepped together.", min=1, max=INT64_MAX)
+        int | None,
+        typer.Option(
+            "--agents",
+            "-a",
+            help=f"Agents stepped together \\[config default: {defaults.AGENTS}].",
+            min=1,
+            max=INT64_MAX,
+        ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", "-s", help="Random seed (same seed on CPU, same run).", min=0, max=INT64_MAX)
+        int | None,
+        typer.Option(
+            "--seed",
+            "-s",
+            help=f"Random seed, same seed on CPU, same run \\[config default: {defaults.SEED}].",
+            min=0,
+            max=INT64_MAX,
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", "-d", help=f"auto, cpu or cuda \\[config default: {defaults.DEVICE}].")
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="TOML file over the built-in defaults (see configs/default.toml)."),
@@ -44,25 +65,33 @@ def train(
 ) -> None:
     """Train the agents, showing episode, mean survival, baseline, epsilon and curriculum stage.
 
-    Flags override the \\[training] table of --config.
+    Flags override the \\[training] table of --config (the defaults shown are the built-in config's).
 
-    Ctrl-C stops cleanly after the current episode; press it twice to stop at once.
+    Ctrl-C stops cleanly after the current episode (exit code 130); press it twice to stop at once.
 
-    --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`).
+    --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`). The stream is
+    unauthenticated: bind 127.0.0.1 (a warning is printed for any other address).
 
     A slow client never stalls training: its oldest queued envelopes are dropped and counted.
 
     Every episode is written to --db; a new database is created, an older one must be upgraded first.
+    When the database is busy (a lock held by another process, a full disk, a server restarting) the
+    writer retries and training goes on until training.write_queue episodes wait; then training waits,
+    saying so on the progress line. Nothing is dropped: on Ctrl-C the summary names what was not written.
 
-    --resume RUN continues a stopped run, numbering episodes after its last committed one.
+    --resume RUN continues a stopped run, numbering episodes after its last committed one, with the run's
+    stored settings: --agents, --seed or a --config that contradicts them is refused (--episodes, --device
+    and training.threads/write_queue may change). A run another process is training is refused.
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
     from townlet.config import load_config, with_overrides  # frozen dataclasses: only train needs them
 
-    settings = with_overrides(
-        load_config(config), "training", episodes=episodes, agents=agents, seed=seed, device=device
-    )
+    given = load_config(config)
+    settings = with_overrides(given, "training", episodes=episodes, agents=agents, seed=seed, device=device)
+    explicit = {f"training.{k}" for k, v in {"agents": agents, "seed": seed}.items() if v is not None}
+    if config is not None:
+        explicit |= _keys_differing_from_defaults(given)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from townlet.telemetry.live import parse_address
@@ -72,18 +101,26 @@ def train(
     from townlet.training.session import TrainingSession
 
     console = make_console()
+    if live_address is not None and not is_loopback(live_address[0]):
+        console.print(
+            f"warning: --live {live_address[0]} is reachable from other machines and the stream is "
+            "unauthenticated: anyone who can reach it can read every episode; prefer 127.0.0.1",
+            style="yellow",
+        )
     session = TrainingSession(
         settings,
         db=db,
         live=live_address,
         resume=resume,
         on_live_start=lambda url: console.print(f"live telemetry on {url} (watch with: townlet-telemetry watch {url})"),
+        explicit=explicit,
     )
     t = session.config.training
     first = session.result.first_episode
     verb = f"resuming run {session.result.run} at episode {first}:" if resume is not None else "training"
     console.print(
-        f"{verb} {t.agents} agents for {t.episodes} episodes on {session.trainer.device} (seed {t.seed}), "
+        f"{verb} {t.agents} agents for {t.episodes} episodes on {session.trainer.device} "
+        f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
     columns = (
@@ -95,9 +132,12 @@ def train(
         TextColumn("ε {task.fields[epsilon]:.3f}"),
         TextColumn("stage {task.fields[stage]}"),
         TimeElapsedColumn(),
+        TextColumn("[yellow]{task.fields[database]}"),
     )
     with StopAfterEpisode() as stop, Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1)
+        task = progress.add_task(
+            "train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1, database=""
+        )
 
         def on_episode(report: "EpisodeReport") -> None:
             if report.stage_change is not None:
@@ -112,16 +152,57 @@ def train(
                 baseline=report.mean_baseline,
                 epsilon=report.epsilon,
                 stage=report.stage,
+                database=session.writer.status(),
             )
 
-        result = session.run(stop=stop, on_episode=on_episode)
+        def on_wait(status: str) -> None:
+            progress.update(task, database=status)
+
+        try:
+            result = session.run(stop=stop, on_episode=on_episode, on_wait=on_wait)
+        except KeyboardInterrupt:  # the second Ctrl-C: the session has flushed what it could and closed
+            result = session.result
+            stop.requested = True
     _print_summary(console, result)
+    if stop.requested:
+        status = f"marked {result.status}" if result.status_saved else "status not saved"
+        unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
+        typer.echo(
+            f"interrupted by Ctrl-C: run {result.run} {status}, {result.written} episodes written{unwritten}", err=True
+        )
+        raise typer.Exit(code=130)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) only listens on this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _keys_differing_from_defaults(config: "TownletConfig") -> set[str]:
+    """``section.key`` of every setting a --config file sets to something other than the built-in default."""
+    from townlet.config import TownletConfig
+
+    defaults_dict, given = TownletConfig().to_dict(), config.to_dict()
+    return {
+        f"{section}.{key}"
+        for section, values in given.items()
+        for key, value in values.items()
+        if defaults_dict[section][key] != value
+    }
 
 
 def _print_summary(console: "Console", result: "SessionResult") -> None:
     from rich.table import Table
 
     reports = result.reports
+    _print_unwritten(console, result)
     if not reports:
         console.print(f"no episode finished; run {result.run} marked {result.status}")
         return
@@ -147,3 +228,14 @@ def _print_summary(console: "Console", result: "SessionResult") -> None:
             f"{result.live_dropped} dropped for slow clients"
         )
     console.print(f"{len(reports)} episodes in {sum(r.duration_s for r in reports):.1f}s")
+
+
+def _print_unwritten(console: "Console", result: "SessionResult") -> None:
+    if result.unwritten:
+        episodes = ", ".join(map(str, result.unwritten))
+        console.print(
+            f"{len(result.unwritten)} episodes could not be written (the database stayed busy): {episodes}",
+            style="red",
+        )
+    if not result.status_saved:
+        console.print(f"run {result.run}'s status could not be saved (database busy): it still says running")

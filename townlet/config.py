@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from townlet import defaults
 from townlet.environment.world import METERS, VITAL_METERS
 from townlet.errors import ConfigError
 
@@ -22,10 +23,12 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 class TrainingConfig:
     """How long to train, with how many agents, on which device, from which seed."""
 
-    episodes: int = 30
-    agents: int = 8
-    seed: int = 0
-    device: str = "auto"
+    episodes: int = defaults.EPISODES
+    agents: int = defaults.AGENTS
+    seed: int = defaults.SEED
+    device: str = defaults.DEVICE
+    threads: int = defaults.THREADS  # torch intra-op threads; 0 = chosen from the number of agents
+    write_queue: int = defaults.WRITE_QUEUE  # finished episodes held for the writer before training waits
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,8 @@ def validate(config: TownletConfig) -> TownletConfig:
     _require(t.episodes >= 1, f"training.episodes must be >= 1, got {t.episodes}")
     _require(t.agents >= 1, f"training.agents must be >= 1, got {t.agents}")
     _require(t.seed >= 0, f"training.seed must be >= 0, got {t.seed}")
+    _require(t.threads >= 0, f"training.threads must be >= 0 (0 = automatic), got {t.threads}")
+    _require(t.write_queue >= 1, f"training.write_queue must be >= 1, got {t.write_queue}")
     _require(
         t.device in DEVICE_CHOICES or t.device.startswith("cuda:"),
         f"training.device must be one of {', '.join(DEVICE_CHOICES)}, got {t.device!r}",

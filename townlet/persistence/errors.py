@@ -27,6 +27,22 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be opened or written (bad URL, permissions, server down)."""
 
 
+class DatabaseRetryable(DatabaseUnavailable):
+    """A fault that may pass: a lock another process holds, a full disk, a server restarting.
+
+    The background writer retries it with backoff while training goes on; elsewhere it is one line.
+    ``reason`` is the driver's own words (``database is locked``, ``database or disk is full``).
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class DatabaseFileGone(DatabaseUnavailable):
+    """The SQLite file being written was deleted or replaced: what is written now would be lost with it."""
+
+
 class RunNotFound(DatabaseError):
     """No run with the requested id."""
 

@@ -1,5 +1,6 @@
 """``TelemetryStore``: runs, episodes and agent rows in and out of the database, one transaction each."""
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +16,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from townlet import __version__
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine
-from townlet.persistence.errors import DatabaseUnavailable, NotATownletDatabase, RunNotFound
+from townlet.persistence.errors import (
+    DatabaseFileGone,
+    DatabaseRetryable,
+    NotATownletDatabase,
+    RunNotFound,
+)
+from townlet.persistence.location import BUSY_TIMEOUT_MS, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, EpisodeRow, RunRow
 from townlet.telemetry.dto import SCHEMA_VERSION
 
@@ -70,14 +77,18 @@ class TelemetryStore:
         self.created = False
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         self._agent_row = itemgetter(*AGENT_FIELDS)
+        self._file_identity: tuple[int, int] | None = None  # set once the file is open (see open())
 
     @property
     def db_flag(self) -> str:
         return f"--db {self.label}"
 
     @classmethod
-    def open(cls, db: str, *, write: bool) -> "TelemetryStore":
+    def open(cls, db: str, *, write: bool, must_exist: bool = False) -> "TelemetryStore":
+        """``must_exist``: a writer that may not create the database (``--resume``) refuses a missing file."""
         url = database_url(db)
+        if must_exist and is_sqlite(url):
+            sqlite_path(url.database or "", read_only=True)  # raises DatabaseNotFound, creating nothing
         store = cls(make_engine(url, read_only=not write), url, writable=write)
         try:
             with store.transaction() as connection:
@@ -87,6 +98,7 @@ class TelemetryStore:
                     migrate.require_current(connection, store.label, db_flag=store.db_flag)
             if write:
                 store.use_wal()
+            store._file_identity = _file_identity(url)
         except BaseException:
             store.close()
             raise
@@ -111,6 +123,15 @@ class TelemetryStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def require_same_file(self) -> None:
+        """Refuse to go on writing when the SQLite file this store opened was deleted or replaced."""
+        if self._file_identity is None or _file_identity(self.url) == self._file_identity:
+            return
+        raise DatabaseFileGone(
+            f"{self.label} was deleted or replaced while this process had it open: episodes written since "
+            "are lost with the old file; restore it or train into a new --db"
+        )
+
     def __enter__(self) -> "TelemetryStore":
         return self
 
@@ -118,10 +139,14 @@ class TelemetryStore:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction; driver errors become one-line ``DatabaseError``s naming the database."""
+    def transaction(self, *, busy_timeout_ms: int | None = None) -> Iterator[Connection]:
+        """One transaction; driver errors become one-line ``DatabaseError``s naming the database.
+
+        ``busy_timeout_ms`` shortens how long this transaction waits for another process's SQLite lock
+        (the background writer waits in short steps so it can say so and be stopped).
+        """
         try:
-            with self.engine.begin() as connection:
+            with self.engine.connect() as connection, _busy_timeout(connection, busy_timeout_ms), connection.begin():
                 yield connection
         except DBAPIError as exc:
             raise _explain(exc, self.label) from exc
@@ -146,9 +171,9 @@ class TelemetryStore:
                 },
             ).scalar_one()
 
-    def set_run_status(self, run: int, status: str) -> None:
+    def set_run_status(self, run: int, status: str, *, busy_timeout_ms: int | None = None) -> None:
         ended = None if status == "running" else now()
-        with self.transaction() as c:
+        with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             c.execute(update(RUNS).where(RUNS.c.id == run).values(status=status, ended_at=ended))
 
     def get_run(self, run: int) -> RunInfo:
@@ -157,6 +182,14 @@ class TelemetryStore:
         if row is None:
             raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
         return RunInfo(**row)
+
+    def has_episode(self, run: int, episode: int, busy_timeout_ms: int | None = None) -> bool:
+        """Whether ``(run, episode)`` is committed: looked up before writing again after an unknown outcome."""
+        with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
+            found = c.execute(
+                select(EPISODES.c.id).where(EPISODES.c.run_id == run, EPISODES.c.episode == episode)
+            ).first()
+        return found is not None
 
     def last_episode(self, run: int) -> tuple[int, int] | None:
         """(episode number, curriculum stage) of the run's last committed episode, or None."""
@@ -177,9 +210,11 @@ class TelemetryStore:
         episode: EpisodeMeta,
         snapshots: Sequence[dict[str, Any]],
         schema_version: int = SCHEMA_VERSION,
+        *,
+        busy_timeout_ms: int | None = None,
     ) -> None:
         """Write one episode and all its agents (DTO dicts) in one transaction: whole or not at all."""
-        with self.transaction() as c:
+        with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             episode_pk = c.execute(
                 insert(EPISODES).returning(EPISODES.c.id),
                 {
@@ -224,14 +259,49 @@ def _positional_insert(table: Any) -> str:
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(values)})"
 
 
+@contextmanager
+def _busy_timeout(connection: Connection, busy_timeout_ms: int | None) -> Iterator[None]:
+    """Set a SQLite connection's busy timeout for one transaction, then restore townlet's default."""
+    if busy_timeout_ms is None or connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _file_identity(url: URL) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite file, ``(-1, -1)`` once it is gone, None for a server database."""
+    if not is_sqlite(url) or not url.database:
+        return None
+    try:
+        stat = os.stat(url.database)
+    except FileNotFoundError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)
+
+
 def _explain(exc: DBAPIError, label: str) -> Exception:
-    """Turn a driver error into the one-line error a user can act on."""
+    """Turn a driver error into the one-line error a user can act on.
+
+    Operational faults (a lock held past the busy timeout, a full disk, a lost server connection) become
+    ``DatabaseRetryable``: the background writer waits them out; any other command reports them in one line.
+    """
     original = exc.orig
     message = str(original).strip().splitlines()[0] if original is not None else str(exc)
     if isinstance(original, sqlite3.DatabaseError) and "file is not a database" in message:
         return NotATownletDatabase(f"{label} is not a SQLite database ({message}): point --db at a townlet database")
+    if isinstance(original, sqlite3.DatabaseError) and "malformed" in message:
+        return NotATownletDatabase(
+            f"{label} is damaged ({message}): restore it from a backup (DB.bak-*) or point --db at another file"
+        )
     if "readonly database" in message or "read-only" in message:
-        return DatabaseUnavailable(f"cannot write {label} ({message}): check the file's permissions or --db")
-    if isinstance(exc, OperationalError):
-        return DatabaseUnavailable(f"cannot use database {label} ({message}): check --db and that it is reachable")
+        return DatabaseRetryable(f"cannot write {label} ({message}): check the file's permissions or --db", message)
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return DatabaseRetryable(
+            f"cannot use database {label} ({message}): check --db and that it is reachable", message
+        )
     return exc

@@ -44,7 +44,13 @@ class WebSocketBroadcaster:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 8765, *, queue_size: int = 64, hello: dict[str, Any] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        *,
+        queue_size: int = 64,
+        hello: dict[str, Any] | None = None,
+        hello_later: bool = False,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -52,6 +58,7 @@ class WebSocketBroadcaster:
         self.port = port
         self.queue_size = queue_size
         self._hello = encode(hello).decode() if hello is not None else None
+        self._hello_later = hello_later  # clients wait for set_hello() (the run is created after binding)
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Future[None] | None = None
@@ -62,6 +69,10 @@ class WebSocketBroadcaster:
         self.published = 0
         self.dropped = 0
         self.clients_served = 0
+
+    def set_hello(self, hello: dict[str, Any]) -> None:
+        """The first message every client receives; clients that connect before it is set wait for it."""
+        self._hello = encode(hello).decode()
 
     @property
     def url(self) -> str:
@@ -150,6 +161,8 @@ class WebSocketBroadcaster:
         self._clients.add(client)
         self.clients_served += 1
         try:
+            while self._hello is None and not self._closing and self._hello_later:
+                await asyncio.sleep(0.01)
             if self._hello is not None:
                 await websocket.send(self._hello)
             while not self._closing:

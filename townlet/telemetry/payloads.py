@@ -100,9 +100,16 @@ def envelope_from_snapshots(run_id: str, episode: int, dtos: list[AgentTelemetry
     return build_envelope(run_id, episode, [dto.to_dict() for dto in dtos], schema_version=version)
 
 
-def hello_message(run_id: str, num_agents: int) -> dict[str, Any]:
-    """The first message a live client receives: which schema version the stream carries."""
-    return {"schema_version": SCHEMA_VERSION, "kind": HELLO_KIND, "run_id": run_id, "num_agents": num_agents}
+def hello_message(run_id: str, num_agents: int, run: int | None = None) -> dict[str, Any]:
+    """The first message a live client receives: which schema version the stream carries, and which run
+    (``run_id`` the run's uuid, ``run`` its number in the database, as ``runs`` lists it)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": HELLO_KIND,
+        "run_id": run_id,
+        "run": run,
+        "num_agents": num_agents,
+    }
 
 
 def encode(message: dict[str, Any]) -> bytes:

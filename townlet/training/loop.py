@@ -18,6 +18,7 @@ from townlet.devices import resolve_device
 from townlet.environment.grid import VectorizedGridEnv
 from townlet.population.runtime_registry import RegistrySnapshot
 from townlet.population.vectorized import VectorizedPopulation
+from townlet.training.threads import use_threads
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Trainer:
     def __init__(self, config: TownletConfig, device: torch.device | None = None, *, stage: int = 1) -> None:
         self.config = config
         self.device = device if device is not None else resolve_device(config.training.device)
+        self.threads = use_threads(config.training.agents, config.training.threads)
         seed = config.training.seed
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)

@@ -5,13 +5,19 @@ both take that envelope. A run ends ``finished`` when every requested episode ra
 stopped (Ctrl-C) or failed — and only after the writer flushed every queued episode.
 """
 
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import torch
+
 from townlet.config import TownletConfig, config_from_mapping, with_overrides
 from townlet.devices import resolve_device
+from townlet.errors import DeviceError, TelemetryError
+from townlet.persistence.errors import DatabaseRetryable
+from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import BackgroundWriter
 from townlet.telemetry.broadcast import Broadcaster
@@ -31,14 +37,33 @@ class SessionResult:
     status: str = "running"
     reports: list[EpisodeReport] = field(default_factory=list)
     written: int = 0
+    unwritten: list[int] = field(default_factory=list)
+    status_saved: bool = True
     writer_blocked_s: float = 0.0
     live_published: int = 0
     live_clients: int = 0
     live_dropped: int = 0
 
 
+class ResumeConflict(TelemetryError):
+    """``--resume`` was given a setting that differs from the one the run was trained with."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _ignore(status: str) -> None:
+    return None
+
+
 class TrainingSession:
-    """Owns the store, the trainer, the optional live broadcaster and the background writer of one run."""
+    """Owns the store, the trainer, the optional live broadcaster and the background writer of one run.
+
+    Everything that can be refused is checked before the database is created or written: the device, the
+    config, the trainer's memory, the live address, the run to resume (it must exist, nobody else may be
+    training it, and flags may not contradict what it was trained with). A refused session leaves no run.
+    """
 
     def __init__(
         self,
@@ -49,93 +74,180 @@ class TrainingSession:
         resume: int | None = None,
         on_live_start: Callable[[str], None] = lambda url: None,
         sinks: Sequence[Broadcaster] = (),
+        explicit: Collection[str] = (),
     ) -> None:
-        self.store = TelemetryStore.open(db, write=True)
+        self.broadcaster: WebSocketBroadcaster | None = None
+        self.lock: RunLock | None = None
+        self.store: TelemetryStore | None = None
         try:
-            self._setup(config, live, resume, on_live_start, sinks)
+            if resume is None:
+                self._start_new(config, db, live)
+            else:
+                self._resume(config, db, live, resume, explicit)
+            self.publisher = EpisodePublisher(self.result.run_uuid, [*sinks, *filter(None, [self.broadcaster])])
+            self.writer = BackgroundWriter(self.store, self.result.run, max_queued=self.config.training.write_queue)
         except BaseException:
-            self.store.close()
+            self._release()
             raise
-
-    def _setup(
-        self,
-        config: TownletConfig,
-        live: tuple[str, int] | None,
-        resume: int | None,
-        on_live_start: Callable[[str], None],
-        sinks: Sequence[Broadcaster],
-    ) -> None:
-        stage, first = 1, 1
-        if resume is None:
-            run_uuid = uuid.uuid4().hex
-            device = resolve_device(config.training.device)
-            run = self.store.create_run(
-                run_uuid=run_uuid,
-                seed=config.training.seed,
-                device=str(device),
-                num_agents=config.training.agents,
-                config=config.to_dict(),
-            )
-        else:
-            info = self.store.get_run(resume)
-            stored = config_from_mapping(info.config, where=f"run {resume}'s stored config")
-            config = with_overrides(
-                stored, "training", episodes=config.training.episodes, device=config.training.device
-            )
-            device = resolve_device(config.training.device)
-            run, run_uuid = info.id, info.run_uuid
-            last = self.store.last_episode(run)
-            if last is not None:
-                first, stage = last[0] + 1, last[1]
-            self.store.set_run_status(run, "running")
-        self.config = config
-        # A resumed run continues with a fresh seed stream: seed + (first episode - 1).
-        seeded = with_overrides(config, "training", seed=config.training.seed + first - 1)
-        self.trainer = Trainer(seeded, device, stage=stage)
-        self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=first)
-        self.broadcaster = None
-        if live is not None:
-            host, port = live
-            hello = hello_message(run_uuid, config.training.agents)
-            self.broadcaster = WebSocketBroadcaster(host, port, hello=hello).start()
+        if self.broadcaster is not None:
+            self.broadcaster.set_hello(hello_message(self.result.run_uuid, config.training.agents, self.result.run))
             on_live_start(self.broadcaster.url)
-        self.publisher = EpisodePublisher(run_uuid, [*sinks, *([self.broadcaster] if self.broadcaster else [])])
-        self.writer = BackgroundWriter(self.store, run)
+
+    def _start_new(self, config: TownletConfig, db: str, live: tuple[str, int] | None) -> None:
+        device = resolve_device(config.training.device)
+        self.config = config
+        self.trainer = _build_trainer(config, device, stage=1, first=1)
+        self.broadcaster = _bind(live)
+        self.store = TelemetryStore.open(db, write=True)
+        run_uuid = uuid.uuid4().hex
+        run = self.store.create_run(
+            run_uuid=run_uuid,
+            seed=config.training.seed,
+            device=str(device),
+            num_agents=config.training.agents,
+            config=config.to_dict(),
+        )
+        self.lock = RunLock(self.store.url, run, self.store.label).acquire()
+        self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=1)
+
+    def _resume(
+        self, config: TownletConfig, db: str, live: tuple[str, int] | None, resume: int, explicit: Collection[str]
+    ) -> None:
+        device = resolve_device(config.training.device)
+        self.store = TelemetryStore.open(db, write=True, must_exist=True)
+        info = self.store.get_run(resume)
+        stored = config_from_mapping(info.config, where=f"run {resume}'s stored config")
+        _refuse_conflicts(resume, stored, config, explicit)
+        self.config = with_overrides(
+            stored,
+            "training",
+            episodes=config.training.episodes,
+            device=config.training.device,
+            threads=config.training.threads,
+            write_queue=config.training.write_queue,
+        )
+        self.lock = RunLock(self.store.url, info.id, self.store.label).acquire()
+        last = self.store.last_episode(info.id)
+        first, stage = (1, 1) if last is None else (last[0] + 1, last[1])
+        self.trainer = _build_trainer(self.config, device, stage=stage, first=first)
+        self.broadcaster = _bind(live)
+        self.store.set_run_status(info.id, "running")
+        self.result = SessionResult(run=info.id, run_uuid=info.run_uuid, first_episode=first)
 
     def run(
-        self, stop: Callable[[], bool] = lambda: False, on_episode: Callable[[EpisodeReport], None] = lambda r: None
+        self,
+        stop: Callable[[], bool] = _never,
+        on_episode: Callable[[EpisodeReport], None] = lambda r: None,
+        on_wait: Callable[[str], None] = _ignore,
     ) -> SessionResult:
-        """Train ``config.training.episodes`` episodes (or until ``stop()``), then flush and close everything."""
+        """Train ``config.training.episodes`` episodes (or until ``stop()``), then flush and close everything.
+
+        ``on_wait`` hears what training waits for while the database is busy ("database busy, N episodes
+        queued ..."). After ``stop()`` a busy database gets a moment to recover, then what it has not taken
+        is listed in ``result.unwritten``.
+        """
         result = self.result
         completed = False
         try:
             episodes = self.config.training.episodes
             for report in self.trainer.run(episodes, first_episode=result.first_episode, stop=stop):
                 envelope = self.publisher.publish_episode(report.episode, report.snapshot)
-                self.writer.submit(episode_meta(report), envelope["agents"])
+                queued = self.writer.submit(episode_meta(report), envelope["agents"], stop=stop, on_wait=on_wait)
                 result.reports.append(report)
                 on_episode(report)
+                if not queued:
+                    break
             completed = len(result.reports) == episodes
         finally:
-            self._close(result, completed)
+            self._close(result, completed, stop, on_wait)
         return result
 
-    def _close(self, result: SessionResult, completed: bool) -> None:
+    def _close(
+        self, result: SessionResult, completed: bool, stop: Callable[[], bool], on_wait: Callable[[str], None]
+    ) -> None:
         try:
-            self.writer.close()  # flush before the run's status says anything
+            self.writer.close(stop=stop, on_wait=on_wait)  # flush before the run's status says anything
         finally:
             result.written = self.writer.written
+            result.unwritten = sorted(self.writer.unwritten)
             result.writer_blocked_s = self.writer.blocked_s
             self.publisher.close()
             if self.broadcaster is not None:
                 result.live_published = self.broadcaster.published
                 result.live_clients = self.broadcaster.clients_served
                 result.live_dropped = self.broadcaster.dropped
-            result.status = "finished" if completed else "crashed"
+                self.broadcaster = None
+            result.status = "finished" if completed and not result.unwritten else "crashed"
             try:
-                self.store.set_run_status(result.run, result.status)
+                result.status_saved = self._save_status(result)
             finally:
-                self.store.close()
+                self._release()
+
+    def _save_status(self, result: SessionResult) -> bool:
+        """Set the run's status; a database still busy after a couple of seconds leaves it ``running``."""
+        assert self.store is not None
+        deadline = time.monotonic() + STATUS_PATIENCE_S
+        while True:
+            try:
+                self.store.set_run_status(result.run, result.status, busy_timeout_ms=500)
+                return True
+            except DatabaseRetryable:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+
+    def _release(self) -> None:
+        if self.broadcaster is not None:
+            self.broadcaster.close()
+            self.broadcaster = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if self.store is not None:
+            self.store.close()
+
+
+#: After the writer gave up on a busy database, how long the session keeps trying to set the run's status.
+STATUS_PATIENCE_S = 2.0
+
+
+def _build_trainer(config: TownletConfig, device: torch.device, *, stage: int, first: int) -> Trainer:
+    """The trainer, or a one-line error when its tensors do not fit in memory (``--agents`` too large)."""
+    # A resumed run continues with a fresh seed stream: seed + (first episode - 1).
+    seeded = with_overrides(config, "training", seed=(config.training.seed + first - 1) % 2**63)
+    try:
+        return Trainer(seeded, device, stage=stage)
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "memory" not in str(exc).lower() and "alloc" not in str(exc).lower():
+            raise
+        raise DeviceError(
+            f"cannot allocate {config.training.agents} agents on {device} ({str(exc).splitlines()[0]}): "
+            "use fewer --agents"
+        ) from None
+
+
+def _bind(live: tuple[str, int] | None) -> WebSocketBroadcaster | None:
+    """Bind the live stream's address before anything is written (a refused address leaves no run)."""
+    if live is None:
+        return None
+    host, port = live
+    return WebSocketBroadcaster(host, port, hello_later=True).start()
+
+
+def _refuse_conflicts(run: int, stored: TownletConfig, given: TownletConfig, explicit: Collection[str]) -> None:
+    """A resumed run keeps its stored settings; a flag or --config that contradicts them is refused."""
+    resumable = {"training.episodes", "training.device", "training.threads", "training.write_queue"}
+    for name in sorted(explicit):
+        if name in resumable:
+            continue
+        section, key = name.split(".")
+        stored_value = getattr(getattr(stored, section), key)
+        given_value = getattr(getattr(given, section), key)
+        if stored_value != given_value:
+            raise ResumeConflict(
+                f"run {run} was trained with {name} = {stored_value!r}, not {given_value!r}: --resume keeps the "
+                "run's stored settings, so drop that flag or --config key, or start a new run"
+            )
 
 
 def episode_meta(report: EpisodeReport) -> EpisodeMeta:

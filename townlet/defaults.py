@@ -1,0 +1,9 @@
+"""The built-in ``[training]`` defaults, standard library only: ``TrainingConfig`` takes them from here,
+and ``train --help`` shows them without importing the config machinery (every CLI start pays for imports)."""
+
+EPISODES = 30
+AGENTS = 8
+SEED = 0
+DEVICE = "auto"
+THREADS = 0
+WRITE_QUEUE = 16

@@ -1,0 +1,101 @@
+"""``RunLock``: at most one process trains a run at a time, on one machine (SQLite) or on one server (PostgreSQL).
+
+The lock lives as long as the process holds it and vanishes when the process dies, even by kill -9, so a
+crashed run can be resumed at once and nothing is left on disk:
+
+- SQLite: a Linux abstract-namespace Unix socket named for the database file (device, inode) and the run;
+  binding fails while another process holds the name. Elsewhere, ``flock`` on a file in the temp directory.
+- PostgreSQL: a session-level advisory lock ``(727367, run)`` held on a connection of its own.
+"""
+
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from townlet.persistence.engine import is_sqlite, make_engine
+from townlet.persistence.errors import DatabaseError
+
+ADVISORY_NAMESPACE = 727367
+
+
+class RunBusy(DatabaseError):
+    """Another process is training this run right now."""
+
+
+class RunLock:
+    """Owns the lock that says this process trains ``run`` of the database at ``url``."""
+
+    def __init__(self, url: URL, run: int, label: str) -> None:
+        self.url, self.run, self.label = url, run, label
+        self._held: Any = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock or raise ``RunBusy`` at once (never waits)."""
+        taken = self._sqlite() if is_sqlite(self.url) else self._postgresql()
+        if not taken:
+            raise RunBusy(
+                f"run {self.run} in {self.label} is being trained by another process: wait for it to finish "
+                f"(or stop it), then resume; or train a new run"
+            )
+        return self
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if isinstance(held, tuple):  # (engine, connection) of an advisory lock
+            engine, connection = held
+            connection.close()
+            engine.dispose()
+        else:
+            held.close()
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _sqlite(self) -> bool:
+        stat = os.stat(self.url.database or "")
+        name = f"townlet-run/{stat.st_dev}:{stat.st_ino}/{self.run}"
+        if sys.platform == "linux":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind("\0" + name)
+            except OSError:
+                sock.close()
+                return False
+            self._held = sock
+            return True
+        import fcntl  # pragma: no cover - not Linux
+
+        path = Path(tempfile.gettempdir()) / (name.replace("/", "-") + ".lock")  # pragma: no cover
+        handle = path.open("a")  # pragma: no cover
+        try:  # pragma: no cover
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # pragma: no cover
+            handle.close()
+            return False
+        self._held = handle  # pragma: no cover
+        return True  # pragma: no cover
+
+    def _postgresql(self) -> bool:
+        engine = make_engine(self.url, read_only=False)
+        connection = engine.connect()
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_lock(:namespace, :run)"), {"namespace": ADVISORY_NAMESPACE, "run": self.run}
+        ).scalar_one()
+        connection.commit()
+        if not taken:
+            connection.close()
+            engine.dispose()
+            return False
+        self._held = (engine, connection)
+        return True

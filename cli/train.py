@@ -155,8 +155,14 @@ def train(
                 database=session.writer.status(),
             )
 
+        said: list[str] = []
+
         def on_wait(status: str) -> None:
             progress.update(task, database=status)
+            reason = status.split(", ", 1)[0]
+            if reason not in said:  # one line per kind of wait, also where the bar is not drawn (a pipe, a log)
+                said.append(reason)
+                progress.console.print(f"training waits: {status}", style="yellow")
 
         try:
             result = session.run(stop=stop, on_episode=on_episode, on_wait=on_wait)

@@ -1,0 +1,156 @@
+"""Faults are waited out, not fatal; data is written exactly once: real train processes, real SQLite locks."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_persistence.test_training_db import config, episodes_of, run_status, written_so_far
+from townlet.persistence.errors import DatabaseRetryable
+from townlet.persistence.store import TelemetryStore
+from townlet.persistence.writer import BackgroundWriter
+from townlet.training.session import TrainingSession, episode_meta
+
+
+def _train(db: Path, *extra: str, queue: int = 2) -> subprocess.Popen:
+    cfg = db.parent / "queue.toml"
+    cfg.write_text(f"[training]\nwrite_queue = {queue}\n")
+    return subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--agents", "2", "--device", "cpu", "--db", str(db),
+         "--config", str(cfg), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=db.parent,
+        env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+class Lines:
+    """A process's stdout read line by line on a thread, so a test can wait for a line while it runs."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+def _hold_write_lock(db: Path) -> sqlite3.Connection:
+    """Another process's view: a connection that holds SQLite's write lock until it rolls back."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA busy_timeout = 60000")
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+@pytest.mark.slow
+def test_a_lock_held_past_the_busy_timeout_is_waited_out_and_every_episode_written_once(tmp_path, processes):
+    db = tmp_path / "t.db"
+    proc = _train(db, "--episodes", "40")
+    processes.append(proc)
+    out = Lines(proc)
+    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    holder = _hold_write_lock(db)
+    _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+    time.sleep(1.0)  # past the writer's per-attempt busy timeout, several retries
+    held_at = written_so_far(db)
+    holder.rollback()
+    holder.close()
+    proc.wait(timeout=300)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert held_at < 40
+    assert episodes_of(db) == [(e, 2) for e in range(1, 41)]
+    assert run_status(db) == "finished"
+    assert "run 1 finished: 40 episodes written" in out.text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_database_is_locked_exits_promptly_naming_what_was_not_written(tmp_path, processes):
+    db = tmp_path / "t.db"
+    proc = _train(db, "--episodes", "10000")
+    processes.append(proc)
+    out = Lines(proc)
+    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    holder = _hold_write_lock(db)
+    try:
+        _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)  # a couple of seconds in practice: the grace period, one attempt, the status try
+        _, err = proc.communicate()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert proc.returncode == 130, err
+    text = out.text()
+    stored = [e for e, _ in episodes_of(db)]
+    assert stored == list(range(1, len(stored) + 1))
+    assert err.count("\n") == 1
+    assert f"{len(stored)} episodes written" in err and " not written" in err
+    assert "episodes could not be written (the database stayed busy)" in text
+    assert "status could not be saved (database busy): it still says running" in text
+    assert run_status(db) == "running"
+
+
+@pytest.mark.slow
+def test_a_database_file_deleted_during_training_stops_it_with_one_line(tmp_path, processes):
+    db = tmp_path / "t.db"
+    proc = _train(db, "--episodes", "10000")
+    processes.append(proc)
+    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink(missing_ok=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.startswith(f"error: {db} was deleted or replaced while this process had it open")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+class CommitOutcomeLost(TelemetryStore):
+    """A real store whose first write commits and then reports a lost connection (the outcome is unknown)."""
+
+    lost = False
+
+    def write_episode(self, *args, **kwargs) -> None:
+        super().write_episode(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise DatabaseRetryable("connection lost during COMMIT", "server closed the connection")
+
+
+def test_an_episode_whose_commit_outcome_was_unknown_is_looked_up_not_written_twice(tmp_path):
+    db = str(tmp_path / "t.db")
+    session = TrainingSession(config(episodes=1, agents=2), db=db)
+    report = next(session.trainer.run(1))
+    snapshot = session.publisher.publish_episode(report.episode, report.snapshot)["agents"]
+    run = session.result.run
+    session.writer.close()
+    session._release()
+    with CommitOutcomeLost.open(db, write=True) as store:
+        writer = BackgroundWriter(store, run)
+        writer.submit(episode_meta(report), snapshot)
+        writer.close()
+        assert store.lost and writer.retries == 1
+        assert writer.written == 1 and writer.unwritten == []
+    assert episodes_of(Path(db), run) == [(1, 2)]

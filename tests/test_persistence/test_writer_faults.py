@@ -121,7 +121,7 @@ def test_a_database_file_deleted_during_training_stops_it_with_one_line(tmp_path
     _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         path.unlink(missing_ok=True)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     assert err.startswith(f"error: {db} was deleted or replaced while this process had it open")
     assert err.count("\n") == 1 and "Traceback" not in err

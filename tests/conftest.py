@@ -1,5 +1,6 @@
 """Shared fixtures: the device lane (cpu always, cuda where present) and the database backends."""
 
+import hashlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,21 @@ DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA lane: no GPU here")),
 ]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _fixture_files() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(FIXTURES.iterdir())}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixtures_stay_untouched() -> Iterator[None]:
+    """The committed fixtures are written once by old code: no test may change them or leave a file beside them."""
+    before = _fixture_files()
+    yield
+    assert _fixture_files() == before, "a test changed tests/fixtures/ (or left a -wal/-shm file there)"
 
 
 @pytest.fixture(params=DEVICES)

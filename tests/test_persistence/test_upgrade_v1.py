@@ -29,7 +29,7 @@ def ok(*args: str):
 
 
 def rows(db: Path, sql: str = "SELECT * FROM agent_snapshots ORDER BY episode_pk, agent_idx") -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+    with sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True) as connection:  # creates no sidecars
         return connection.execute(sql).fetchall()
 
 

@@ -37,14 +37,29 @@ def sqlite_path(database: str, *, read_only: bool) -> Path:
     return path
 
 
+def _wal_at_rest(path: Path) -> bool:
+    """A WAL-mode file (header bytes 18-19 are 2) with no ``-wal`` file beside it: nobody has it open."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[18:20] == b"\x02\x02" and not path.with_name(path.name + "-wal").exists()
+
+
 def connect_sqlite(path: Path, *, read_only: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (callers BEGIN themselves) with townlet's settings.
 
     Read-only connections open the file with ``mode=ro``: they never create or change it. Writers get
-    ``synchronous=NORMAL``; WAL is switched on by the store once the file is known to be townlet's.
+    ``synchronous=NORMAL``; WAL is switched on by the store once the file is known to be townlet's, and
+    off again by the last writer to close it, so a file at rest has no sidecars and a reader creates none.
+    A WAL-mode file at rest (left by a killed trainer, or written by townlet 0.2) is read as ``immutable``:
+    with no ``-wal`` beside it, no process has it open, and a reader must not create sidecars that would
+    belong to the reading user (and lock the owner out) or fail in a directory it cannot write.
     """
     if read_only:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        options = "mode=ro&immutable=1" if _wal_at_rest(path) else "mode=ro"
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, check_same_thread=False)
     else:
         connection = sqlite3.connect(path, check_same_thread=False)
     connection.isolation_level = None

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -22,7 +23,7 @@ from townlet.persistence.errors import (
     NotATownletDatabase,
     RunNotFound,
 )
-from townlet.persistence.location import BUSY_TIMEOUT_MS, sqlite_path
+from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, EpisodeRow, RunRow
 from townlet.telemetry.dto import SCHEMA_VERSION
 
@@ -109,8 +110,11 @@ class TelemetryStore:
         if not is_sqlite(self.url):
             return
         raw = self.engine.raw_connection()
+        sql = "PRAGMA journal_mode = WAL"
         try:
-            raw.driver_connection.execute("PRAGMA journal_mode = WAL").close()  # outside any transaction
+            raw.driver_connection.execute(sql).close()  # outside any transaction
+        except sqlite3.Error as exc:  # e.g. a read-only file: the same one-line error as any failed write
+            raise _explain(DBAPIError.instance(sql, None, exc, sqlite3.Error), self.label) from exc
         finally:
             raw.close()
 
@@ -122,6 +126,31 @@ class TelemetryStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.writable and is_sqlite(self.url) and self._file_identity is not None:
+            self._leave_wal()
+
+    def _leave_wal(self) -> None:
+        """Put a SQLite file back in rollback-journal mode as its last writer closes it.
+
+        At rest the file then has no ``-wal``/``-shm`` sidecars, so any user who can read the file reads it
+        without creating any (a reader's sidecars would belong to that user and lock the owner out).
+        Another connection still open (a second trainer, a reader) keeps WAL on; the last writer to close
+        switches it.
+        """
+        try:
+            connection = connect_sqlite(Path(self.url.database or ""), read_only=False)
+        except sqlite3.Error:
+            return  # the file is gone or unwritable now: nothing to switch
+        try:
+            connection.execute("PRAGMA busy_timeout = 100")
+            connection.execute("PRAGMA journal_mode = DELETE").fetchall()
+        except sqlite3.OperationalError as exc:
+            # Expected: someone else still has it open (they switch it as they close), or it cannot be
+            # written at all (then it was never switched to WAL by us). Anything else is a real fault.
+            if not any(word in str(exc) for word in ("locked", "busy", "readonly")):
+                raise
+        finally:
+            connection.close()
 
     def require_same_file(self) -> None:
         """Refuse to go on writing when the SQLite file this store opened was deleted or replaced."""

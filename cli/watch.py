@@ -1,5 +1,8 @@
-"""``townlet-telemetry watch``: a live table of the agents of a running trainer."""
+"""``townlet-telemetry watch``: a live table of the agents of a running trainer (or lines, or JSON lines)."""
 
+import statistics
+import sys
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,13 +14,30 @@ from townlet_cli.console import make_console
 from townlet_cli.options import INT64_MAX
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    from rich.console import Console, Group
+
+#: How often watch tries again while no trainer listens.
+RETRY_S = 0.5
 
 
-def episode_view(envelope: dict[str, Any], max_rows: int) -> "Group":
+def episode_view(envelope: dict[str, Any], max_rows: int, run: int | None = None) -> "Group":
     """One episode envelope as the shared per-agent table."""
-    title = f"run {envelope['run_id']} · episode {envelope['episode']} · schema v{envelope['schema_version']}"
+    name = f"run {run} ({envelope['run_id']})" if run is not None else f"run {envelope['run_id']}"
+    title = f"{name} · episode {envelope['episode']} · schema v{envelope['schema_version']}"
     return agents_table(title, envelope["agents"], envelope["schema_version"], max_rows, "--max-rows N for more")
+
+
+def episode_line(envelope: dict[str, Any], run: int | None) -> str:
+    """One episode in one line, for a pipe or a log: survival across agents and the shared fields."""
+    agents = envelope["agents"]
+    survival = [a["survival_steps"] for a in agents]
+    first = agents[0] if agents else {}
+    return (
+        f"run {run if run is not None else '?'} episode {envelope['episode']}: {len(agents)} agents, "
+        f"survival mean {statistics.fmean(survival) if survival else 0:.1f} min {min(survival, default=0)} "
+        f"max {max(survival, default=0)}, baseline {first.get('baseline_survival_steps', 0):.1f}, "
+        f"ε {first.get('epsilon', 0):.3f}, stage {first.get('curriculum_stage', '?')}"
+    )
 
 
 class LiveConnectionError(TelemetryError):
@@ -32,49 +52,140 @@ def watch(
         int | None, typer.Option("--count", help="Stop after this many episodes.", min=1, max=INT64_MAX)
     ] = None,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Agents shown in the table.", min=1, max=INT64_MAX)] = 32,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds to wait for a trainer, at the start and after it goes away (0: do not wait).",
+            min=0,
+        ),
+    ] = 30.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each episode's envelope as one JSON line on stdout, as received.")
+    ] = False,
 ) -> None:
     """Watch a running trainer's agents update episode by episode.
 
-    Messages whose schema_version this townlet does not know are refused with a one-line notice; the
-    table keeps showing the versions it knows. Stops when the trainer ends (or after --count episodes).
+    Started before the trainer listens, it waits (saying so) up to --timeout seconds; when the trainer
+    stops or restarts, it waits again and reconnects. On a terminal it draws the per-agent table; piped, it
+    prints one line per episode; --json prints every episode envelope exactly as received (byte-identical
+    to `replay --json`), one per line, and nothing else on stdout.
+
+    Messages whose schema_version this townlet does not know are refused with a one-line notice. Ends
+    after --count episodes, when no trainer comes back within --timeout, or on Ctrl-C, with a one-line
+    summary and exit code 0.
 
     Example: townlet-telemetry train --live 127.0.0.1:8765 & townlet-telemetry watch ws://127.0.0.1:8765
     """
-    from rich.live import Live
-    from rich.table import Table
-    from websockets.exceptions import ConnectionClosed, InvalidURI
-    from websockets.sync.client import connect
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
 
-    console = make_console()
-    seen = 0
     try:
-        connection = connect(url, open_timeout=5, compression=None, max_size=None)
+        parse_uri(url)
     except InvalidURI:
         raise LiveConnectionError(f"{url!r} is not a websocket URL: use e.g. ws://127.0.0.1:8765") from None
-    except (OSError, TimeoutError) as exc:
-        raise LiveConnectionError(
-            f"cannot connect to {url} ({exc}): start `townlet-telemetry train --live HOST:PORT` first"
-        ) from None
-    with connection, Live(Table(title=f"waiting for the first episode from {url}"), console=console) as live:
-        try:
-            for raw in connection:
-                try:
-                    message = decode(raw)
-                except UnknownSchemaVersionError as exc:
-                    live.console.print(f"refused a message: {exc}", markup=False)
-                    continue
-                if message.get("kind") == HELLO_KIND:
-                    live.console.print(
-                        f"connected to run {message.get('run_id')} ({message.get('num_agents')} agents, "
-                        f"schema v{message['schema_version']})"
-                    )
-                elif message.get("kind") == EPISODE_KIND:
-                    live.update(episode_view(message, max_rows))
-                    seen += 1
-                    if count is not None and seen >= count:
-                        break
-        except ConnectionClosed:
-            pass  # the trainer finished or stopped: the table shows its last episode
-    if not console.is_terminal:
-        console.line()
-    console.print(f"watched {seen} episode(s)")
+    status = make_console(stderr=as_json)  # with --json, stdout carries only envelopes
+    viewer = _Viewer(status, max_rows, as_json=as_json, table=status.is_terminal and not as_json)
+    try:
+        _follow(url, viewer, status, count=count, timeout=timeout)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: the summary below is the answer
+    finally:
+        viewer.close()
+    runs = ", ".join(str(r) for r in viewer.runs) or "none"
+    status.print(f"watched {viewer.seen} episode(s) of run(s) {runs} from {url}")
+
+
+class _Viewer:
+    """What watch shows: a live table on a terminal, otherwise a line (or the raw JSON) per episode."""
+
+    def __init__(self, console: "Console", max_rows: int, *, as_json: bool, table: bool) -> None:
+        self.console, self.max_rows, self.as_json = console, max_rows, as_json
+        self.seen = 0
+        self.run: int | None = None
+        self.runs: list[int | str] = []
+        self._live: Any = None
+        if table:
+            from rich.live import Live
+            from rich.table import Table
+
+            self._live = Live(Table(title="waiting for the first episode"), console=console)
+            self._live.start()
+
+    def say(self, text: str) -> None:
+        (self._live.console if self._live is not None else self.console).print(text, markup=False)
+
+    def hello(self, message: dict[str, Any]) -> None:
+        self.run = message.get("run")
+        run = self.run if self.run is not None else message.get("run_id")
+        if run not in self.runs:
+            self.runs.append(run)
+        uuid = f"{message.get('run_id')}, " if self.run is not None else ""
+        self.say(
+            f"connected to run {run} ({uuid}{message.get('num_agents')} agents, schema v{message['schema_version']})"
+        )
+
+    def episode(self, raw: str | bytes, message: dict[str, Any]) -> None:
+        self.seen += 1
+        if self.as_json:
+            out = sys.stdout.buffer
+            out.write(raw.encode() if isinstance(raw, str) else raw)
+            out.write(b"\n")
+            out.flush()
+        elif self._live is not None:
+            self._live.update(episode_view(message, self.max_rows, self.run))
+        else:
+            print(episode_line(message, self.run), flush=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def _follow(url: str, viewer: _Viewer, status: "Console", *, count: int | None, timeout: float) -> None:
+    """Connect (waiting up to ``timeout``), show what arrives, and reconnect when the trainer goes away."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ever_connected = False
+    while True:
+        connection, last_error = None, ""
+        deadline = time.monotonic() + timeout
+        announced = False
+        while connection is None:
+            try:
+                connection = connect(url, open_timeout=5, compression=None, max_size=None)
+            except (OSError, TimeoutError) as exc:
+                last_error = str(exc)
+                if time.monotonic() >= deadline:
+                    break
+                if not announced:
+                    viewer.say(f"waiting for the trainer at {url} (up to {timeout:g}s; Ctrl-C to stop)")
+                    announced = True
+                time.sleep(RETRY_S)
+        if connection is None:
+            if ever_connected:
+                viewer.say(f"no trainer at {url} for {timeout:g}s: done")
+                return
+            raise LiveConnectionError(
+                f"cannot connect to {url} ({last_error}) within {timeout:g}s: start "
+                "`townlet-telemetry train --live HOST:PORT` first, or wait longer with --timeout"
+            )
+        ever_connected = True
+        with connection:
+            try:
+                for raw in connection:
+                    try:
+                        message = decode(raw)
+                    except UnknownSchemaVersionError as exc:
+                        viewer.say(f"refused a message: {exc}")
+                        continue
+                    if message.get("kind") == HELLO_KIND:
+                        viewer.hello(message)
+                    elif message.get("kind") == EPISODE_KIND:
+                        viewer.episode(raw, message)
+                        if count is not None and viewer.seen >= count:
+                            return
+            except ConnectionClosed:
+                pass
+        viewer.say(f"the trainer at {url} went away; waiting for it to come back")

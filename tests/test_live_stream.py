@@ -159,11 +159,11 @@ def test_watch_table_shows_the_v2_fields_and_still_shows_a_v1_envelope():
     assert "entropy" not in shown_v1 and "visits" not in shown_v1
 
 
-def test_watch_without_a_server_is_a_one_line_error():
-    result = CliRunner().invoke(app, ["watch", f"ws://127.0.0.1:{free_port()}"])
+def test_watch_without_a_server_is_a_one_line_error_after_the_timeout():
+    result = CliRunner().invoke(app, ["watch", f"ws://127.0.0.1:{free_port()}", "--timeout", "0"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot connect to ws://127.0.0.1:")
-    assert "townlet-telemetry train --live" in result.stderr
+    assert "townlet-telemetry train --live" in result.stderr and "--timeout" in result.stderr
     assert result.stderr.count("\n") == 1
 
 

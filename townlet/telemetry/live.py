@@ -5,6 +5,7 @@ envelope is dropped and counted. ``publish`` only hands the encoded bytes to the
 """
 
 import asyncio
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -15,6 +16,14 @@ from websockets.exceptions import ConnectionClosed
 
 from townlet.errors import TelemetryError
 from townlet.telemetry.payloads import encode
+
+
+#: Handshakes the stream accepts: no ``Origin`` (the ``watch`` CLI, scripts) or a page served from this
+#: machine. A page on any other site cannot read the stream from a researcher's browser.
+ALLOWED_ORIGINS: tuple[str | re.Pattern[str] | None, ...] = (
+    None,
+    re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"),
+)
 
 
 class LiveStreamError(TelemetryError):
@@ -41,6 +50,7 @@ class WebSocketBroadcaster:
     """Owns a websocket server on its own thread and event loop, and one bounded queue per client.
 
     Every client first receives ``hello`` (when given), then one text message per published envelope.
+    A handshake from a web page of another site (its ``Origin`` header) is refused with HTTP 403.
     """
 
     def __init__(
@@ -124,7 +134,9 @@ class WebSocketBroadcaster:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = self._loop.create_future()
-        server: Server = await serve(self._handle, self.host, self.port, compression=None, close_timeout=1)
+        server: Server = await serve(
+            self._handle, self.host, self.port, compression=None, close_timeout=1, origins=ALLOWED_ORIGINS
+        )
         sockets = list(server.sockets)
         if self.port == 0 and sockets:
             self.port = sockets[0].getsockname()[1]

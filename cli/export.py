@@ -4,6 +4,7 @@ import csv
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -42,8 +43,9 @@ def export(
 
     Each row carries run, schema_version and every DTO field (CSV: floats written exactly as stored; JSON
     Lines: the envelope's encoding, sorted keys). A progress bar goes to stderr when stdout is a terminal or
-    --out is a file. A file is written under a temporary name and renamed when complete: an interrupted
-    export never leaves a partial file behind.
+    --out is a file. A file is written under a temporary name (.NAME.partial-PID) and renamed when
+    complete: an interrupted export leaves no partial file behind, and one killed with -9 leaves a hidden
+    partial file that the next export to the same --out removes (and names).
 
     Example: townlet-telemetry export --run 1 --format csv --out run1.csv
     """
@@ -57,14 +59,70 @@ def export(
         if target is None:
             _write(reader, chosen, fmt, sys.stdout.buffer, total, show_progress)
             return
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        _check_output_directory(target)
+        removed = remove_leftovers(target)
+        partial = partial_path(target, os.getpid())
         try:
-            with partial.open("wb") as handle:
+            with _writing(target, partial) as handle:
                 _write(reader, chosen, fmt, handle, total, show_progress)
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
+    for path in removed:
+        typer.echo(f"removed {path}, left by an export that was killed", err=True)
     typer.echo(f"wrote {total} rows of run {chosen.id} to {target}", err=True)
+
+
+class OutputUnwritable(TelemetryError):
+    """``--out`` cannot be written: a missing directory, a file in the way, permissions, a full disk."""
+
+
+def partial_path(target: Path, pid: int) -> Path:
+    """Where an export writes before renaming: hidden, beside ``target``, named for the exporting process."""
+    return target.with_name(f".{target.name}.partial-{pid}")
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Delete partial files beside ``target`` whose exporting process no longer runs (killed with -9)."""
+    removed = []
+    for path in target.parent.glob(f".{target.name}.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive, and not ours to clean up
+    return True
+
+
+def _check_output_directory(target: Path) -> None:
+    parent = target.parent
+    if not parent.exists():
+        raise OutputUnwritable(f"cannot write {target}: directory {parent} does not exist (create it first)")
+    if not parent.is_dir():
+        raise OutputUnwritable(f"cannot write {target}: {parent} is a file, not a directory: choose another --out")
+    if target.is_dir():
+        raise OutputUnwritable(f"cannot write {target}: it is a directory: name a file with --out")
+
+
+@contextmanager
+def _writing(target: Path, partial: Path) -> Iterator[IO[bytes]]:
+    """Open ``partial`` for writing; an OS error (permissions, a full disk) becomes one line naming --out."""
+    try:
+        with partial.open("wb") as handle:
+            yield handle
+    except OSError as exc:
+        raise OutputUnwritable(
+            f"cannot write {target} ({exc.strerror or exc}): free space or choose another --out; nothing was written"
+        ) from None
 
 
 def _write(

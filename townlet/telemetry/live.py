@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed
 from townlet.errors import TelemetryError
 from townlet.telemetry.payloads import encode
 
-
 #: Handshakes the stream accepts: no ``Origin`` (the ``watch`` CLI, scripts) or a page served from this
 #: machine. A page on any other site cannot read the stream from a researcher's browser.
 ALLOWED_ORIGINS: tuple[str | re.Pattern[str] | None, ...] = (

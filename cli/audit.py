@@ -101,23 +101,45 @@ def _csv_rows(audits: list[AgentBaselines]):  # noqa: ANN202 (a generator of CSV
             yield (audit.agent_idx, episode, stage, baseline, survival, "" if entropy is None else entropy, flags)
 
 
+#: Widths the baselines table gives its text columns before the sparklines take the rest of the terminal.
+AGENT_W, SPAN_W, CHANGES_W, FLAGS_W = 5, 15, 18, 14
+#: Border and padding of a 5-column rich table, and the "b "/"s " label before each sparkline.
+TABLE_CHROME, LABEL_W = 5 * 3 + 1, 2
+MIN_SPARK = 8
+
+
+def sparkline_width(terminal_width: int) -> int:
+    """How many bars a trajectory gets: what the text columns leave of the terminal, at least ``MIN_SPARK``."""
+    return max(MIN_SPARK, terminal_width - TABLE_CHROME - AGENT_W - SPAN_W - CHANGES_W - FLAGS_W - LABEL_W)
+
+
 def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) -> None:
     from rich.table import Table
 
     console = make_console()
-    table = Table(title=f"baselines of run {run.id} in {label} ({run.episodes} episodes)")
-    for header in ("agent", "episodes", "baseline first → last", "baseline", "survival", "stage changes", "flags"):
-        table.add_column(header, justify="right" if header in ("agent", "episodes") else "left")
+    width = sparkline_width(console.width)
+    per = (
+        f"a bar per {run.episodes / width:.1f} episodes, averaged ({width} bars)"
+        if run.episodes > width
+        else "a bar per episode"
+    )
+    table = Table(
+        title=f"baselines of run {run.id} in {label} ({run.episodes} episodes)",
+        caption=f"b baseline, s survival: {per}",
+    )
+    table.add_column("agent", justify="right", width=AGENT_W)
+    table.add_column("baseline", width=SPAN_W, overflow="fold")
+    table.add_column("trajectory", no_wrap=True, min_width=min(width, run.episodes) + LABEL_W)
+    table.add_column("stage changes", width=CHANGES_W, overflow="fold")
+    table.add_column("flags", width=FLAGS_W, overflow="fold")
     for audit in audits:
         changes = ", ".join(f"{c['from']}→{c['to']}@{c['episode']}" for c in audit.stage_changes) or "none"
         span = f"{fmt(audit.baselines[0])} → {fmt(audit.baselines[-1])}" if audit.baselines else ""
         flags = ", ".join(sorted({f.flag for f in audit.flags})) or "none"
         table.add_row(
             str(audit.agent_idx),
-            str(len(audit.episodes)),
-            span,
-            audit.sparkline(),
-            audit.survival_sparkline(),
+            f"{span}\n{len(audit.episodes)} episodes",
+            f"b {audit.sparkline(width)}\ns {audit.survival_sparkline(width)}",
             changes,
             f"[red]{flags}[/]" if audit.flags else flags,
         )

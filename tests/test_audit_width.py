@@ -1,0 +1,40 @@
+"""``audit baselines`` fits its sparklines to the terminal: the latest episodes are never cut off."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from townlet.audit.sparkline import sparkline
+from townlet_cli.app import app
+from townlet_cli.audit import sparkline_width
+
+runner = CliRunner()
+EPISODES = 60
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("wide") / "t.db"
+    result = runner.invoke(app, ["train", "--episodes", str(EPISODES), "--agents", "2", "--device", "cpu",
+                                 "--db", str(db)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_sparklines_fit_the_terminal_and_end_at_the_last_episode(long_run, columns):
+    result = runner.invoke(app, ["audit", "baselines", "--db", str(long_run)], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), max(lines, key=len)
+    assert "…" not in result.stdout
+    report = json.loads(runner.invoke(app, ["audit", "baselines", "--json", "--db", str(long_run)]).stdout)
+    width = sparkline_width(columns)
+    assert width < EPISODES  # bucketed: every episode, the latest included, is in some bar
+    for agent in report["agents"]:
+        survival = agent["survival_steps"]
+        assert f"s {sparkline(survival, width)}" in result.stdout
+    assert f"averaged ({width} bars)" in result.stdout

@@ -5,6 +5,8 @@ From code (``townlet-telemetry db ...``, the trainer, the tests) the caller's op
 ``-x db=PATH_OR_URL``, else ``$TOWNLET_DB``, else ``./townlet.db``.
 """
 
+from logging.config import fileConfig
+
 from alembic import context
 from sqlalchemy import Connection, Engine
 
@@ -15,6 +17,11 @@ from townlet.persistence.revisions import VERSION_TABLE
 
 config = context.config
 target_metadata = Base.metadata
+
+# From a checkout (`alembic upgrade head`) alembic.ini's logging sections say what ran; from code there is
+# no ini file and the caller (the CLI) reports in its own words.
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _configure(**kwargs: object) -> None:

@@ -103,3 +103,15 @@ def test_installed_cli_upgrades_a_database_with_no_checkout(installed, tmp_path)
     current = cli("db", "current", "--db", "team.db")
     assert f"revision {HEAD_REVISION} (schema {SCHEMA_VERSION}), up to date" in current.stdout
     assert not (elsewhere / "alembic.ini").exists()
+
+
+def test_alembic_from_a_checkout_says_what_it_ran(tmp_path):
+    db = tmp_path / "dev.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"db={db}", "upgrade", "head"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade  -> 0001" in result.stderr
+    assert f"Running upgrade 0001 -> {HEAD_REVISION}" in result.stderr
+    assert list(tmp_path.iterdir()) == [db]

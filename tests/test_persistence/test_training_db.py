@@ -220,12 +220,20 @@ def test_reading_while_training_writes(tmp_path):
     seen: list[int] = []
 
     def read_along(report):
-        with TelemetryStore.open(str(db), write=False) as reader:
-            last = reader.last_episode(session.result.run)
-            seen.append(0 if last is None else last[0])
+        """While training runs, a separate reader sees the episodes before this one appear."""
+        deadline = time.monotonic() + 60
+        while True:
+            with TelemetryStore.open(str(db), write=False) as reader:
+                last = reader.last_episode(session.result.run)
+            committed = 0 if last is None else last[0]
+            if committed >= report.episode - 1 or time.monotonic() > deadline:
+                seen.append(committed)
+                return
+            time.sleep(0.01)
 
     session.run(on_episode=read_along)
-    assert seen == sorted(seen) and seen[-1] <= 6
+    assert all(committed >= episode - 1 for episode, committed in enumerate(seen, start=1)), seen
+    assert seen == sorted(seen) and seen[-1] <= 6 and seen[-1] >= 5
 
 
 def test_writer_thread_is_gone_after_the_session(tmp_path):

@@ -1,6 +1,6 @@
 """townlet: a small PyTorch multi-agent RL trainer with versioned, JSON-safe telemetry."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import warnings
 

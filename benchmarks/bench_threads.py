@@ -1,8 +1,8 @@
 """Training episodes/s by torch intra-op thread count, quiet and beside two busy processes.
 
-For each agent count, trains a few episodes in a fresh process per setting (torch's thread pool is set once
-per process): torch's own default (all cores), 1 thread, and townlet's automatic choice
-(``training.threads = 0``). Then the same again while two CPU-bound processes run beside it, as on a
+For each agent count, trains for a few seconds in a fresh process per setting (torch's thread pool is set
+once per process): torch's own default (all cores, ``training.threads = 0``), 1 thread (townlet's default),
+and 2 threads. Then the same again while two CPU-bound processes run beside it, as on a
 shared machine. Prints episodes/s and the ratio to torch's default measured in the same run.
 
 Run: `.venv/bin/python benchmarks/bench_threads.py [--agents 8 64 1024] [--seconds 8]`.
@@ -24,11 +24,8 @@ from townlet.config import load_config, with_overrides
 from townlet.training.loop import Trainer
 
 agents, threads, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-torch_default = torch.get_num_threads()
 config = with_overrides(load_config(), "training", agents=agents, device="cpu", seed=0, episodes=1)
 trainer = Trainer(with_overrides(config, "training", threads=0 if threads == "torch" else int(threads)))
-if threads == "torch":
-    torch.set_num_threads(torch_default)  # what training did before training.threads
 trainer.run_episode(0)  # warm-up (and the replay buffer starts filling)
 done, busy, started = 0, 0.0, time.perf_counter()
 while time.perf_counter() - started < seconds:
@@ -73,7 +70,7 @@ def main() -> None:
         with busy_neighbours(neighbours):
             for agents in args.agents:
                 baseline = None
-                for setting, threads in (("torch", "torch"), ("1 thread", "1"), ("townlet", "0")):
+                for setting, threads in (("torch", "torch"), ("1 thread", "1"), ("2 threads", "2")):
                     result = measure(agents, threads, args.seconds)
                     baseline = baseline or result["eps"]
                     print(

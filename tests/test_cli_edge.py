@@ -97,3 +97,27 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes("[training]\n# caf\xe9\nagents = 2\n".encode("latin-1"))
     result = runner.invoke(app, ["train", "--config", str(path)])
     assert_one_line_error(result, f"config file {path} is not UTF-8 text")
+
+
+def test_train_help_shows_the_defaults_the_config_supplies():
+    from townlet.config import TrainingConfig
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    defaults = TrainingConfig()
+    for value in (defaults.episodes, defaults.agents, defaults.seed, defaults.device):
+        assert f"[config default: {value}]" in result.stdout
+
+
+def test_train_on_a_truncated_database_is_one_line_and_leaves_it_alone(tmp_path):
+    db = tmp_path / "t.db"
+    trained = runner.invoke(app, ["train", "--episodes", "3", "--agents", "4", "--device", "cpu", "--db", str(db)])
+    assert trained.exit_code == 0, trained.output
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])  # a copy cut short (a full disk, an interrupted scp)
+    before = db.read_bytes()
+    for command in (["train", "--episodes", "1", "--device", "cpu"], ["runs"], ["replay", "--episode", "3"]):
+        result = runner.invoke(app, [*command, "--db", str(db)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "malformed" in result.stderr or "not a SQLite database" in result.stderr
+    assert db.read_bytes() == before

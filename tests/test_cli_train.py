@@ -88,3 +88,18 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
     assert "Traceback" not in err
     finished = int(out.strip().splitlines()[-1].split()[0])
     assert 1 <= finished < 500
+
+
+def test_training_uses_one_thread_unless_configured_and_says_how_many(tmp_path):
+    default = runner.invoke(app, ["train", "--episodes", "1", "--agents", "2", "--device", "cpu"])
+    assert default.exit_code == 0, default.output
+    assert "on cpu (1 thread, seed 0)" in default.stdout
+    path = tmp_path / "threads.toml"
+    path.write_text("[training]\nthreads = 2\n")
+    two = subprocess.run(
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "1", "--agents", "2", "--device", "cpu",
+         "--config", str(path), "--db", str(tmp_path / "two.db")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert "on cpu (2 threads, seed 0)" in two.stdout

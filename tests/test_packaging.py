@@ -1,6 +1,7 @@
 """Packaging: the wheel installs ``townlet`` and ``townlet_cli`` (never a bare ``cli``) and the entry point works."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
+    # Build from a copy: an in-tree build would leave build/ in the checkout.
+    source = tmp_path_factory.mktemp("source") / "townlet"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", "*.db*")
+    )
     subprocess.run(
         [
             sys.executable,
@@ -27,7 +33,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         cwd=tmp_path_factory.mktemp("build-cwd"),

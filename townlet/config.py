@@ -27,7 +27,7 @@ class TrainingConfig:
     agents: int = defaults.AGENTS
     seed: int = defaults.SEED
     device: str = defaults.DEVICE
-    threads: int = defaults.THREADS  # torch intra-op threads; 0 = chosen from the number of agents
+    threads: int = defaults.THREADS  # torch intra-op threads; 0 = torch's default (all cores)
     write_queue: int = defaults.WRITE_QUEUE  # finished episodes held for the writer before training waits
 
 
@@ -195,7 +195,7 @@ def validate(config: TownletConfig) -> TownletConfig:
     _require(t.episodes >= 1, f"training.episodes must be >= 1, got {t.episodes}")
     _require(t.agents >= 1, f"training.agents must be >= 1, got {t.agents}")
     _require(t.seed >= 0, f"training.seed must be >= 0, got {t.seed}")
-    _require(t.threads >= 0, f"training.threads must be >= 0 (0 = automatic), got {t.threads}")
+    _require(t.threads >= 0, f"training.threads must be >= 0 (0 = torch's default, all cores), got {t.threads}")
     _require(t.write_queue >= 1, f"training.write_queue must be >= 1, got {t.write_queue}")
     _require(
         t.device in DEVICE_CHOICES or t.device.startswith("cuda:"),

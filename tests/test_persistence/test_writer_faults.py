@@ -1,6 +1,7 @@
 """Faults are waited out, not fatal; data is written exactly once: real train processes, real SQLite locks."""
 
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -154,3 +155,45 @@ def test_an_episode_whose_commit_outcome_was_unknown_is_looked_up_not_written_tw
         assert store.lost and writer.retries == 1
         assert writer.written == 1 and writer.unwritten == []
     assert episodes_of(Path(db), run) == [(1, 2)]
+
+
+@pytest.mark.slow
+def test_a_disk_that_refuses_writes_for_a_while_is_waited_out(tmp_path, processes):
+    """The trainer's file-size limit drops to one byte (every write to the database fails, as on a full
+    disk) and is lifted again: training waits, then every episode is written once."""
+    db = tmp_path / "t.db"
+    proc = _train(db, "--episodes", "30")
+    processes.append(proc)
+    out = Lines(proc)
+    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+    try:
+        _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        time.sleep(1.0)
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    proc.wait(timeout=300)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert episodes_of(db) == [(e, 2) for e in range(1, 31)]
+    assert run_status(db) == "finished"
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_with_one_line_and_exit_130(tmp_path, processes):
+    db = tmp_path / "t.db"
+    proc = _train(db, "--episodes", "10000", queue=16)
+    processes.append(proc)
+    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith("interrupted by Ctrl-C: run 1 marked crashed, ")
+    stored = [e for e, _ in episodes_of(db)]
+    assert stored == list(range(1, len(stored) + 1))
+    assert f"{len(stored)} episodes written" in err
+    assert f"run 1 crashed: {len(stored)} episodes written" in out

@@ -54,7 +54,7 @@ class Trainer:
     def __init__(self, config: TownletConfig, device: torch.device | None = None, *, stage: int = 1) -> None:
         self.config = config
         self.device = device if device is not None else resolve_device(config.training.device)
-        self.threads = use_threads(config.training.agents, config.training.threads)
+        self.threads = use_threads(config.training.threads)
         seed = config.training.seed
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)

@@ -2,6 +2,8 @@
 
 import shutil
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +27,14 @@ def finished_registry(n: int = 4, baselines: list[float] | None = None) -> Agent
         torch.linspace(0, 1, n * len(METERS)).reshape(n, len(METERS)),
     )
     return registry
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds (a hung process)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from townlet.config import load_config, with_overrides
 from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
@@ -156,10 +157,7 @@ def test_sigkill_at_a_random_moment_loses_no_half_episode_and_resume_continues(t
     db = tmp_path / "t.db"
     proc = _train_process(db, "--episodes", "10000")
     processes.append(proc)
-    deadline = time.monotonic() + 60
-    while written_so_far(db) < 3:
-        assert time.monotonic() < deadline, "training never wrote 3 episodes"
-        time.sleep(0.05)
+    wait_for(lambda: written_so_far(db) >= 3, "3 episodes written")
     time.sleep(random.uniform(0.0, 0.5))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -185,10 +183,7 @@ def test_ctrl_c_flushes_then_marks_the_run_crashed(tmp_path, processes):
     db = tmp_path / "t.db"
     proc = _train_process(db, "--episodes", "10000")
     processes.append(proc)
-    deadline = time.monotonic() + 60
-    while written_so_far(db) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: written_so_far(db) >= 2, "2 episodes written")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.test_persistence.test_training_db import config, episodes_of, run_status, written_so_far
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.store import TelemetryStore
@@ -30,17 +31,11 @@ def _train(db: Path, *extra: str, queue: int = 2) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.05)
-
-
 class Lines:
     """A process's stdout read line by line on a thread, so a test can wait for a line while it runs."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
@@ -57,6 +52,15 @@ class Lines:
         return "".join(self.lines)
 
 
+def _training(db: Path, processes: list, *extra: str, queue: int = 2) -> "Lines":
+    """A real trainer on ``db``, once it has committed two episodes; its stdout, read as it comes."""
+    proc = _train(db, *extra, queue=queue)
+    processes.append(proc)
+    out = Lines(proc)
+    wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    return out
+
+
 def _hold_write_lock(db: Path) -> sqlite3.Connection:
     """Another process's view: a connection that holds SQLite's write lock until it rolls back."""
     holder = sqlite3.connect(db, isolation_level=None)
@@ -68,12 +72,10 @@ def _hold_write_lock(db: Path) -> sqlite3.Connection:
 @pytest.mark.slow
 def test_a_lock_held_past_the_busy_timeout_is_waited_out_and_every_episode_written_once(tmp_path, processes):
     db = tmp_path / "t.db"
-    proc = _train(db, "--episodes", "40")
-    processes.append(proc)
-    out = Lines(proc)
-    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    out = _training(db, processes, "--episodes", "40")
+    proc = out.proc
     holder = _hold_write_lock(db)
-    _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+    wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
     time.sleep(1.0)  # past the writer's per-attempt busy timeout, several retries
     held_at = written_so_far(db)
     holder.rollback()
@@ -90,13 +92,11 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out_and_every_episode_writt
 @pytest.mark.slow
 def test_ctrl_c_while_the_database_is_locked_exits_promptly_naming_what_was_not_written(tmp_path, processes):
     db = tmp_path / "t.db"
-    proc = _train(db, "--episodes", "10000")
-    processes.append(proc)
-    out = Lines(proc)
-    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    out = _training(db, processes, "--episodes", "10000")
+    proc = out.proc
     holder = _hold_write_lock(db)
     try:
-        _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)  # a couple of seconds in practice: the grace period, one attempt, the status try
         _, err = proc.communicate()
@@ -117,9 +117,7 @@ def test_ctrl_c_while_the_database_is_locked_exits_promptly_naming_what_was_not_
 @pytest.mark.slow
 def test_a_database_file_deleted_during_training_stops_it_with_one_line(tmp_path, processes):
     db = tmp_path / "t.db"
-    proc = _train(db, "--episodes", "10000")
-    processes.append(proc)
-    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    proc = _training(db, processes, "--episodes", "10000").proc
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         path.unlink(missing_ok=True)
     _out, err = proc.communicate(timeout=120)
@@ -162,14 +160,12 @@ def test_a_disk_that_refuses_writes_for_a_while_is_waited_out(tmp_path, processe
     """The trainer's file-size limit drops to one byte (every write to the database fails, as on a full
     disk) and is lifted again: training waits, then every episode is written once."""
     db = tmp_path / "t.db"
-    proc = _train(db, "--episodes", "30")
-    processes.append(proc)
-    out = Lines(proc)
-    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    out = _training(db, processes, "--episodes", "30")
+    proc = out.proc
     _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, hard))
     try:
-        _wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
         time.sleep(1.0)
     finally:
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
@@ -183,17 +179,16 @@ def test_a_disk_that_refuses_writes_for_a_while_is_waited_out(tmp_path, processe
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_with_one_line_and_exit_130(tmp_path, processes):
     db = tmp_path / "t.db"
-    proc = _train(db, "--episodes", "10000", queue=16)
-    processes.append(proc)
-    _wait_for(lambda: written_so_far(db) >= 2, "two episodes written")
+    out = _training(db, processes, "--episodes", "10000", queue=16)
+    proc = out.proc
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1
     assert err.startswith("interrupted by Ctrl-C: run 1 marked crashed, ")
     stored = [e for e, _ in episodes_of(db)]
     assert stored == list(range(1, len(stored) + 1))
     assert f"{len(stored)} episodes written" in err
-    assert f"run 1 crashed: {len(stored)} episodes written" in out
+    assert f"run 1 crashed: {len(stored)} episodes written" in out.text()

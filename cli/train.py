@@ -12,7 +12,6 @@ from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from townlet.config import TownletConfig
     from townlet.training.loop import EpisodeReport
     from townlet.training.session import SessionResult
 
@@ -85,13 +84,13 @@ def train(
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
-    from townlet.config import load_config, with_overrides  # frozen dataclasses: only train needs them
+    from townlet.config import keys_set_by, load_config, with_overrides  # frozen dataclasses: only train needs them
 
-    given = load_config(config)
-    settings = with_overrides(given, "training", episodes=episodes, agents=agents, seed=seed, device=device)
-    explicit = {f"training.{k}" for k, v in {"agents": agents, "seed": seed}.items() if v is not None}
+    flags = {"episodes": episodes, "agents": agents, "seed": seed, "device": device}
+    settings = with_overrides(load_config(config), "training", **flags)
+    explicit = {f"training.{k}" for k, v in flags.items() if v is not None}
     if config is not None:
-        explicit |= _keys_differing_from_defaults(given)
+        explicit |= keys_set_by(config)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from townlet.telemetry.live import parse_address
@@ -189,19 +188,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _keys_differing_from_defaults(config: "TownletConfig") -> set[str]:
-    """``section.key`` of every setting a --config file sets to something other than the built-in default."""
-    from townlet.config import TownletConfig
-
-    defaults_dict, given = TownletConfig().to_dict(), config.to_dict()
-    return {
-        f"{section}.{key}"
-        for section, values in given.items()
-        for key, value in values.items()
-        if defaults_dict[section][key] != value
-    }
 
 
 def _print_summary(console: "Console", result: "SessionResult") -> None:

@@ -132,3 +132,19 @@ def test_non_loopback_live_address_warns_that_the_stream_is_unauthenticated(tmp_
     )
     assert result.exit_code == 0, result.output
     assert "unauthenticated" in result.stdout.splitlines()[0]
+
+
+def test_resume_refuses_a_config_key_even_when_it_holds_the_built_in_default(trained, tmp_path):
+    path = tmp_path / "defaults.toml"
+    path.write_text("[training]\nagents = 8\n")  # the built-in default, but run 1 was trained with 2
+    refused(["train", "--episodes", "1", "--db", str(trained), "--resume", "1", "--config", str(path)],
+            "run 1 was trained with training.agents = 2, not 8")  # fmt: skip
+
+
+def test_resume_takes_the_episode_count_and_write_queue_from_the_session(trained, tmp_path):
+    path = tmp_path / "queue.toml"
+    path.write_text("[training]\nwrite_queue = 3\nagents = 2\n")
+    result = runner.invoke(app, ["train", "--episodes", "2", "--device", "cpu", "--db", str(trained),
+                                 "--resume", "1", "--config", str(path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "resuming run 1 at episode 3: 2 agents for 2 episodes" in result.stdout

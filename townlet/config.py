@@ -109,9 +109,18 @@ def load_config(path: Path | str | None = None) -> TownletConfig:
     """The defaults, overlaid with the TOML file at ``path`` when given."""
     if path is None:
         return validate(TownletConfig())
-    path = Path(path)
+    return validate(_build(TownletConfig, _read_toml(Path(path)), where=str(path)))
+
+
+def keys_set_by(path: Path | str) -> set[str]:
+    """``section.key`` of every setting the TOML file at ``path`` names (whatever its value)."""
+    raw = _read_toml(Path(path))
+    return {f"{section}.{key}" for section, table in raw.items() if isinstance(table, dict) for key in table}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: pass an existing TOML file to --config") from None
     except IsADirectoryError:
@@ -124,7 +133,6 @@ def load_config(path: Path | str | None = None) -> TownletConfig:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror}): check its permissions") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix the syntax") from None
-    return validate(_build(TownletConfig, raw, where=str(path)))
 
 
 def config_from_mapping(raw: dict[str, Any], *, where: str) -> TownletConfig:

@@ -31,11 +31,13 @@ GRACE_S = 1.0
 Item = tuple[EpisodeMeta, Sequence[dict[str, Any]]]
 
 
-def _never() -> bool:
+def never() -> bool:
+    """The default ``stop``: training is never asked to stop."""
     return False
 
 
-def _ignore(status: str) -> None:
+def ignore(status: str) -> None:
+    """The default ``on_wait``: nobody is told about a wait."""
     return None
 
 
@@ -79,8 +81,8 @@ class BackgroundWriter:
         episode: EpisodeMeta,
         snapshots: Sequence[dict[str, Any]],
         *,
-        stop: Callable[[], bool] = _never,
-        on_wait: Callable[[str], None] = _ignore,
+        stop: Callable[[], bool] = never,
+        on_wait: Callable[[str], None] = ignore,
     ) -> bool:
         """Queue one episode; blocks only while the queue is full, reporting through ``on_wait``.
 
@@ -111,7 +113,7 @@ class BackgroundWriter:
         finally:
             self.blocked_s += time.perf_counter() - started
 
-    def close(self, *, stop: Callable[[], bool] = _never, on_wait: Callable[[str], None] = _ignore) -> None:
+    def close(self, *, stop: Callable[[], bool] = never, on_wait: Callable[[str], None] = ignore) -> None:
         """Write everything queued, stop the thread, and raise the first write error if there was one.
 
         While a retryable fault lasts, waits for it to pass (reporting through ``on_wait``). Gives up on what

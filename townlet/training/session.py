@@ -1,8 +1,8 @@
 """``TrainingSession``: one run end to end — its row in the store, the trainer, the live stream, the writer.
 
 Every finished episode becomes one envelope (the single DTO choke point); the live stream and the database
-both take that envelope. A run ends ``finished`` when every requested episode ran, ``crashed`` when it was
-stopped (Ctrl-C) or failed — and only after the writer flushed every queued episode.
+both take that envelope. A run ends ``finished`` when every requested episode ran and was written, ``crashed``
+when it was stopped (Ctrl-C) or failed — and only after the writer flushed every queued episode it could.
 """
 
 import time
@@ -19,7 +19,7 @@ from townlet.errors import DeviceError, TelemetryError
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
-from townlet.persistence.writer import BackgroundWriter
+from townlet.persistence.writer import BackgroundWriter, ignore, never
 from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
@@ -47,14 +47,6 @@ class SessionResult:
 
 class ResumeConflict(TelemetryError):
     """``--resume`` was given a setting that differs from the one the run was trained with."""
-
-
-def _never() -> bool:
-    return False
-
-
-def _ignore(status: str) -> None:
-    return None
 
 
 class TrainingSession:
@@ -90,7 +82,8 @@ class TrainingSession:
             self._release()
             raise
         if self.broadcaster is not None:
-            self.broadcaster.set_hello(hello_message(self.result.run_uuid, config.training.agents, self.result.run))
+            hello = hello_message(self.result.run_uuid, self.config.training.agents, self.result.run)
+            self.broadcaster.set_hello(hello)
             on_live_start(self.broadcaster.url)
 
     def _start_new(self, config: TownletConfig, db: str, live: tuple[str, int] | None) -> None:
@@ -119,12 +112,7 @@ class TrainingSession:
         stored = config_from_mapping(info.config, where=f"run {resume}'s stored config")
         _refuse_conflicts(resume, stored, config, explicit)
         self.config = with_overrides(
-            stored,
-            "training",
-            episodes=config.training.episodes,
-            device=config.training.device,
-            threads=config.training.threads,
-            write_queue=config.training.write_queue,
+            stored, "training", **{key: getattr(config.training, key) for key in RESUME_MAY_CHANGE}
         )
         self.lock = RunLock(self.store.url, info.id, self.store.label).acquire()
         last = self.store.last_episode(info.id)
@@ -136,9 +124,9 @@ class TrainingSession:
 
     def run(
         self,
-        stop: Callable[[], bool] = _never,
+        stop: Callable[[], bool] = never,
         on_episode: Callable[[EpisodeReport], None] = lambda r: None,
-        on_wait: Callable[[str], None] = _ignore,
+        on_wait: Callable[[str], None] = ignore,
     ) -> SessionResult:
         """Train ``config.training.episodes`` episodes (or until ``stop()``), then flush and close everything.
 
@@ -207,6 +195,9 @@ class TrainingSession:
             self.store.close()
 
 
+#: The ``[training]`` settings a resumed run takes from this session; every other setting is the run's own.
+RESUME_MAY_CHANGE = ("episodes", "device", "threads", "write_queue")
+
 #: After the writer gave up on a busy database, how long the session keeps trying to set the run's status.
 STATUS_PATIENCE_S = 2.0
 
@@ -236,9 +227,8 @@ def _bind(live: tuple[str, int] | None) -> WebSocketBroadcaster | None:
 
 def _refuse_conflicts(run: int, stored: TownletConfig, given: TownletConfig, explicit: Collection[str]) -> None:
     """A resumed run keeps its stored settings; a flag or --config that contradicts them is refused."""
-    resumable = {"training.episodes", "training.device", "training.threads", "training.write_queue"}
     for name in sorted(explicit):
-        if name in resumable:
+        if name.removeprefix("training.") in RESUME_MAY_CHANGE:
             continue
         section, key = name.split(".")
         stored_value = getattr(getattr(stored, section), key)

@@ -1,6 +1,13 @@
 """``db downgrade`` drops data only when told to: it says what will be lost, with row counts, and asks first."""
 
+import os
+import pty
+import select
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -111,3 +118,44 @@ def test_declared_losses_match_what_the_downgrade_really_drops(tmp_path, revisio
 def test_every_revision_declares_what_its_downgrade_drops():
     for revision in migrate.script_revisions():
         assert isinstance(migrate.downgrade_drops(revision), dict)
+
+
+def _downgrade_on_a_terminal(db: Path, answer: bytes) -> tuple[int, str]:
+    """Run `db downgrade base` with a real pseudo-terminal for stdin/stdout/stderr; type ``answer`` at the prompt."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "db", "downgrade", "base", "--db", str(db), "--no-backup"],
+        stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen, answered, deadline = b"", False, time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+        if not answered and b"Proceed?" in seen:
+            os.write(master, answer)
+            answered = True
+    proc.wait(timeout=30)
+    try:
+        while select.select([master], [], [], 0.1)[0]:
+            seen += os.read(master, 4096)
+    except OSError:
+        pass
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "code"), [(b"y\n", 0), (b"n\n", 2)])
+def test_on_a_terminal_the_downgrade_asks_and_does_what_was_answered(tmp_path, answer, code):
+    db = tmp_path / "t.db"
+    assert runner.invoke(app, [*TRAIN, "--db", str(db)]).exit_code == 0
+    returncode, shown = _downgrade_on_a_terminal(db, answer)
+    assert returncode == code, shown
+    assert "drops tables agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)" in shown
+    assert counts(str(db)) == ({} if code == 0 else {"runs": 1, "episodes": 2, "agent_snapshots": 6})
+    if code == 2:
+        assert "not confirmed, nothing changed" in shown

@@ -101,16 +101,24 @@ def _csv_rows(audits: list[AgentBaselines]):  # noqa: ANN202 (a generator of CSV
             yield (audit.agent_idx, episode, stage, baseline, survival, "" if entropy is None else entropy, flags)
 
 
-#: Widths the baselines table gives its text columns before the sparklines take the rest of the terminal.
+#: Widths the audit tables give their text columns before the sparklines take the rest of the terminal.
 AGENT_W, SPAN_W, CHANGES_W, FLAGS_W = 5, 15, 18, 14
-#: Border and padding of a 5-column rich table, and the "b "/"s " label before each sparkline.
-TABLE_CHROME, LABEL_W = 5 * 3 + 1, 2
-MIN_SPARK = 8
+#: The "b "/"s " label before each baselines sparkline; the fewest bars a sparkline is drawn with.
+LABEL_W, MIN_SPARK = 2, 8
+
+
+def bars_that_fit(terminal_width: int, *, columns: int, text: int, sparklines: int, label: int = 0) -> int:
+    """How many bars each of ``sparklines`` side-by-side sparklines gets in a rich table of ``columns``
+    columns (3 characters of border and padding each, plus 1), after ``text`` characters of other columns."""
+    free = terminal_width - (columns * 3 + 1) - text
+    return max(MIN_SPARK, free // sparklines - label)
 
 
 def sparkline_width(terminal_width: int) -> int:
-    """How many bars a trajectory gets: what the text columns leave of the terminal, at least ``MIN_SPARK``."""
-    return max(MIN_SPARK, terminal_width - TABLE_CHROME - AGENT_W - SPAN_W - CHANGES_W - FLAGS_W - LABEL_W)
+    """Bars of the baselines table's trajectory column."""
+    return bars_that_fit(
+        terminal_width, columns=5, text=AGENT_W + SPAN_W + CHANGES_W + FLAGS_W, sparklines=1, label=LABEL_W
+    )
 
 
 def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) -> None:
@@ -258,10 +266,12 @@ def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missin
         title=f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted} episodes)",
         caption=f"{missing} episodes written under schema version 1 have no visit counts" if missing else None,
     )
-    table.add_column("agent", justify="right")
+    console = make_console()
+    width = bars_that_fit(console.width, columns=1 + len(AFFORDANCES), text=AGENT_W, sparklines=len(AFFORDANCES))
+    table.add_column("agent", justify="right", width=AGENT_W)
     for name in AFFORDANCES:
-        table.add_column(name, no_wrap=True)
+        table.add_column(name, no_wrap=True, min_width=min(width, counted))
     for audit in audits:
-        cells = [f"{audit.sparkline(name)} {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
+        cells = [f"{audit.sparkline(name, width)}\nmean {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
         table.add_row(str(audit.agent_idx), *cells)
-    make_console().print(table)
+    console.print(table)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from townlet.audit.sparkline import sparkline
 from townlet_cli.app import app
-from townlet_cli.audit import sparkline_width
+from townlet_cli.audit import bars_that_fit, sparkline_width
 
 runner = CliRunner()
 EPISODES = 60
@@ -38,3 +38,16 @@ def test_sparklines_fit_the_terminal_and_end_at_the_last_episode(long_run, colum
         survival = agent["survival_steps"]
         assert f"s {sparkline(survival, width)}" in result.stdout
     assert f"averaged ({width} bars)" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [80, 120])
+def test_visit_sparklines_fit_the_terminal_too(long_run, columns):
+    result = runner.invoke(app, ["audit", "visits", "--db", str(long_run)], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= columns for line in result.stdout.splitlines())
+    assert "…" not in result.stdout
+    report = json.loads(runner.invoke(app, ["audit", "visits", "--json", "--db", str(long_run)]).stdout)
+    width = bars_that_fit(columns, columns=5, text=5, sparklines=4)
+    for agent in report["agents"]:
+        assert sparkline(agent["visits"]["bed"], width, from_zero=True) in result.stdout

@@ -151,7 +151,7 @@ def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) 
             changes,
             f"[red]{flags}[/]" if audit.flags else flags,
         )
-    console.print(table)
+    console.print(table, soft_wrap=False)  # the title wraps to the table
     raised = [(a.agent_idx, f) for a in audits for f in a.flags]
     for agent, flag in raised[:SHOWN_FLAGS]:
         console.print(f"agent {agent} episode {flag.episode}: {flag.flag}: {flag.detail}", markup=False)
@@ -274,4 +274,4 @@ def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missin
     for audit in audits:
         cells = [f"{audit.sparkline(name, width)}\nmean {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
         table.add_row(str(audit.agent_idx), *cells)
-    console.print(table)
+    console.print(table, soft_wrap=False)  # the title wraps to the table

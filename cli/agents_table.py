@@ -82,6 +82,7 @@ def agents_table(title: str, agents: list[dict[str, Any]], schema_version: int, 
     columns = _columns([k for k in fields if k not in shared])
     table = Table(
         box=box.SIMPLE_HEAD,
+        pad_edge=False,  # two more columns for the cells: a V2 episode fits 80 columns, headers whole
         caption=f"showing {len(shown)} of {len(agents)} agents: {hint}" if len(shown) < len(agents) else None,
         caption_justify="left",
     )
@@ -90,7 +91,7 @@ def agents_table(title: str, agents: list[dict[str, Any]], schema_version: int, 
     widths: dict[str, int] = {}
     for group, names in columns:
         if _group(names[0]) is None:
-            table.add_column(group, justify="left" if names == ["death_cause"] else "right")
+            table.add_column(group, justify="left" if names == ["death_cause"] else "right", min_width=len(group))
             continue
         for name in names:
             widths[name] = max(len(cell(agent[name])) for agent in shown)

@@ -49,4 +49,5 @@ def _table(label: str, found: EpisodeAgents, max_rows: int) -> None:
     run = found.run
     title = f"run {run.id} ({run.run_uuid}) episode {found.episode} in {label} · schema v{found.schema_version}"
     hint = "--agent I for one, --max-rows N or --json for more"
-    make_console().print(agents_table(title, found.agents, found.schema_version, max_rows, hint))
+    table = agents_table(title, found.agents, found.schema_version, max_rows, hint)
+    make_console().print(table, soft_wrap=False)  # a long title (a long --db path) wraps to the terminal

@@ -1,4 +1,4 @@
-"""``audit baselines`` fits its sparklines to the terminal: the latest episodes are never cut off."""
+"""The read tables fit the terminal: `audit` sparklines end at the latest episode, `replay` fits 80 columns."""
 
 import json
 from pathlib import Path
@@ -51,3 +51,12 @@ def test_visit_sparklines_fit_the_terminal_too(long_run, columns):
     width = bars_that_fit(columns, columns=5, text=5, sparklines=4)
     for agent in report["agents"]:
         assert sparkline(agent["visits"]["bed"], width, from_zero=True) in result.stdout
+
+
+@pytest.mark.slow
+def test_replay_table_fits_80_columns_with_whole_headers(long_run):
+    result = runner.invoke(app, ["replay", "--episode", str(EPISODES), "--db", str(long_run)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    assert "…" not in result.stdout
+    assert all(name in result.stdout for name in ("survival", "reward", "cause", "meters", "visits", "entropy"))

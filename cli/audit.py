@@ -262,16 +262,21 @@ def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missin
     from rich.table import Table
 
     counted = len(audits[0].episodes) if audits else 0
-    table = Table(
-        title=f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted} episodes)",
-        caption=f"{missing} episodes written under schema version 1 have no visit counts" if missing else None,
-    )
     console = make_console()
     width = bars_that_fit(console.width, columns=1 + len(AFFORDANCES), text=AGENT_W, sparklines=len(AFFORDANCES))
+    table = Table()
     table.add_column("agent", justify="right", width=AGENT_W)
     for name in AFFORDANCES:
         table.add_column(name, no_wrap=True, min_width=min(width, counted))
     for audit in audits:
         cells = [f"{audit.sparkline(name, width)}\nmean {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
         table.add_row(str(audit.agent_idx), *cells)
-    console.print(table, soft_wrap=False)  # the title wraps to the table
+    # Title and note as lines of their own, wrapped to the terminal: the table is as narrow as its bars.
+    console.print(
+        f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted} episodes)",
+        soft_wrap=False,
+        markup=False,
+    )
+    console.print(table)
+    if missing:
+        console.print(f"{missing} episodes written under schema version 1 have no visit counts", soft_wrap=False)

@@ -101,7 +101,6 @@ def upgrade(
         with store.transaction() as connection:
             migrate.upgrade(connection, target)
             after = migrate.database_revision(connection, store.label)
-        store.use_wal()
     if before == after:
         console.print(f"{store.label} is already at {_describe(after)}")
     else:

@@ -131,3 +131,12 @@ def test_a_wal_file_at_rest_is_read_by_another_user_without_sidecars(shared_dir)
     assert result.returncode == 0, result.stderr
     assert "revision 0001 (schema 1)" in result.stdout
     assert sorted(p.name for p in shared_dir.iterdir()) == ["townlet.db"]
+
+
+def test_db_upgrade_of_an_old_wal_file_leaves_no_sidecars(tmp_path):
+    from tests.helpers import v1_copy
+
+    db = v1_copy(tmp_path)
+    result = runner.invoke(app, ["db", "upgrade", "--db", str(db), "--no-backup"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["townlet.db"]

@@ -79,6 +79,7 @@ class TelemetryStore:
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         self._agent_row = itemgetter(*AGENT_FIELDS)
         self._file_identity: tuple[int, int] | None = None  # set once the file is open (see open())
+        self._in_wal = False  # this store switched the file to WAL: it switches it back on close
 
     @property
     def db_flag(self) -> str:
@@ -106,7 +107,8 @@ class TelemetryStore:
         return store
 
     def use_wal(self) -> None:
-        """Put a SQLite database (known to be townlet's) in WAL mode; it stays so. No-op elsewhere."""
+        """Put a SQLite database (known to be townlet's) in WAL mode while this store writes it (readers and
+        a writer at once); ``close()`` puts it back. No-op elsewhere."""
         if not is_sqlite(self.url):
             return
         raw = self.engine.raw_connection()
@@ -117,6 +119,7 @@ class TelemetryStore:
             raise _explain(DBAPIError.instance(sql, None, exc, sqlite3.Error), self.label) from exc
         finally:
             raw.close()
+        self._in_wal = True
 
     @classmethod
     def open_unchecked(cls, db: str, *, write: bool) -> "TelemetryStore":
@@ -126,7 +129,7 @@ class TelemetryStore:
 
     def close(self) -> None:
         self.engine.dispose()
-        if self.writable and is_sqlite(self.url) and self._file_identity is not None:
+        if self._in_wal:
             self._leave_wal()
 
     def _leave_wal(self) -> None:

@@ -124,6 +124,7 @@ def test_a_database_file_deleted_during_training_stops_it_with_one_line(tmp_path
     assert proc.returncode == 2, err
     assert err.startswith(f"error: {db} was deleted or replaced while this process had it open")
     assert err.count("\n") == 1 and "Traceback" not in err
+    assert not db.exists()  # nothing recreated at the path on the way out
 
 
 class CommitOutcomeLost(TelemetryStore):

@@ -78,7 +78,7 @@ class TelemetryStore:
         self.created = False
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         self._agent_row = itemgetter(*AGENT_FIELDS)
-        self._file_identity: tuple[int, int] | None = None  # set once the file is open (see open())
+        self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
         self._in_wal = False  # this store switched the file to WAL: it switches it back on close
 
     @property
@@ -100,7 +100,6 @@ class TelemetryStore:
                     migrate.require_current(connection, store.label, db_flag=store.db_flag)
             if write:
                 store.use_wal()
-            store._file_identity = _file_identity(url)
         except BaseException:
             store.close()
             raise
@@ -111,6 +110,7 @@ class TelemetryStore:
         a writer at once); ``close()`` puts it back. No-op elsewhere."""
         if not is_sqlite(self.url):
             return
+        self._file_identity = _file_identity(self.url)
         raw = self.engine.raw_connection()
         sql = "PRAGMA journal_mode = WAL"
         try:
@@ -129,7 +129,7 @@ class TelemetryStore:
 
     def close(self) -> None:
         self.engine.dispose()
-        if self._in_wal:
+        if self._in_wal and _file_identity(self.url) == self._file_identity:  # not a new file at that path
             self._leave_wal()
 
     def _leave_wal(self) -> None:

@@ -14,6 +14,7 @@ from townlet_cli import audit, db
 from townlet_cli.export import export
 from townlet_cli.replay import replay
 from townlet_cli.runs import episodes, runs
+from townlet_cli.serve import serve
 from townlet_cli.train import train
 from townlet_cli.watch import watch
 
@@ -79,6 +80,7 @@ app.command()(replay)
 app.add_typer(audit.app, name="audit")
 app.command()(export)
 app.add_typer(db.app, name="db")
+app.command()(serve)
 
 
 def _print_version(value: bool) -> None:
@@ -108,7 +110,7 @@ def root(
 ) -> None:
     """Train townlet agents and read their per-agent telemetry back from the database.
 
-    Read commands (runs, episodes, replay, audit, export) open the database read-only and never change it.
+    Read commands (runs, episodes, replay, audit, export, serve) open the database read-only and never change it.
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 && townlet-telemetry replay --episode 30
     """

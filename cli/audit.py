@@ -7,14 +7,19 @@ import typer
 from townlet.audit.baselines import (
     BELOW_BASELINE,
     DISAGREES,
-    JURY,
     WITHOUT_STAGE_CHANGE,
     AgentBaselines,
     Thresholds,
-    audit_run,
 )
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
-from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
+from townlet.audit.reports import (
+    baselines_audits,
+    baselines_report,
+    rewards_report,
+    visits_audits,
+    visits_report,
+)
+from townlet.audit.visits import AFFORDANCES, AgentVisits
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import VISIT_FIELDS
 from townlet_cli.console import make_console
@@ -72,17 +77,9 @@ def baselines(
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
         # One agent: its rows and the jury's, a few primary-key lookups per episode.
-        agents = None if agent is None else sorted({agent, *(j for j in JURY if j < chosen.num_agents)})
-        audits = audit_run(reader.agent_columns(chosen, BASELINE_COLUMNS, agents), thresholds, only=agent)
+        audits = baselines_audits(reader, chosen, thresholds, agent)
     if output == "json":
-        write_json(
-            {
-                "run": chosen.id,
-                "run_id": chosen.run_uuid,
-                "thresholds": {"below": below, "streak": streak},
-                "agents": [a.to_dict() for a in audits],
-            }
-        )
+        write_json(baselines_report(chosen, thresholds, audits))
     elif output == "csv":
         write_csv(CSV_HEADER, _csv_rows(audits))
     else:
@@ -178,29 +175,20 @@ def rewards(
 
     Example: townlet-telemetry audit rewards --run 1
     """
-    from townlet.audit.rewards import find_mismatches
-
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
-        checked = 0
-        mismatches = []
-        for _, agents in reader.agent_payloads(chosen, episode=episode):
-            checked += len(agents)
-            mismatches.extend(find_mismatches([agents]))
-        if episode is not None and not checked:
-            reader.episode_agents(chosen, episode)  # raises the one-line error for an episode that is not there
+        report = rewards_report(reader, chosen, episode)
     scope = f"run {chosen.id}" + (f" episode {episode}" if episode is not None else "")
+    checked, mismatches = report["checked"], report["mismatches"]
     if as_json:
-        write_json(
-            {"run": chosen.id, "episode": episode, "checked": checked, "mismatches": [m.to_dict() for m in mismatches]}
-        )
+        write_json(report)
     else:
         console = make_console()
         for m in mismatches[:SHOWN_FLAGS]:
             console.print(
-                f"episode {m.episode} agent {m.agent_idx}: stored reward {m.stored_reward!r}, expected "
-                f"{m.expected_reward!r} (survival {m.survival_steps}, {m.death_cause}, "
-                f"baseline {m.baseline_survival_steps!r})",
+                f"episode {m['episode']} agent {m['agent_idx']}: stored reward {m['stored_reward']!r}, expected "
+                f"{m['expected_reward']!r} (survival {m['survival_steps']}, {m['death_cause']}, "
+                f"baseline {m['baseline_survival_steps']!r})",
                 markup=False,
             )
         if len(mismatches) > SHOWN_FLAGS:
@@ -235,18 +223,10 @@ def visits(
     output = machine_format(as_json, as_csv)
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
-        audits = audit_visits(reader.agent_columns(chosen, VISIT_FIELDS, None if agent is None else [agent]))
+        audits = visits_audits(reader, chosen, agent)
     missing = max((a.missing for a in audits), default=0)
     if output == "json":
-        write_json(
-            {
-                "run": chosen.id,
-                "run_id": chosen.run_uuid,
-                "affordances": list(AFFORDANCES),
-                "episodes_without_visits": missing,
-                "agents": [a.to_dict() for a in audits],
-            }
-        )
+        write_json(visits_report(chosen, audits))
     elif output == "csv":
         rows = (
             (a.agent_idx, episode, *(a.visits[name][i] for name in AFFORDANCES))

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from townlet.audit.reports import episodes_report, runs_report
 from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, INT64_MAX, CsvFlag, DbOption, JsonFlag, RunOption
@@ -21,7 +22,7 @@ def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
     with TelemetryReader(db) as reader:
         found = reader.runs()
     if as_json:
-        write_json([run._asdict() for run in found])
+        write_json(runs_report(found))
         return
     from rich.table import Table
 
@@ -58,7 +59,7 @@ def episodes(
         chosen = reader.run(run)
         rows = reader.episodes(chosen, limit=limit, offset=offset, last=last)
     if output == "json":
-        write_json([row._asdict() for row in rows])
+        write_json(episodes_report(rows))
     elif output == "csv":
         write_csv(EPISODE_FIELDS, ([getattr(row, f) for f in EPISODE_FIELDS] for row in rows))
     else:

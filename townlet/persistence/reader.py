@@ -189,6 +189,8 @@ class EpisodeSummary(NamedTuple):
     reward_mean: float
     reward_min: float
     reward_max: float
+    baseline_mean: float
+    epsilon_mean: float
 
 
 class EpisodeAgents(NamedTuple):
@@ -220,7 +222,8 @@ FROM runs r {where} ORDER BY r.id
 _EPISODES_SQL = """
 SELECT e.episode, e.steps, e.curriculum_stage, e.duration_s, count(a.agent_idx),
        avg(CAST(a.survival_steps AS DOUBLE PRECISION)), min(a.survival_steps), max(a.survival_steps),
-       avg(a.episode_reward), min(a.episode_reward), max(a.episode_reward)
+       avg(a.episode_reward), min(a.episode_reward), max(a.episode_reward),
+       avg(a.baseline_survival_steps), avg(a.epsilon)
 FROM (SELECT id, episode, steps, curriculum_stage, duration_s FROM episodes
       WHERE run_id = :run ORDER BY episode {direction} LIMIT :limit OFFSET :offset) e
 JOIN agent_snapshots a ON a.episode_pk = e.id
@@ -238,6 +241,16 @@ _RUN_ROWS_SQL = """
 SELECT e.episode, a.* FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
 WHERE e.run_id = :run {filters}
 ORDER BY e.episode, a.agent_idx
+"""
+
+
+_GRID_SQL = """
+SELECT (a.agent_idx * :rows) / :agents AS r, ((e.episode - :first) * :columns) / :span AS c,
+       avg(CAST(a.survival_steps AS DOUBLE PRECISION))
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE e.run_id = :run
+GROUP BY r, c
+ORDER BY r, c
 """
 
 
@@ -388,6 +401,23 @@ class TelemetryReader:
         WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
         """
         return self._rows.stream(sql, params, batch)[1]
+
+    def survival_grid(self, run: RunSummary, *, columns: int, rows: int) -> dict[str, Any]:
+        """Mean survival per (agent bucket, episode bucket): at most ``rows`` x ``columns`` cells, computed
+        by the database in one pass (``GROUP BY`` integer buckets), so the answer stays small at any size."""
+        _, bounds = self._rows.all(
+            "SELECT min(episode), max(episode) FROM episodes WHERE run_id = :run", {"run": run.id}
+        )
+        first, last = bounds[0]
+        if first is None:
+            return {"first_episode": None, "last_episode": None, "rows": 0, "columns": 0, "cells": []}
+        span = last - first + 1
+        rows, columns = max(1, min(rows, run.num_agents)), max(1, min(columns, span))
+        _, cells = self._rows.all(
+            _GRID_SQL,
+            {"run": run.id, "first": first, "rows": rows, "agents": run.num_agents, "columns": columns, "span": span},
+        )
+        return {"first_episode": first, "last_episode": last, "rows": rows, "columns": columns, "cells": cells}
 
 
 def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:

@@ -1,0 +1,90 @@
+"""``townlet-telemetry serve``: the web dashboard over the stored runs (and a running trainer's live stream)."""
+
+import socket
+from typing import Annotated
+
+import typer
+
+from townlet.errors import TelemetryError
+from townlet_cli.console import make_console
+from townlet_cli.options import DEFAULT, DbOption
+from townlet_cli.train import is_loopback
+
+
+class ServeError(TelemetryError):
+    """The dashboard could not start (address in use, a bad --live URL)."""
+
+
+def serve(
+    db: DbOption = DEFAULT,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback is reachable by others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.", min=0, max=65535)] = 8000,
+    live: Annotated[
+        str | None,
+        typer.Option(
+            "--live", help="A trainer's live stream (train --live) for the page to follow, e.g. ws://127.0.0.1:8765."
+        ),
+    ] = None,
+) -> None:
+    """Serve a web dashboard of the database's runs at http://HOST:PORT (read-only; Ctrl-C stops it).
+
+    Pages: the runs; a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
+    agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
+    episode's agents and its exact envelope. With --live the run page appends episodes as the trainer
+    finishes them. The JSON endpoints under /api answer what the matching --json commands print
+    (docs/telemetry_schema.md). The server never writes the database; the page loads nothing from
+    other sites.
+
+    Example: townlet-telemetry serve --db townlet.db --live ws://127.0.0.1:8765
+    """
+    from townlet.persistence.reader import TelemetryReader
+
+    with TelemetryReader(db) as reader:  # refuse a missing, foreign, older or newer database now, in one line
+        label = reader.label
+    if live is not None:
+        _check_live_url(live)
+    console = make_console()
+    if not is_loopback(host):
+        console.print(
+            f"warning: --host {host} is reachable from other machines and the dashboard is unauthenticated: "
+            "anyone who can reach it can read every run; prefer 127.0.0.1",
+            style="yellow",
+        )
+    sock = _bind(host, port)
+    import uvicorn
+
+    from townlet.web.app import create_app
+
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    following = f", following {live}" if live else ""
+    console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
+    server = uvicorn.Server(uvicorn.Config(create_app(db, live), log_level="warning", lifespan="off"))
+    server.run(sockets=[sock])
+    console.print("stopped")
+
+
+def _check_live_url(live: str) -> None:
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    try:
+        parse_uri(live)
+    except InvalidURI:
+        raise ServeError(f"--live {live!r} is not a websocket URL: use e.g. ws://127.0.0.1:8765") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port is a one-line error before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): pick another --port") from None
+    sock.listen(128)
+    return sock

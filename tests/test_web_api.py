@@ -1,0 +1,189 @@
+"""The dashboard's JSON endpoints through Starlette's test client, against real databases: each answers the bytes
+its matching ``--json`` command prints, bad input is one line of JSON, and nothing is written."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from tests.helpers import v1_copy
+from townlet.config import load_config, with_overrides
+from townlet.training.session import TrainingSession
+from townlet.web.app import STATIC, create_app
+from townlet_cli.app import app as cli
+
+runner = CliRunner()
+AGENTS, EPISODES = 4, 6
+
+
+def train_into(db: str, episodes: int = EPISODES, seed: int = 3) -> None:
+    settings = with_overrides(load_config(), "training", episodes=episodes, agents=AGENTS, seed=seed, device="cpu")
+    settings = with_overrides(settings, "curriculum", window=2, advance_threshold=0.01)
+    assert TrainingSession(settings, db=db).run().status == "finished"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    """Two real runs: run 1 (6 episodes x 4 agents, the curriculum moving) and run 2 (2 episodes)."""
+    path = tmp_path_factory.mktemp("web") / "townlet.db"
+    train_into(str(path))
+    train_into(str(path), episodes=2, seed=4)
+    return path
+
+
+@pytest.fixture
+def client(db) -> TestClient:
+    return TestClient(create_app(str(db)))
+
+
+def cli_bytes(*args: str) -> bytes:
+    result = runner.invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "command"),
+    [
+        ("/api/runs", ["runs", "--json"]),
+        ("/api/runs/1/episodes", ["episodes", "--run", "1", "--json"]),
+        ("/api/runs/1/episodes/4", ["replay", "--run", "1", "--episode", "4", "--json"]),
+        ("/api/runs/2/episodes/1", ["replay", "--run", "2", "--episode", "1", "--json"]),
+        ("/api/runs/1/rewards", ["audit", "rewards", "--run", "1", "--json"]),
+    ],
+)
+def test_an_endpoint_answers_the_bytes_of_its_json_command(db, client, endpoint, command):
+    response = client.get(endpoint)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == cli_bytes(*command, "--db", str(db))
+
+
+def test_an_agent_is_its_baseline_and_visit_audits_and_its_rewards(db, client):
+    body = client.get("/api/runs/1/agents/2").json()
+    assert body["baselines"] == json.loads(cli_bytes("audit", "baselines", "--run", "1", "--agent", "2", "--json",
+                                                     "--db", str(db)))  # fmt: skip
+    assert body["visits"] == json.loads(cli_bytes("audit", "visits", "--run", "1", "--agent", "2", "--json",
+                                                  "--db", str(db)))  # fmt: skip
+    exported = [json.loads(line) for line in cli_bytes("export", "--run", "1", "--format", "jsonl", "--db", str(db))
+                .splitlines()]  # fmt: skip
+    assert body["episode_reward"] == [row["episode_reward"] for row in exported if row["agent_idx"] == 2]
+
+
+def test_a_run_is_its_row_its_episodes_and_its_baseline_flags(db, client):
+    body = client.get("/api/runs/1").json()
+    assert body["run"] == json.loads(cli_bytes("runs", "--json", "--db", str(db)))[0]
+    assert body["episodes"] == json.loads(cli_bytes("episodes", "--run", "1", "--json", "--db", str(db)))
+    audit = json.loads(cli_bytes("audit", "baselines", "--run", "1", "--json", "--db", str(db)))
+    assert body["flags"]["thresholds"] == audit["thresholds"]
+    assert body["flags"]["flags"] == [{"agent_idx": a["agent_idx"], **f} for a in audit["agents"] for f in a["flags"]]
+
+
+def test_episodes_carry_the_mean_baseline_and_epsilon(db, client):
+    episodes = client.get("/api/runs/1/episodes").json()
+    exported = [json.loads(line) for line in cli_bytes("export", "--run", "1", "--format", "jsonl", "--db", str(db))
+                .splitlines()]  # fmt: skip
+    for episode in episodes:
+        rows = [r for r in exported if r["episode"] == episode["episode"]]
+        assert episode["baseline_mean"] == pytest.approx(sum(r["baseline_survival_steps"] for r in rows) / len(rows))
+        assert episode["epsilon_mean"] == pytest.approx(sum(r["epsilon"] for r in rows) / len(rows))
+
+
+def test_the_heat_map_at_full_resolution_is_every_agents_survival(db, client):
+    heat = client.get("/api/runs/1/heatmap?columns=1000&rows=64").json()
+    assert (heat["rows"], heat["columns"], heat["downsampled"]) == (AGENTS, EPISODES, False)
+    exported = [json.loads(line) for line in cli_bytes("export", "--run", "1", "--format", "jsonl", "--db", str(db))
+                .splitlines()]  # fmt: skip
+    for row in exported:
+        assert heat["survival"][row["agent_idx"]][row["episode"] - 1] == row["survival_steps"]
+
+
+def test_the_heat_map_is_downsampled_by_the_server_and_says_so(db, client):
+    heat = client.get("/api/runs/1/heatmap?columns=2&rows=2").json()
+    assert (heat["rows"], heat["columns"], heat["downsampled"]) == (2, 2, True)
+    assert (heat["agents_per_row"], heat["episodes_per_column"]) == (2.0, 3.0)
+    full = client.get("/api/runs/1/heatmap?columns=1000").json()["survival"]
+    cell = [full[a][e] for a in (0, 1) for e in (0, 1, 2)]  # agents 0-1, episodes 1-3
+    assert heat["survival"][0][0] == round(sum(cell) / len(cell))
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/api/runs/9", 404, "no run 9 in "),
+        ("/api/runs/1/episodes/99", 404, "run 1 has no episode 99"),
+        ("/api/runs/1/agents/99", 404, "run 1 has no agent 99"),
+        ("/api/runs/x", 400, "run must be an integer, got 'x'"),
+        ("/api/runs/1/agents/-1", 400, "agent must be between 0 and"),
+        ("/api/runs/1/episodes/1e3", 400, "episode must be an integer, got '1e3'"),
+        ("/api/runs/1/heatmap?columns=wide", 400, "columns must be an integer, got 'wide'"),
+        ("/api/nothing/here", 404, "no such endpoint: /api/nothing/here"),
+    ],
+)
+def test_bad_input_is_one_line_of_json(client, path, status, message):
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"] and message in body["error"] and "\n" not in body["error"]
+
+
+@pytest.mark.parametrize("path", ["/", "/runs/1", "/runs/1/agents/3", "/runs/2/episodes/1", "/runs/77"])
+def test_every_page_path_is_the_one_page_app_with_a_strict_policy(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/app.js"' in response.text
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy and "http" not in policy
+
+
+def test_the_live_stream_is_the_only_other_place_the_page_may_connect_to(db):
+    client = TestClient(create_app(str(db), live="ws://127.0.0.1:8765"))
+    assert "connect-src 'self' ws://127.0.0.1:8765;" in client.get("/").headers["content-security-policy"]
+    assert client.get("/api/config").json()["live"] == "ws://127.0.0.1:8765"
+
+
+def test_the_chart_library_is_served_from_the_package_with_its_licence(client):
+    script = client.get("/static/vendor/uPlot.iife.min.js")
+    assert script.status_code == 200
+    assert script.content == (STATIC / "vendor" / "uPlot.iife.min.js").read_bytes()
+    assert "MIT License" in client.get("/static/vendor/uPlot.LICENSE").text
+
+
+def test_browsing_changes_nothing_on_disk(db, client):
+    before, files = digest(db), sorted(p.name for p in db.parent.iterdir())
+    for path in ("/api/runs", "/api/runs/1", "/api/runs/1/heatmap", "/api/runs/1/agents/1", "/api/runs/1/rewards",
+                 "/api/runs/1/episodes/2", "/runs/1"):  # fmt: skip
+        assert client.get(path).status_code == 200
+    assert digest(db) == before and sorted(p.name for p in db.parent.iterdir()) == files
+
+
+def test_a_v1_database_upgraded_serves_its_v1_episodes_as_version_1(tmp_path):
+    db = v1_copy(tmp_path)
+    assert runner.invoke(cli, ["db", "upgrade", "--db", str(db), "--no-backup"]).exit_code == 0
+    client = TestClient(create_app(str(db)))
+    envelope = client.get("/api/runs/1/episodes/1")
+    assert envelope.json()["schema_version"] == 1
+    assert envelope.content == cli_bytes("replay", "--run", "1", "--episode", "1", "--json", "--db", str(db))
+
+
+def test_the_read_endpoints_on_postgresql_answer_what_the_commands_print(db_url):
+    train_into(db_url, episodes=3)
+    client = TestClient(create_app(db_url))
+    for endpoint, command in (
+        ("/api/runs", ["runs", "--json"]),
+        ("/api/runs/1/episodes", ["episodes", "--run", "1", "--json"]),
+        ("/api/runs/1/episodes/2", ["replay", "--run", "1", "--episode", "2", "--json"]),
+    ):
+        assert client.get(endpoint).content == cli_bytes(*command, "--db", db_url)
+    heat = client.get("/api/runs/1/heatmap").json()
+    assert (heat["rows"], heat["columns"]) == (AGENTS, 3)
+    assert client.get("/api/runs/1/agents/1").json()["baselines"]["agents"][0]["agent_idx"] == 1

@@ -1,0 +1,197 @@
+"""The dashboard's ASGI app: a thin edge over the read side, like the CLI.
+
+Each endpoint parses its path, opens a ``TelemetryReader`` (read-only: the server never writes the database),
+calls the same report builders as the CLI's ``--json`` (``townlet.audit.reports``) and encodes the answer with
+the envelope's encoder, so an endpoint and its command carry the same bytes. The page and its chart library
+are static files inside the package. Every response forbids third-party scripts (Content-Security-Policy).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from townlet import __version__
+from townlet.audit.baselines import Thresholds
+from townlet.audit.reports import (
+    baselines_audits,
+    baselines_report,
+    episodes_report,
+    flags_report,
+    rewards_report,
+    runs_report,
+    visits_audits,
+    visits_report,
+)
+from townlet.errors import TelemetryError
+from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, RunNotFound
+from townlet.persistence.reader import TelemetryReader
+from townlet.telemetry.dto import DTO_BY_VERSION
+from townlet.telemetry.payloads import build_envelope, encode
+from townlet.web.heatmap import survival_heatmap
+
+STATIC = Path(__file__).parent / "static"
+NOT_FOUND = (RunNotFound, EpisodeNotFound, AgentNotFound, NoRuns)
+#: Heat map size the page asks for when it does not say (columns = episodes, rows = agents).
+DEFAULT_COLUMNS, MAX_COLUMNS, MAX_ROWS = 800, 2000, 64
+
+
+class BadRequest(TelemetryError):
+    """A path or query part that is not what the endpoint takes (a non-integer run number, say)."""
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    """The CLI's ``--json`` bytes: sorted keys, compact, one newline."""
+    return Response(encode(value) + b"\n", status, media_type="application/json")
+
+
+def _integer(request: Request, name: str, *, minimum: int = 0) -> int:
+    raw = request.path_params.get(name, request.query_params.get(name))
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value < 2**63:
+        raise BadRequest(f"{name} must be between {minimum} and {2**63 - 1}, got {value}")
+    return value
+
+
+def _query_integer(request: Request, name: str, default: int, maximum: int) -> int:
+    if name not in request.query_params:
+        return default
+    return min(_integer(request, name, minimum=1), maximum)
+
+
+class Dashboard:
+    """Owns the database location and the live stream address the page is served with."""
+
+    def __init__(self, db: str, live: str | None = None) -> None:
+        self.db, self.live = db, live
+
+    def reader(self) -> TelemetryReader:
+        return TelemetryReader(self.db)
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def config(self, request: Request) -> Response:
+        known = sorted(DTO_BY_VERSION)
+        return json_response({"live": self.live, "schema_versions": known, "version": __version__})
+
+    def runs(self, request: Request) -> Response:
+        with self.reader() as reader:
+            return json_response(runs_report(reader.runs()))
+
+    def run(self, request: Request) -> Response:
+        """The run's row, its per-episode aggregates (``episodes --json``) and its baseline flags."""
+        run = _integer(request, "run", minimum=1)
+        thresholds = Thresholds()
+        with self.reader() as reader:
+            chosen = reader.run(run)
+            episodes = episodes_report(reader.episodes(chosen))
+            flags = flags_report(chosen, thresholds, baselines_audits(reader, chosen, thresholds))
+        return json_response({"run": chosen._asdict(), "episodes": episodes, "flags": flags})
+
+    def episodes(self, request: Request) -> Response:
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            return json_response(episodes_report(reader.episodes(chosen)))
+
+    def heatmap(self, request: Request) -> Response:
+        columns = _query_integer(request, "columns", DEFAULT_COLUMNS, MAX_COLUMNS)
+        rows = _query_integer(request, "rows", MAX_ROWS, MAX_ROWS)
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            return json_response(survival_heatmap(reader, chosen, columns=columns, rows=rows))
+
+    def rewards(self, request: Request) -> Response:
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            return json_response(rewards_report(reader, chosen))
+
+    def agent(self, request: Request) -> Response:
+        """One agent at full resolution: ``audit baselines --agent``, ``audit visits --agent``, its rewards."""
+        agent = _integer(request, "agent")
+        thresholds = Thresholds()
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            baselines = baselines_report(chosen, thresholds, baselines_audits(reader, chosen, thresholds, agent))
+            visits = visits_report(chosen, visits_audits(reader, chosen, agent))
+            rewards = [row[2] for batch in reader.agent_columns(chosen, ["episode_reward"], [agent]) for row in batch]
+        return json_response({"baselines": baselines, "visits": visits, "episode_reward": rewards})
+
+    def episode(self, request: Request) -> Response:
+        """The episode's envelope: the bytes ``replay --json`` prints (and the live stream sent)."""
+        episode = _integer(request, "episode", minimum=1)
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            found = reader.episode_agents(chosen, episode)
+        return json_response(build_envelope(chosen.run_uuid, episode, found.agents, found.schema_version))
+
+    def page(self, request: Request) -> Response:
+        """Every page path (``/``, ``/runs/3/agents/17``) is the one-page app; it routes in the browser."""
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def _errors(request: Request, exc: Exception) -> Response:
+    """A user-fixable error as one line of JSON: 404 for what is not there, 400 for a bad path, 503 else."""
+    status = 404 if isinstance(exc, NOT_FOUND) else 400 if isinstance(exc, BadRequest) else 503
+    return json_response({"error": " ".join(str(exc).split())}, status)
+
+
+def _not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/api/"):
+        return json_response({"error": f"no such endpoint: {request.url.path}"}, 404)
+    return FileResponse(STATIC / "index.html", media_type="text/html")  # the page says what is missing
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """Content-Security-Policy on every response: scripts, styles and data only from this server (and the
+    live stream's websocket), nothing from a third party; no framing by other sites."""
+
+    def __init__(self, app: Any, live: str | None) -> None:
+        super().__init__(app)
+        connect = "'self'" + (f" {live}" if live else "")
+        self.policy = (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        )
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = self.policy
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def create_app(db: str, live: str | None = None) -> Starlette:
+    """The dashboard for the database ``db`` (a path or URL), following the live stream ``live`` if given."""
+    board = Dashboard(db, live)
+    api: list[tuple[str, Callable[[Request], Response]]] = [
+        ("/api/config", board.config),
+        ("/api/runs", board.runs),
+        ("/api/runs/{run}", board.run),
+        ("/api/runs/{run}/episodes", board.episodes),
+        ("/api/runs/{run}/heatmap", board.heatmap),
+        ("/api/runs/{run}/rewards", board.rewards),
+        ("/api/runs/{run}/agents/{agent}", board.agent),
+        ("/api/runs/{run}/episodes/{episode}", board.episode),
+    ]
+    routes = [
+        *(Route(path, endpoint) for path, endpoint in api),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/", board.page),
+        Route("/runs/{rest:path}", board.page),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, live=live)],
+        exception_handlers={TelemetryError: _errors, 404: _not_found},
+    )

@@ -62,7 +62,10 @@ def serve(
     following = f", following {live}" if live else ""
     console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(create_app(db, live), log_level="warning", lifespan="off"))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down gracefully and re-raised the signal: Ctrl-C is how a server is stopped
     console.print("stopped")
 
 

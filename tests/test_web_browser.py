@@ -1,0 +1,282 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Selenium (with Debian's chromedriver),
+against real ``serve`` and ``train --live`` processes. Screenshots of each page go to $TOWNLET_TEST_ARTIFACTS
+(or a temp folder): never into the checkout."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from typer.testing import CliRunner
+
+from tests.helpers import free_port, v1_copy, wait_for
+from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
+from townlet.telemetry.live import WebSocketBroadcaster
+from townlet_cli.app import app as cli
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+#: Counting the drawn pixels of every canvas on the page.
+DRAWN_PIXELS = """
+return Array.from(document.querySelectorAll('canvas')).map((c) => {
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let drawn = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i]) drawn++;
+  return drawn;
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    folder = os.environ.get("TOWNLET_TEST_ARTIFACTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists() and not shutil.which(Path(p).name)]
+    if missing:
+        pytest.fail(f"browser tests need Debian's chromium and chromium-driver ({', '.join(missing)} missing): "
+                    "apt-get install chromium chromium-driver (.ci/run does)")  # fmt: skip
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _serve(db: Path | str, processes: list, *extra: str) -> str:
+    """A real ``serve`` process on a free port; its base URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(proc)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/api/config", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is None and False
+
+    wait_for(answers, "serve answering", timeout=60)
+    return base
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """Two real runs like `make demo` leaves: run 1 (8 episodes x 4 agents, the curriculum moving), run 2."""
+    db = tmp_path_factory.mktemp("demo") / "townlet.db"
+    config = db.parent / "fast.toml"
+    config.write_text("[curriculum]\nwindow = 2\nadvance_threshold = 0.01\n")
+    for episodes in ("8", "2"):
+        result = runner.invoke(cli, ["train", "--episodes", episodes, "--agents", "4", "--device", "cpu",
+                                     "--config", str(config), "--db", str(db)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.fixture(scope="module")
+def site(demo) -> Iterator[str]:
+    started: list[subprocess.Popen] = []
+    yield _serve(demo, started)
+    for proc in started:
+        proc.kill()
+        proc.communicate()
+
+
+def cli_json(*args: str) -> dict:
+    result = runner.invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def open_page(browser, url: str, ready: str) -> None:
+    browser.get_log("browser")  # start each page with an empty console
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ready))
+
+
+def console_errors(browser) -> list[dict]:
+    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def cells(table) -> list[list[str]]:
+    return [
+        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
+
+
+def headers(table) -> list[str]:
+    return [th.text for th in table.find_elements(By.TAG_NAME, "th")]
+
+
+def same_number(shown: str, value) -> bool:
+    if value is None:
+        return shown == ""
+    if isinstance(value, str):
+        return shown == value
+    return abs(float(shown) - value) <= 0.0005 * max(1.0, abs(value))
+
+
+def test_the_runs_page_lists_every_run_newest_first(browser, site, artifacts):
+    open_page(browser, f"{site}/", "main table")
+    rows = cells(browser.find_element(By.CSS_SELECTOR, "main table"))
+    assert [row[0] for row in rows] == ["run 2", "run 1"]
+    assert rows[1][1:2] == ["finished"] and rows[1][3:5] == ["4", "8"]
+    browser.save_screenshot(str(artifacts / "runs.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_run_page_draws_its_charts_and_heat_map_without_console_errors(browser, site, artifacts):
+    open_page(browser, f"{site}/runs/1", "canvas.heatmap")
+    WebDriverWait(browser, 60).until(lambda d: "every reward matches" in d.find_element(By.ID, "view").text)
+    drawn = browser.execute_script(DRAWN_PIXELS)
+    assert len(drawn) == 4 and all(count > 100 for count in drawn), drawn  # 3 charts and the heat map
+    text = browser.find_element(By.ID, "view").text
+    assert "8 episodes shown, the last 8" in text and "one cell per agent and episode" in text
+    assert "baseline flags (below 0.5 × baseline for 5 episodes)" in text
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280  # usable at 1280x800
+    browser.save_screenshot(str(artifacts / "run.png"))
+    assert console_errors(browser) == []
+
+
+def test_clicking_an_agent_opens_its_audit_numbers_and_back_returns(browser, site, demo, artifacts):
+    open_page(browser, f"{site}/runs/1", ".agents a")
+    browser.find_element(By.CSS_SELECTOR, ".agents a[href='/runs/1/agents/2']").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#agent-episodes table"))
+    assert browser.current_url == f"{site}/runs/1/agents/2"
+    audit = cli_json("audit", "baselines", "--run", "1", "--agent", "2", "--json", "--db", str(demo))["agents"][0]
+    table = browser.find_element(By.CSS_SELECTOR, "#agent-episodes table")
+    assert headers(table)[:6] == ["episode", "stage", "baseline", "survival", "reward", "entropy"]
+    rows = cells(table)
+    assert [int(r[0]) for r in rows] == audit["episodes"]
+    columns = ("curriculum_stage", "baseline_survival_steps", "survival_steps", "action_entropy")
+    for row, (stage, baseline, survival, entropy) in zip(rows, zip(*(audit[c] for c in columns)), strict=True):
+        assert int(row[1]) == stage and int(row[3]) == survival
+        assert same_number(row[2], baseline) and same_number(row[5], entropy)
+    assert len(browser.execute_script(DRAWN_PIXELS)) == 4
+    browser.save_screenshot(str(artifacts / "agent.png"))
+    assert console_errors(browser) == []
+    browser.back()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Run 1")
+    assert browser.current_url == f"{site}/runs/1"
+
+
+def test_clicking_an_agents_row_in_the_heat_map_opens_that_agent(browser, site):
+    open_page(browser, f"{site}/runs/1", "canvas.heatmap")
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas.heatmap")
+    height = canvas.size["height"]
+    # Four agents, four rows: the middle of the last row, measured from the canvas's centre.
+    ActionChains(browser).move_to_element_with_offset(canvas, 0, int(height * 3 / 8)).click().perform()
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/runs/1/agents/3"))
+
+
+def test_the_episode_page_shows_what_replay_json_holds(browser, site, demo, artifacts):
+    open_page(browser, f"{site}/runs/1/episodes/5", "#episode-agents table")
+    envelope = cli_json("replay", "--run", "1", "--episode", "5", "--json", "--db", str(demo))
+    table = browser.find_element(By.CSS_SELECTOR, "#episode-agents table")
+    fields = headers(table)
+    order = FIELD_NAMES[DTO_BY_VERSION[envelope["schema_version"]]]  # the DTO's order (the JSON's keys are sorted)
+    assert fields == [k for k in order if k != "episode"]
+    for row, agent in zip(cells(table), envelope["agents"], strict=True):
+        for shown, field in zip(row, fields, strict=True):
+            assert same_number(shown, agent[field]), (field, shown, agent[field])
+    link = browser.find_element(By.LINK_TEXT, "the envelope as JSON")
+    assert link.get_attribute("href") == f"{site}/api/runs/1/episodes/5"
+    browser.save_screenshot(str(artifacts / "episode.png"))
+    assert console_errors(browser) == []
+
+
+def test_an_unknown_run_is_a_friendly_page(browser, site):
+    open_page(browser, f"{site}/runs/99", "main h1")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    assert "no run 99" in browser.find_element(By.ID, "view").text
+
+
+def test_a_v1_database_renders_its_v1_episodes(browser, tmp_path, processes):
+    db = v1_copy(tmp_path)
+    assert runner.invoke(cli, ["db", "upgrade", "--db", str(db), "--no-backup"]).exit_code == 0
+    base = _serve(db, processes)
+    open_page(browser, f"{base}/runs/1/episodes/1", "#episode-agents table")
+    assert "schema version 1" in browser.find_element(By.ID, "view").text
+    fields = headers(browser.find_element(By.CSS_SELECTOR, "#episode-agents table"))
+    assert "survival_steps" in fields and "visits_bed" not in fields and "action_entropy" not in fields
+    open_page(browser, f"{base}/runs/1", "canvas.heatmap")
+    assert all(count > 100 for count in browser.execute_script(DRAWN_PIXELS))
+    assert console_errors(browser) == []
+
+
+def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser, tmp_path, processes, artifacts):
+    db, live_port = tmp_path / "live.db", free_port()
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--agents", "4", "--device", "cpu",
+         "--db", str(db), "--live", f"127.0.0.1:{live_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(trainer)
+
+    def stored() -> int:
+        if not db.exists():
+            return 0
+        result = runner.invoke(cli, ["runs", "--json", "--db", str(db)])
+        return (
+            json.loads(result.stdout)[0]["episodes"] if result.exit_code == 0 and result.stdout.strip() != "[]" else 0
+        )
+
+    wait_for(lambda: stored() >= 1, "the trainer's first episode")
+    base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
+    open_page(browser, f"{base}/runs/1", "#episode-count")
+    WebDriverWait(browser, 30).until(lambda d: "(connected)" in d.find_element(By.ID, "live-status").text)
+
+    def shown() -> int:
+        return int(browser.find_element(By.ID, "episode-count").text.split()[0])
+
+    first = shown()
+    WebDriverWait(browser, 60).until(lambda d: shown() >= first + 2)  # new episodes, no reload
+    assert browser.find_element(By.ID, "live-status").text.startswith("live: run 1")
+    browser.save_screenshot(str(artifacts / "live.png"))
+    trainer.send_signal(signal.SIGINT)
+    trainer.communicate(timeout=60)
+    WebDriverWait(browser, 30).until(lambda d: "reconnecting" in d.find_element(By.ID, "live-status").text)
+    assert not [e for e in console_errors(browser) if "ws://" not in e["message"]]  # the lost socket may log
+
+
+def test_an_unknown_schema_version_on_the_live_stream_shows_a_banner(browser, demo, processes):
+    hello = {"kind": "hello", "schema_version": 99, "run_id": "future", "run": 1, "num_agents": 4}
+    stream = WebSocketBroadcaster("127.0.0.1", 0, hello=hello).start()
+    try:
+        base = _serve(demo, processes, "--live", stream.url)
+        open_page(browser, f"{base}/runs/1", "canvas.heatmap")
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "banner").is_displayed())
+        text = browser.find_element(By.ID, "banner").text
+        assert "schema version 99" in text and "upgrade townlet" in text
+        assert len(browser.execute_script(DRAWN_PIXELS)) == 4  # the page still works
+    finally:
+        stream.close(drain_timeout=0.2)

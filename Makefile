@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/townlet-telemetry train --episodes 30 --agents 8 --seed 0
+	@echo "Open the demo run in a browser: $(BIN)/townlet-telemetry serve   (then http://127.0.0.1:8000)"
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .

@@ -121,3 +121,25 @@ def test_alembic_from_a_checkout_says_what_it_ran(tmp_path):
     assert "Running upgrade  -> 0001" in result.stderr
     assert f"Running upgrade 0001 -> {HEAD_REVISION}" in result.stderr
     assert list(tmp_path.iterdir()) == [db]
+
+
+@pytest.mark.slow
+def test_the_installed_package_serves_the_dashboard_and_its_vendored_library(installed, tmp_path):
+    static = installed / "townlet" / "web" / "static"
+    for name in ("index.html", "app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css",
+                 "vendor/uPlot.LICENSE"):  # fmt: skip
+        assert (static / name).is_file(), name
+    probe = (
+        "from starlette.testclient import TestClient\n"
+        "from townlet.web.app import STATIC, create_app\n"
+        "client = TestClient(create_app('unused.db'))\n"
+        "script = client.get('/static/vendor/uPlot.iife.min.js')\n"
+        "assert script.status_code == 200\n"
+        "assert script.content == (STATIC / 'vendor' / 'uPlot.iife.min.js').read_bytes()\n"
+        "assert 'app.js' in client.get('/runs/1').text\n"
+        "print(STATIC)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(static)

@@ -107,7 +107,7 @@ def test_ctrl_c_ends_watch_with_a_one_line_summary_and_exit_0(tmp_path, processe
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert out.strip() == f"watched 0 episode(s) of run(s) none from ws://127.0.0.1:{port}"
+    assert out.strip().splitlines()[-1] == f"watched 0 episode(s) of run(s) none from ws://127.0.0.1:{port}"
     assert "Traceback" not in err
 
 

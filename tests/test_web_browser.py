@@ -178,7 +178,9 @@ def test_clicking_an_agent_opens_its_audit_numbers_and_back_returns(browser, sit
     rows = cells(table)
     assert [int(r[0]) for r in rows] == audit["episodes"]
     columns = ("curriculum_stage", "baseline_survival_steps", "survival_steps", "action_entropy")
-    for row, (stage, baseline, survival, entropy) in zip(rows, zip(*(audit[c] for c in columns)), strict=True):
+    for row, (stage, baseline, survival, entropy) in zip(
+        rows, zip(*(audit[c] for c in columns), strict=True), strict=True
+    ):
         assert int(row[1]) == stage and int(row[3]) == survival
         assert same_number(row[2], baseline) and same_number(row[5], entropy)
     assert len(browser.execute_script(DRAWN_PIXELS)) == 4

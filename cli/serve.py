@@ -1,5 +1,6 @@
 """``townlet-telemetry serve``: the web dashboard over the stored runs (and a running trainer's live stream)."""
 
+import contextlib
 import socket
 from typing import Annotated
 
@@ -62,10 +63,9 @@ def serve(
     following = f", following {live}" if live else ""
     console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(create_app(db, live), log_level="warning", lifespan="off"))
-    try:
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal: here it is how a server is stopped.
+    with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn shut down gracefully and re-raised the signal: Ctrl-C is how a server is stopped
     console.print("stopped")
 
 

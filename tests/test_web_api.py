@@ -3,6 +3,7 @@ its matching ``--json`` command prints, bad input is one line of JSON, and nothi
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -77,13 +78,23 @@ def test_an_agent_is_its_baseline_and_visit_audits_and_its_rewards(db, client):
     assert body["episode_reward"] == [row["episode_reward"] for row in exported if row["agent_idx"] == 2]
 
 
-def test_a_run_is_its_row_its_episodes_and_its_baseline_flags(db, client):
+def test_a_run_is_its_row_and_its_episodes(db, client):
     body = client.get("/api/runs/1").json()
     assert body["run"] == json.loads(cli_bytes("runs", "--json", "--db", str(db)))[0]
     assert body["episodes"] == json.loads(cli_bytes("episodes", "--run", "1", "--json", "--db", str(db)))
+
+
+def test_a_runs_flags_are_the_baseline_audits_flags(tmp_path):
+    db = tmp_path / "t.db"
+    train_into(str(db))
+    with sqlite3.connect(db) as connection:  # agent 1 at episode 2: a baseline nobody else has
+        connection.execute("UPDATE agent_snapshots SET baseline_survival_steps = 55.5 WHERE agent_idx = 1 "
+                           "AND episode_pk = (SELECT id FROM episodes WHERE episode = 2)")  # fmt: skip
+    flags = TestClient(create_app(str(db))).get("/api/runs/1/flags").json()
     audit = json.loads(cli_bytes("audit", "baselines", "--run", "1", "--json", "--db", str(db)))
-    assert body["flags"]["thresholds"] == audit["thresholds"]
-    assert body["flags"]["flags"] == [{"agent_idx": a["agent_idx"], **f} for a in audit["agents"] for f in a["flags"]]
+    assert flags["thresholds"] == audit["thresholds"] == {"below": 0.5, "streak": 5}
+    assert flags["flags"] == [{"agent_idx": a["agent_idx"], **f} for a in audit["agents"] for f in a["flags"]]
+    assert {(f["agent_idx"], f["flag"], f["episode"]) for f in flags["flags"]} >= {(1, "baseline-disagrees", 2)}
 
 
 def test_episodes_carry_the_mean_baseline_and_epsilon(db, client):

@@ -156,12 +156,12 @@ def test_the_runs_page_lists_every_run_newest_first(browser, site, artifacts):
 
 def test_the_run_page_draws_its_charts_and_heat_map_without_console_errors(browser, site, artifacts):
     open_page(browser, f"{site}/runs/1", "canvas.heatmap")
-    WebDriverWait(browser, 60).until(lambda d: "every reward matches" in d.find_element(By.ID, "view").text)
+    audits = ("every reward matches", "baseline flags (below 0.5 × baseline for 5 episodes)")
+    WebDriverWait(browser, 60).until(lambda d: all(a in d.find_element(By.ID, "view").text for a in audits))
     drawn = browser.execute_script(DRAWN_PIXELS)
     assert len(drawn) == 4 and all(count > 100 for count in drawn), drawn  # 3 charts and the heat map
     text = browser.find_element(By.ID, "view").text
     assert "8 episodes shown, the last 8" in text and "one cell per agent and episode" in text
-    assert "baseline flags (below 0.5 × baseline for 5 episodes)" in text
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280  # usable at 1280x800
     browser.save_screenshot(str(artifacts / "run.png"))
     assert console_errors(browser) == []

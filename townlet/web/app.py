@@ -89,14 +89,18 @@ class Dashboard:
             return json_response(runs_report(reader.runs()))
 
     def run(self, request: Request) -> Response:
-        """The run's row, its per-episode aggregates (``episodes --json``) and its baseline flags."""
-        run = _integer(request, "run", minimum=1)
+        """The run's row (``runs --json``) and its per-episode aggregates (``episodes --json``)."""
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            episodes = episodes_report(reader.episodes(chosen))
+        return json_response({"run": chosen._asdict(), "episodes": episodes})
+
+    def flags(self, request: Request) -> Response:
+        """The run's ``audit baselines`` flags at the CLI's default thresholds, without the trajectories."""
         thresholds = Thresholds()
         with self.reader() as reader:
-            chosen = reader.run(run)
-            episodes = episodes_report(reader.episodes(chosen))
-            flags = flags_report(chosen, thresholds, baselines_audits(reader, chosen, thresholds))
-        return json_response({"run": chosen._asdict(), "episodes": episodes, "flags": flags})
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            return json_response(flags_report(chosen, thresholds, baselines_audits(reader, chosen, thresholds)))
 
     def episodes(self, request: Request) -> Response:
         with self.reader() as reader:
@@ -180,6 +184,7 @@ def create_app(db: str, live: str | None = None) -> Starlette:
         ("/api/runs/{run}", board.run),
         ("/api/runs/{run}/episodes", board.episodes),
         ("/api/runs/{run}/heatmap", board.heatmap),
+        ("/api/runs/{run}/flags", board.flags),
         ("/api/runs/{run}/rewards", board.rewards),
         ("/api/runs/{run}/agents/{agent}", board.agent),
         ("/api/runs/{run}/episodes/{episode}", board.episode),

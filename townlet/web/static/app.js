@@ -195,7 +195,7 @@ function aggregate(envelope) {
 }
 
 async function runPage(runId) {
-  const { run, episodes, flags } = await api(`/api/runs/${runId}`);
+  const { run, episodes } = await api(`/api/runs/${runId}`);
   breadcrumbs(link("/", "runs"), el("span", { text: `run ${run.id}` }));
   const s = runSeries(episodes);
   const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 24);
@@ -236,14 +236,21 @@ async function runPage(runId) {
       ? `reward audit: ${r.mismatches.length} of ${r.checked} rewards do not match RewardStrategy`
       : `reward audit: ${r.checked} rewards checked, every reward matches`;
   }).catch((error) => { audit.textContent = `reward audit failed: ${error.message}`; });
-  const t = flags.thresholds;
-  view.append(el("p", { class: "muted", text: `baseline flags (below ${t.below} × baseline for ${t.streak} episodes): ` +
-    (flags.flags.length ? `${flags.flags.length} raised` : "none raised") }));
-  if (flags.flags.length) {
-    view.append(el("div", { class: "scroll" }, table(["agent", "flag", "episode", "detail"], flags.flags.slice(0, 500).map((f) => ({
-      agent: f.agent_idx, cells: [link(`/runs/${runId}/agents/${f.agent_idx}`, f.agent_idx), f.flag, f.episode, f.detail] })),
-    (row) => go(`/runs/${runId}/agents/${row.agent}`))));
-  }
+  const flagBox = el("div", {}, el("p", { class: "muted", text: "baseline flags: checking…" }));
+  view.append(flagBox);
+  api(`/api/runs/${runId}/flags`).then((flags) => {
+    const t = flags.thresholds;
+    const shown = flags.flags.slice(0, 500);
+    flagBox.replaceChildren(el("p", { class: flags.flags.length ? "bad" : "ok", id: "flag-summary",
+      text: `baseline flags (below ${t.below} × baseline for ${t.streak} episodes): ` +
+        (flags.flags.length ? `${flags.flags.length} raised` + (shown.length < flags.flags.length ? `, the first ${shown.length} listed` : "")
+          : "none raised") }));
+    if (shown.length) {
+      flagBox.append(el("div", { class: "scroll" }, table(["agent", "flag", "episode", "detail"], shown.map((f) => ({
+        agent: f.agent_idx, cells: [link(`/runs/${runId}/agents/${f.agent_idx}`, f.agent_idx), f.flag, f.episode, f.detail] })),
+      (row) => go(`/runs/${runId}/agents/${row.agent}`))));
+    }
+  }).catch((error) => { flagBox.textContent = `baseline flags failed: ${error.message}`; });
   const agents = el("p", { class: "agents" });
   for (let a = 0; a < run.num_agents; a++) agents.append(link(`/runs/${runId}/agents/${a}`, a));
   const last = s.episode.length ? s.episode[s.episode.length - 1] : null;

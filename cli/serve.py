@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from townlet import defaults
 from townlet.errors import TelemetryError
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
@@ -22,6 +23,14 @@ def serve(
         str, typer.Option("--host", help="Address to listen on; anything but loopback is reachable by others.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.", min=0, max=65535)] = 8000,
+    audits_above: Annotated[
+        int,
+        typer.Option(
+            "--audits-above",
+            help="Runs with more agent rows than this get a button for the audits instead of running them at once.",
+            min=0,
+        ),
+    ] = defaults.AUDITS_ABOVE,
     live: Annotated[
         str | None,
         typer.Option(
@@ -34,9 +43,10 @@ def serve(
     Pages: the runs; a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
     agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
     episode's agents and its exact envelope. With --live the run page appends episodes as the trainer
-    finishes them. The JSON endpoints under /api answer what the matching --json commands print
-    (docs/telemetry_schema.md). The server never writes the database; the page loads nothing from
-    other sites.
+    finishes them. The reward audit and the baseline flags read every agent row: on a run bigger than
+    --audits-above rows the page runs them when asked. The JSON endpoints under /api answer what the
+    matching --json commands print (docs/telemetry_schema.md). The server never writes the database; the
+    page loads nothing from other sites.
 
     Example: townlet-telemetry serve --db townlet.db --live ws://127.0.0.1:8765
     """
@@ -62,7 +72,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     following = f", following {live}" if live else ""
     console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(create_app(db, live), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(create_app(db, live, audits_above), log_level="warning", lifespan="off"))
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal: here it is how a server is stopped.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])

@@ -198,3 +198,22 @@ def test_the_read_endpoints_on_postgresql_answer_what_the_commands_print(db_url)
     heat = client.get("/api/runs/1/heatmap").json()
     assert (heat["rows"], heat["columns"]) == (AGENTS, 3)
     assert client.get("/api/runs/1/agents/1").json()["baselines"]["agents"][0]["agent_idx"] == 1
+
+
+def test_run_answers_are_fresh_when_the_run_grows(tmp_path):
+    db = tmp_path / "t.db"
+    train_into(str(db), episodes=2)
+    client = TestClient(create_app(str(db)))
+    assert [e["episode"] for e in client.get("/api/runs/1").json()["episodes"]] == [1, 2]
+    assert client.get("/api/runs/1/heatmap").json()["columns"] == 2
+    resumed = runner.invoke(cli, ["train", "--episodes", "1", "--device", "cpu", "--db", str(db), "--resume", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [e["episode"] for e in client.get("/api/runs/1").json()["episodes"]] == [1, 2, 3]
+    assert client.get("/api/runs/1/heatmap").json()["columns"] == 3
+    assert client.get("/api/runs/1/rewards").json()["checked"] == 3 * AGENTS
+
+
+def test_big_answers_are_compressed_for_browsers_that_accept_it(client):
+    response = client.get("/api/runs/1/episodes", headers={"Accept-Encoding": "gzip"})
+    assert response.headers.get("content-encoding") == "gzip"
+    assert response.content == client.get("/api/runs/1/episodes", headers={"Accept-Encoding": "identity"}).content

@@ -1,5 +1,5 @@
-"""The built-in ``[training]`` defaults, standard library only: ``TrainingConfig`` takes them from here,
-and ``train --help`` shows them without importing the config machinery (every CLI start pays for imports)."""
+"""Built-in defaults that ``--help`` shows, standard library only (every CLI start pays for imports): the
+``[training]`` table (``TrainingConfig`` takes them from here) and the dashboard's audit threshold."""
 
 EPISODES = 30
 AGENTS = 8
@@ -7,3 +7,6 @@ SEED = 0
 DEVICE = "auto"
 THREADS = 1  # torch intra-op threads: measured fastest at 8, 64 and 1024 agents (townlet/training/threads.py)
 WRITE_QUEUE = 16
+
+#: ``serve``: runs with more agent rows than this get a button for the audits instead of running them at once.
+AUDITS_ABOVE = 2_000_000

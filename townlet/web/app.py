@@ -6,6 +6,8 @@ the envelope's encoder, so an endpoint and its command carry the same bytes. The
 are static files inside the package. Every response forbids third-party scripts (Content-Security-Policy).
 """
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -30,9 +33,10 @@ from townlet.audit.reports import (
     visits_audits,
     visits_report,
 )
+from townlet.defaults import AUDITS_ABOVE
 from townlet.errors import TelemetryError
 from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, RunNotFound
-from townlet.persistence.reader import TelemetryReader
+from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import DTO_BY_VERSION
 from townlet.telemetry.payloads import build_envelope, encode
 from townlet.web.heatmap import survival_heatmap
@@ -70,19 +74,45 @@ def _query_integer(request: Request, name: str, default: int, maximum: int) -> i
 
 
 class Dashboard:
-    """Owns the database location and the live stream address the page is served with."""
+    """Owns the database location, the live stream address the page is served with, and a small cache of
+    the run-wide answers that read every agent row (kept per run and per episode count, so a run that grows
+    is answered afresh; only in memory: the server never writes the database)."""
 
-    def __init__(self, db: str, live: str | None = None) -> None:
-        self.db, self.live = db, live
+    def __init__(
+        self, db: str, live: str | None = None, audits_above: int = AUDITS_ABOVE, cache_size: int = 32
+    ) -> None:
+        self.db, self.live, self.audits_above = db, live, audits_above
+        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def reader(self) -> TelemetryReader:
         return TelemetryReader(self.db)
+
+    def cached(self, request: Request, answer: Callable[[TelemetryReader, RunSummary], Any], *key: Any) -> Response:
+        """The run's answer from the cache when the run has not changed since, else computed and kept."""
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            full_key = (answer.__name__, chosen, *key)  # the whole runs row: a new episode or status is a new key
+            with self._lock:
+                body = self._cache.get(full_key)
+                if body is not None:
+                    self._cache.move_to_end(full_key)
+            if body is None:
+                body = encode(answer(reader, chosen)) + b"\n"
+                with self._lock:
+                    self._cache[full_key] = body
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+        return Response(body, media_type="application/json")
 
     # -- endpoints ---------------------------------------------------------------------------
 
     def config(self, request: Request) -> Response:
         known = sorted(DTO_BY_VERSION)
-        return json_response({"live": self.live, "schema_versions": known, "version": __version__})
+        return json_response(
+            {"audits_above": self.audits_above, "live": self.live, "schema_versions": known, "version": __version__}
+        )
 
     def runs(self, request: Request) -> Response:
         with self.reader() as reader:
@@ -90,34 +120,38 @@ class Dashboard:
 
     def run(self, request: Request) -> Response:
         """The run's row (``runs --json``) and its per-episode aggregates (``episodes --json``)."""
-        with self.reader() as reader:
-            chosen = reader.run(_integer(request, "run", minimum=1))
-            episodes = episodes_report(reader.episodes(chosen))
-        return json_response({"run": chosen._asdict(), "episodes": episodes})
+
+        def run_summary(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
+            return {"run": run._asdict(), "episodes": episodes_report(reader.episodes(run))}
+
+        return self.cached(request, run_summary)
 
     def flags(self, request: Request) -> Response:
         """The run's ``audit baselines`` flags at the CLI's default thresholds, without the trajectories."""
-        thresholds = Thresholds()
-        with self.reader() as reader:
-            chosen = reader.run(_integer(request, "run", minimum=1))
-            return json_response(flags_report(chosen, thresholds, baselines_audits(reader, chosen, thresholds)))
+
+        def flags(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
+            thresholds = Thresholds()
+            return flags_report(run, thresholds, baselines_audits(reader, run, thresholds))
+
+        return self.cached(request, flags)
 
     def episodes(self, request: Request) -> Response:
-        with self.reader() as reader:
-            chosen = reader.run(_integer(request, "run", minimum=1))
-            return json_response(episodes_report(reader.episodes(chosen)))
+        def episodes(reader: TelemetryReader, run: RunSummary) -> list[dict[str, Any]]:
+            return episodes_report(reader.episodes(run))
+
+        return self.cached(request, episodes)
 
     def heatmap(self, request: Request) -> Response:
         columns = _query_integer(request, "columns", DEFAULT_COLUMNS, MAX_COLUMNS)
         rows = _query_integer(request, "rows", MAX_ROWS, MAX_ROWS)
-        with self.reader() as reader:
-            chosen = reader.run(_integer(request, "run", minimum=1))
-            return json_response(survival_heatmap(reader, chosen, columns=columns, rows=rows))
+
+        def heatmap(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
+            return survival_heatmap(reader, run, columns=columns, rows=rows)
+
+        return self.cached(request, heatmap, columns, rows)
 
     def rewards(self, request: Request) -> Response:
-        with self.reader() as reader:
-            chosen = reader.run(_integer(request, "run", minimum=1))
-            return json_response(rewards_report(reader, chosen))
+        return self.cached(request, rewards_report)
 
     def agent(self, request: Request) -> Response:
         """One agent at full resolution: ``audit baselines --agent``, ``audit visits --agent``, its rewards."""
@@ -175,9 +209,9 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(db: str, live: str | None = None) -> Starlette:
+def create_app(db: str, live: str | None = None, audits_above: int = AUDITS_ABOVE) -> Starlette:
     """The dashboard for the database ``db`` (a path or URL), following the live stream ``live`` if given."""
-    board = Dashboard(db, live)
+    board = Dashboard(db, live, audits_above)
     api: list[tuple[str, Callable[[Request], Response]]] = [
         ("/api/config", board.config),
         ("/api/runs", board.runs),
@@ -197,6 +231,7 @@ def create_app(db: str, live: str | None = None) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, live=live)],
+        # gzip: a 10-million-row run's per-episode series (10 000 episodes) ships in a few hundred KB.
+        middleware=[Middleware(SecurityHeaders, live=live), Middleware(GZipMiddleware, minimum_size=1024)],
         exception_handlers={TelemetryError: _errors, 404: _not_found},
     )

@@ -13,7 +13,8 @@ const banner = document.getElementById("banner");
 const liveStatus = document.getElementById("live-status");
 
 // What the server says about itself: the live stream address and the schema versions it knows.
-let CONFIG = { live: null, schema_versions: [1, 2] };
+// Runs with more agent rows than `audits_above` show a button for the audits instead of running them at once.
+let CONFIG = { live: null, schema_versions: [1, 2], audits_above: 2000000 };
 // The agent-record fields of each schema version, in the envelope's order (docs/telemetry_schema.md).
 const V1_FIELDS = ["agent_idx", "episode", "survival_steps", "baseline_survival_steps", "episode_reward", "epsilon",
   "curriculum_stage", "death_cause", "meter_energy", "meter_hygiene", "meter_satiation", "meter_money"];
@@ -229,15 +230,35 @@ async function runPage(runId) {
   heatmap(heat, runId, Math.min(1200, view.clientWidth || 1200));
 
   const audit = el("p", { class: "muted", text: "reward audit: checking…" });
-  view.append(el("h2", { text: "audits" }), audit);
+  const flagBox = el("div", {}, el("p", { class: "muted", text: "baseline flags: checking…" }));
+  view.append(el("h2", { text: "audits" }), audit, flagBox);
+  const rows = run.episodes * run.num_agents;
+  if (rows > CONFIG.audits_above) {
+    // Both audits read every agent row: on a big run they take minutes, so they run when asked.
+    const start = el("button", { type: "button", id: "run-audits",
+      text: `run the audits (they read all ${rows.toLocaleString()} agent rows)` });
+    start.addEventListener("click", () => { start.remove(); runAudits(runId, audit, flagBox); });
+    audit.replaceChildren(start);
+    flagBox.replaceChildren();
+  } else {
+    runAudits(runId, audit, flagBox);
+  }
+  const agents = el("p", { class: "agents" });
+  for (let a = 0; a < run.num_agents; a++) agents.append(link(`/runs/${runId}/agents/${a}`, a));
+  const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
+  view.append(el("h2", { text: "agents" }), agents, el("h2", { text: "episodes" }),
+    last ? el("p", {}, "last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)) : el("p", { text: "none yet" }));
+}
+
+function runAudits(runId, audit, flagBox) {
+  audit.textContent = "reward audit: checking…";
   api(`/api/runs/${runId}/rewards`).then((r) => {
     audit.className = r.mismatches.length ? "bad" : "ok";
     audit.textContent = r.mismatches.length
       ? `reward audit: ${r.mismatches.length} of ${r.checked} rewards do not match RewardStrategy`
       : `reward audit: ${r.checked} rewards checked, every reward matches`;
   }).catch((error) => { audit.textContent = `reward audit failed: ${error.message}`; });
-  const flagBox = el("div", {}, el("p", { class: "muted", text: "baseline flags: checking…" }));
-  view.append(flagBox);
+  flagBox.replaceChildren(el("p", { class: "muted", text: "baseline flags: checking…" }));
   api(`/api/runs/${runId}/flags`).then((flags) => {
     const t = flags.thresholds;
     const shown = flags.flags.slice(0, 500);
@@ -251,11 +272,6 @@ async function runPage(runId) {
       (row) => go(`/runs/${runId}/agents/${row.agent}`))));
     }
   }).catch((error) => { flagBox.textContent = `baseline flags failed: ${error.message}`; });
-  const agents = el("p", { class: "agents" });
-  for (let a = 0; a < run.num_agents; a++) agents.append(link(`/runs/${runId}/agents/${a}`, a));
-  const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
-  view.append(el("h2", { text: "agents" }), agents, el("h2", { text: "episodes" }),
-    last ? el("p", {}, "last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)) : el("p", { text: "none yet" }));
 }
 
 // Colour of a survival value between 0 and `top`: dark blue (short) to yellow (long).

@@ -196,6 +196,10 @@ function aggregate(envelope) {
 }
 
 async function runPage(runId) {
+  // Both read every agent row of the run: ask for the heat map at once, not after the summary arrives.
+  const heatWidth = Math.min(1200, view.clientWidth || 1200);
+  const heatData = api(`/api/runs/${runId}/heatmap?columns=${Math.max(1, Math.floor(heatWidth))}&rows=64`);
+  heatData.catch(() => {});  // a failure is shown where the heat map goes
   const { run, episodes } = await api(`/api/runs/${runId}`);
   breadcrumbs(link("/", "runs"), el("span", { text: `run ${run.id}` }));
   const s = runSeries(episodes);
@@ -227,7 +231,9 @@ async function runPage(runId) {
   // Heat map: the server averages agents and episodes into at most what this canvas can show.
   const heat = el("div");
   view.append(el("h2", { text: "survival heat map (agents × episodes)" }), heat);
-  heatmap(heat, runId, Math.min(1200, view.clientWidth || 1200));
+  heatmap(heat, runId, heatWidth, heatData).catch((error) => {
+    heat.replaceChildren(el("p", { class: "bad", text: `heat map failed: ${error.message}` }));
+  });
 
   const audit = el("p", { class: "muted", text: "reward audit: checking…" });
   const flagBox = el("div", {}, el("p", { class: "muted", text: "baseline flags: checking…" }));
@@ -281,8 +287,8 @@ function heatColour(value, top) {
   return [Math.round(40 + 215 * t), Math.round(30 + 200 * t), Math.round(120 - 80 * t)];
 }
 
-async function heatmap(parent, runId, width) {
-  const map = await api(`/api/runs/${runId}/heatmap?columns=${Math.max(1, Math.floor(width))}&rows=64`);
+async function heatmap(parent, runId, width, request) {
+  const map = await request;
   if (!map.columns) { parent.replaceChildren(el("p", { text: "no episodes yet" })); return; }
   const cellW = Math.max(1, Math.floor(width / map.columns));
   const cellH = Math.max(3, Math.min(12, Math.floor(320 / map.rows)));

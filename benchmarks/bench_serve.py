@@ -18,13 +18,14 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_read import build
+from bench_read import bench_database  # noqa: E402 (the benchmarks folder is not a package)
 
 CLI = str(Path(sys.executable).with_name("townlet-telemetry"))
 
@@ -59,19 +60,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(db: Path) -> tuple[subprocess.Popen, str]:
+@contextmanager
+def serving(db: Path) -> Iterator[str]:
+    """A freshly started ``serve`` process (nothing cached); its base URL once it answers."""
     port = free_port()
     proc = subprocess.Popen([CLI, "serve", "--db", str(db), "--port", str(port)], stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/config", timeout=5).read()
-            return proc, base
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/config", timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield base
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def get(url: str) -> tuple[float, int]:
@@ -127,10 +135,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=3, help="server starts for the cold timings")
     parser.add_argument("--audits", action="store_true", help="also the reward audit and flags (minutes each)")
     args = parser.parse_args()
-    db = Path(tempfile.gettempdir()) / f"townlet-bench-read-{args.agents}x{args.episodes}.db"
-    if not db.exists():
-        print(f"building {db} ({args.agents * args.episodes:,} agent rows) ...", file=sys.stderr)
-        build(db, args.agents, args.episodes)
+    db = bench_database(args.agents, args.episodes)
     agent, episode = args.agents // 3, args.episodes // 2
     endpoints = [
         ("runs", "/api/runs", args.repeat),
@@ -147,14 +152,9 @@ def main() -> None:
         for name, path, _ in endpoints:
             if attempt and name in ("reward audit", "baseline flags"):
                 continue
-            proc, base = start(db)
-            try:
+            with serving(db) as base:
                 cold[name].append(get(base + path)[0])
-            finally:
-                proc.kill()
-                proc.wait()
-    proc, base = start(db)
-    try:
+    with serving(db) as base:
         print(f"{'endpoint':18s} {'cold':>9s} {'warm p50':>9s} {'warm p95':>9s} {'n':>3s} {'bytes':>11s}")
         warm: dict[str, float] = {}
         for name, path, repeat in endpoints:
@@ -173,15 +173,8 @@ def main() -> None:
                   f"ratio {min(cold[name]) / t_bare:.2f}x; warm {warm[name] * 1e3:.0f} ms, "
                   f"ratio {warm[name] / t_bare:.2f}x (target <= 3x)")  # fmt: skip
         print(f"run page drawn (3 charts + heat map), server warm: {page_draw(base):.2f} s (target <= 1.5 s)")
-    finally:
-        proc.kill()
-        proc.wait()
-    proc, base = start(db)
-    try:
+    with serving(db) as base:
         print(f"run page drawn, freshly started server (nothing cached): {page_draw(base, tries=1):.2f} s")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_read import bench_database  # noqa: E402 (the benchmarks folder is not a package)
+from bench_read import bench_database  # the benchmarks folder is not a package: found through sys.path
 
 CLI = str(Path(sys.executable).with_name("townlet-telemetry"))
 

@@ -267,6 +267,17 @@ def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser
     trainer.send_signal(signal.SIGINT)
     trainer.communicate(timeout=60)
     WebDriverWait(browser, 30).until(lambda d: "reconnecting" in d.find_element(By.ID, "live-status").text)
+    before_restart = shown()
+    resumed = subprocess.Popen(  # the trainer comes back on the same address: the page follows it again
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--device", "cpu",
+         "--db", str(db), "--resume", "1", "--live", f"127.0.0.1:{live_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(resumed)
+    WebDriverWait(browser, 60).until(lambda d: "(connected)" in d.find_element(By.ID, "live-status").text)
+    WebDriverWait(browser, 60).until(lambda d: shown() >= before_restart + 2)
+    resumed.send_signal(signal.SIGINT)
+    resumed.communicate(timeout=60)
     assert not [e for e in console_errors(browser) if "ws://" not in e["message"]]  # the lost socket may log
 
 

@@ -83,3 +83,15 @@ def test_it_serves_until_ctrl_c_and_warns_when_reachable_from_other_machines(db,
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_a_newer_database_is_refused_naming_the_upgrade_of_townlet(db, tmp_path):
+    import shutil
+
+    from townlet.persistence.revisions import VERSION_TABLE
+
+    newer = tmp_path / "newer.db"
+    shutil.copy(db, newer)
+    with sqlite3.connect(newer) as connection:
+        connection.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
+    refused(["--db", str(newer)], "database is at revision 0099, newer than this townlet", "upgrade townlet")

@@ -1,5 +1,6 @@
 """``townlet-telemetry serve`` as a process: it refuses what it cannot serve in one line, before listening."""
 
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import free_port, v1_copy, wait_for
+from townlet.persistence.revisions import VERSION_TABLE
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -86,10 +88,6 @@ def test_it_serves_until_ctrl_c_and_warns_when_reachable_from_other_machines(db,
 
 
 def test_a_newer_database_is_refused_naming_the_upgrade_of_townlet(db, tmp_path):
-    import shutil
-
-    from townlet.persistence.revisions import VERSION_TABLE
-
     newer = tmp_path / "newer.db"
     shutil.copy(db, newer)
     with sqlite3.connect(newer) as connection:

@@ -162,6 +162,11 @@ def test_the_live_stream_is_the_only_other_place_the_page_may_connect_to(db):
     assert client.get("/api/config").json()["live"] == "ws://127.0.0.1:8765"
 
 
+def test_a_missing_static_file_is_a_plain_404_not_the_page(client):
+    response = client.get("/static/nothing.js")
+    assert response.status_code == 404 and "no such file: /static/nothing.js" in response.text
+
+
 def test_the_chart_library_is_served_from_the_package_with_its_licence(client):
     script = client.get("/static/vendor/uPlot.iife.min.js")
     assert script.status_code == 200

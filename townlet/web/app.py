@@ -184,8 +184,11 @@ def _errors(request: Request, exc: Exception) -> Response:
 
 
 def _not_found(request: Request, exc: Exception) -> Response:
-    if request.url.path.startswith("/api/"):
-        return json_response({"error": f"no such endpoint: {request.url.path}"}, 404)
+    path = request.url.path
+    if path.startswith("/api/"):
+        return json_response({"error": f"no such endpoint: {path}"}, 404)
+    if path.startswith("/static/"):
+        return Response(f"no such file: {path}\n", 404, media_type="text/plain")
     return FileResponse(STATIC / "index.html", media_type="text/html")  # the page says what is missing
 
 

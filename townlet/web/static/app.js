@@ -63,6 +63,8 @@ async function api(path) {
   return body;
 }
 
+let liveBanner = "";  // a refusal of the live stream stays up across pages; a page's own banner does not
+
 function showBanner(text) {
   banner.textContent = text;
   banner.hidden = !text;
@@ -95,6 +97,7 @@ let current = null;  // the page on screen, for the live stream to update
 
 async function render() {
   current = null;
+  showBanner(liveBanner);
   view.replaceChildren(el("p", { class: "muted", text: "loading…" }));
   crumbs.replaceChildren();
   const path = location.pathname.replace(/\/+$/, "") || "/";
@@ -373,8 +376,9 @@ function follow(url) {
       const message = JSON.parse(event.data);
       // Check the version before reading anything else; refuse what this page does not know.
       if (!CONFIG.schema_versions.includes(message.schema_version)) {
-        showBanner(`The trainer at ${url} sends telemetry schema version ${message.schema_version}; this page reads ` +
-          `${CONFIG.schema_versions.join(", ")}: upgrade townlet. Its messages are ignored.`);
+        liveBanner = `The trainer at ${url} sends telemetry schema version ${message.schema_version}; this page reads ` +
+          `${CONFIG.schema_versions.join(", ")}: upgrade townlet. Its messages are ignored.`;
+        showBanner(liveBanner);
         return;
       }
       if (message.kind === "hello") {

@@ -12,14 +12,12 @@ from typer.exceptions import Abort
 from townlet.errors import TelemetryError
 from townlet_cli import audit, db
 from townlet_cli.export import export
+from townlet_cli.options import INTERRUPTED
 from townlet_cli.replay import replay
 from townlet_cli.runs import episodes, runs
 from townlet_cli.serve import serve
 from townlet_cli.train import train
 from townlet_cli.watch import watch
-
-#: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED = 130
 
 
 def error_line(message: str) -> None:

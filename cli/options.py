@@ -8,6 +8,8 @@ from townlet.persistence.location import DB_ENV_VAR, DEFAULT_DB
 
 #: The largest integer a database column (a 64-bit signed integer) can hold: every integer option's bound.
 INT64_MAX = 2**63 - 1
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 DbOption = Annotated[
     str,

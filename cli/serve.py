@@ -9,12 +9,12 @@ import typer
 from townlet import defaults
 from townlet.errors import TelemetryError
 from townlet_cli.console import make_console
+from townlet_cli.network import require_websocket_url, warn_if_reachable
 from townlet_cli.options import DEFAULT, DbOption
-from townlet_cli.train import is_loopback
 
 
 class ServeError(TelemetryError):
-    """The dashboard could not start (address in use, a bad --live URL)."""
+    """The dashboard could not start (its address is in use or cannot be bound)."""
 
 
 def serve(
@@ -55,14 +55,9 @@ def serve(
     with TelemetryReader(db) as reader:  # refuse a missing, foreign, older or newer database now, in one line
         label = reader.label
     if live is not None:
-        _check_live_url(live)
+        require_websocket_url(live, "--live")
     console = make_console()
-    if not is_loopback(host):
-        console.print(
-            f"warning: --host {host} is reachable from other machines and the dashboard is unauthenticated: "
-            "anyone who can reach it can read every run; prefer 127.0.0.1",
-            style="yellow",
-        )
+    warn_if_reachable(console, "--host", host, "dashboard", "run")
     sock = _bind(host, port)
     import uvicorn
 
@@ -77,16 +72,6 @@ def serve(
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     console.print("stopped")
-
-
-def _check_live_url(live: str) -> None:
-    from websockets.exceptions import InvalidURI
-    from websockets.uri import parse_uri
-
-    try:
-        parse_uri(live)
-    except InvalidURI:
-        raise ServeError(f"--live {live!r} is not a websocket URL: use e.g. ws://127.0.0.1:8765") from None
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ from townlet.errors import TelemetryError
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
+from townlet_cli.network import require_websocket_url
 from townlet_cli.options import INT64_MAX
 
 if TYPE_CHECKING:
@@ -77,13 +78,7 @@ def watch(
 
     Example: townlet-telemetry train --live 127.0.0.1:8765 & townlet-telemetry watch ws://127.0.0.1:8765
     """
-    from websockets.exceptions import InvalidURI
-    from websockets.uri import parse_uri
-
-    try:
-        parse_uri(url)
-    except InvalidURI:
-        raise LiveConnectionError(f"{url!r} is not a websocket URL: use e.g. ws://127.0.0.1:8765") from None
+    require_websocket_url(url)
     status = make_console(stderr=as_json)  # with --json, stdout carries only envelopes
     viewer = _Viewer(status, max_rows, as_json=as_json, table=status.is_terminal and not as_json)
     try:

@@ -19,7 +19,7 @@ from townlet.errors import DeviceError, TelemetryError
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
-from townlet.persistence.writer import BackgroundWriter, ignore, never
+from townlet.persistence.writer import ATTEMPT_BUSY_MS, BackgroundWriter, ignore, never
 from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
@@ -177,7 +177,7 @@ class TrainingSession:
         deadline = time.monotonic() + STATUS_PATIENCE_S
         while True:
             try:
-                self.store.set_run_status(result.run, result.status, busy_timeout_ms=500)
+                self.store.set_run_status(result.run, result.status, busy_timeout_ms=ATTEMPT_BUSY_MS)
                 return True
             except DatabaseRetryable:
                 if time.monotonic() >= deadline:

@@ -7,13 +7,15 @@ import typer
 
 from townlet import defaults
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
+from townlet_cli.network import warn_if_reachable
+from townlet_cli.options import DEFAULT, INT64_MAX, INTERRUPTED, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from townlet.training.interrupt import StopAfterEpisode
     from townlet.training.loop import EpisodeReport
-    from townlet.training.session import SessionResult
+    from townlet.training.session import SessionResult, TrainingSession
 
 
 def train(
@@ -91,8 +93,6 @@ def train(
     explicit = {f"training.{k}" for k, v in flags.items() if v is not None}
     if config is not None:
         explicit |= keys_set_by(config)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from townlet.telemetry.live import parse_address
 
     live_address = parse_address(live) if live is not None else None
@@ -100,12 +100,8 @@ def train(
     from townlet.training.session import TrainingSession
 
     console = make_console()
-    if live_address is not None and not is_loopback(live_address[0]):
-        console.print(
-            f"warning: --live {live_address[0]} is reachable from other machines and the stream is "
-            "unauthenticated: anyone who can reach it can read every episode; prefer 127.0.0.1",
-            style="yellow",
-        )
+    if live_address is not None:
+        warn_if_reachable(console, "--live", live_address[0], "stream", "episode")
     session = TrainingSession(
         settings,
         db=db,
@@ -122,6 +118,25 @@ def train(
         f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
+    with StopAfterEpisode() as stop:
+        result = _train_with_progress(session, stop, console)
+        _print_summary(console, result)
+        if stop.requested:
+            status = f"marked {result.status}" if result.status_saved else "status not saved"
+            unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
+            typer.echo(
+                f"interrupted by Ctrl-C: run {result.run} {status}, {result.written} episodes written{unwritten}",
+                err=True,
+            )
+    if stop.requested:
+        raise typer.Exit(code=INTERRUPTED)
+
+
+def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", console: "Console") -> "SessionResult":
+    """Run the session under a progress bar; returns once training has ended and Ctrl-C is settled."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    t = session.config.training
     columns = (
         TextColumn("[bold]episode"),
         MofNCompleteColumn(),
@@ -133,7 +148,7 @@ def train(
         TimeElapsedColumn(),
         TextColumn("[yellow]{task.fields[database]}"),
     )
-    with StopAfterEpisode() as stop, Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console) as progress:
         task = progress.add_task(
             "train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1, database=""
         )
@@ -168,26 +183,8 @@ def train(
         except KeyboardInterrupt:  # the second Ctrl-C: the session has flushed what it could and closed
             result = session.result
             stop.requested = True
-    _print_summary(console, result)
-    if stop.requested:
-        status = f"marked {result.status}" if result.status_saved else "status not saved"
-        unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
-        typer.echo(
-            f"interrupted by Ctrl-C: run {result.run} {status}, {result.written} episodes written{unwritten}", err=True
-        )
-        raise typer.Exit(code=130)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) only listens on this machine."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        stop.settle()  # a late Ctrl-C must not cut the bar's last frame or the summary in half
+    return result
 
 
 def _print_summary(console: "Console", result: "SessionResult") -> None:

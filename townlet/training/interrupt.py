@@ -10,12 +10,19 @@ class StopAfterEpisode:
 
     def __init__(self) -> None:
         self.requested = False
+        self._settled = False
         self._previous: object = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._settled:
+            return  # training is over: the summary is printed whole, whatever is pressed meanwhile
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+
+    def settle(self) -> None:
+        """Training has ended: from now until the handler is restored, Ctrl-C changes nothing."""
+        self._settled = True
 
     def __call__(self) -> bool:
         return self.requested

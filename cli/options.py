@@ -4,10 +4,8 @@ from typing import Annotated
 
 import typer
 
-from townlet.persistence.location import DB_ENV_VAR, DEFAULT_DB
+from townlet.persistence.location import DB_ENV_VAR, DEFAULT_DB, INT64_MAX  # INT64_MAX: every integer option's bound
 
-#: The largest integer a database column (a 64-bit signed integer) can hold: every integer option's bound.
-INT64_MAX = 2**63 - 1
 #: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
 

@@ -13,6 +13,8 @@ from townlet.persistence.errors import DatabaseNotFound, DatabaseUnavailable
 DEFAULT_DB = "townlet.db"
 DB_ENV_VAR = "TOWNLET_DB"
 BUSY_TIMEOUT_MS = 30_000
+#: The largest integer a database column (a 64-bit signed integer) can hold: the bound of every id a user types.
+INT64_MAX = 2**63 - 1
 
 
 def default_db() -> str:

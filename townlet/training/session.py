@@ -17,6 +17,7 @@ from townlet.config import TownletConfig, config_from_mapping, with_overrides
 from townlet.devices import resolve_device
 from townlet.errors import DeviceError, TelemetryError
 from townlet.persistence.errors import DatabaseRetryable
+from townlet.persistence.location import INT64_MAX
 from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import ATTEMPT_BUSY_MS, BackgroundWriter, ignore, never
@@ -205,7 +206,7 @@ STATUS_PATIENCE_S = 2.0
 def _build_trainer(config: TownletConfig, device: torch.device, *, stage: int, first: int) -> Trainer:
     """The trainer, or a one-line error when its tensors do not fit in memory (``--agents`` too large)."""
     # A resumed run continues with a fresh seed stream: seed + (first episode - 1).
-    seeded = with_overrides(config, "training", seed=(config.training.seed + first - 1) % 2**63)
+    seeded = with_overrides(config, "training", seed=(config.training.seed + first - 1) % (INT64_MAX + 1))
     try:
         return Trainer(seeded, device, stage=stage)
     except (MemoryError, RuntimeError) as exc:

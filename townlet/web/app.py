@@ -36,6 +36,7 @@ from townlet.audit.reports import (
 from townlet.defaults import AUDITS_ABOVE
 from townlet.errors import TelemetryError
 from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, RunNotFound
+from townlet.persistence.location import INT64_MAX
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import DTO_BY_VERSION
 from townlet.telemetry.payloads import build_envelope, encode
@@ -62,8 +63,8 @@ def _integer(request: Request, name: str, *, minimum: int = 0) -> int:
         value = int(raw)
     except (TypeError, ValueError):
         raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if not minimum <= value < 2**63:
-        raise BadRequest(f"{name} must be between {minimum} and {2**63 - 1}, got {value}")
+    if not minimum <= value <= INT64_MAX:
+        raise BadRequest(f"{name} must be between {minimum} and {INT64_MAX}, got {value}")
     return value
 
 

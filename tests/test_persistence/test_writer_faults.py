@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,12 +63,19 @@ def _training(db: Path, processes: list, *extra: str, queue: int = 2) -> "Lines"
     return out
 
 
-def _hold_write_lock(db: Path) -> sqlite3.Connection:
-    """Another process's view: a connection that holds SQLite's write lock until it rolls back."""
+@contextmanager
+def _write_lock_held(db: Path, out: "Lines") -> Iterator[None]:
+    """Another process's view: SQLite's write lock held on ``db`` until the block ends, once the trainer
+    whose output is ``out`` says it waits for it."""
     holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("PRAGMA busy_timeout = 60000")
-    holder.execute("BEGIN IMMEDIATE")
-    return holder
+    try:
+        holder.execute("PRAGMA busy_timeout = 60000")
+        holder.execute("BEGIN IMMEDIATE")
+        wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 @pytest.mark.slow
@@ -74,12 +83,9 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out_and_every_episode_writt
     db = tmp_path / "t.db"
     out = _training(db, processes, "--episodes", "40")
     proc = out.proc
-    holder = _hold_write_lock(db)
-    wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
-    time.sleep(1.0)  # past the writer's per-attempt busy timeout, several retries
-    held_at = written_so_far(db)
-    holder.rollback()
-    holder.close()
+    with _write_lock_held(db, out):
+        time.sleep(1.0)  # past the writer's per-attempt busy timeout, several retries
+        held_at = written_so_far(db)
     proc.wait(timeout=300)
     _, err = proc.communicate()
     assert proc.returncode == 0, err
@@ -94,15 +100,10 @@ def test_ctrl_c_while_the_database_is_locked_exits_promptly_naming_what_was_not_
     db = tmp_path / "t.db"
     out = _training(db, processes, "--episodes", "10000")
     proc = out.proc
-    holder = _hold_write_lock(db)
-    try:
-        wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+    with _write_lock_held(db, out):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)  # a couple of seconds in practice: the grace period, one attempt, the status try
         _, err = proc.communicate()
-    finally:
-        holder.rollback()
-        holder.close()
     assert proc.returncode == 130, err
     text = out.text()
     stored = [e for e, _ in episodes_of(db)]

@@ -31,15 +31,17 @@ app = typer.Typer(
 )
 
 
-def _describe(revision: str) -> str:
-    if revision == revisions.EMPTY:
-        return "empty (no schema yet)"
-    schema = revisions.SCHEMA_BY_REVISION.get(revision)
-    return (
-        f"revision {revision} (schema {schema})"
-        if schema is not None
-        else f"revision {revision} (unknown to this townlet)"
-    )
+_describe = revisions.describe_revision
+
+
+def revision_history() -> str:
+    """One line: each revision, its telemetry schema, and what it added (storage-only revisions say so)."""
+    parts, previous = [], 0
+    for revision, schema in revisions.SCHEMA_BY_REVISION.items():
+        kind = f"schema {schema}" if schema != previous else f"schema {schema}, storage only"
+        parts.append(f"{revision} ({kind}): {revisions.ADDED_BY_REVISION[revision]}")
+        previous = schema
+    return "revisions: " + "; ".join(parts)
 
 
 NoBackupFlag = Annotated[
@@ -98,7 +100,7 @@ def upgrade(
                 f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
             )
         _backup_first(store, before, target, enabled=not no_backup, console=console)
-        with store.transaction() as connection:
+        with store.transaction(migrating=True) as connection:
             migrate.upgrade(connection, target)
             after = migrate.database_revision(connection, store.label)
     if before == after:
@@ -117,9 +119,20 @@ def describe_losses(losses: "list[Loss]") -> str:
     columns = [
         f"columns {', '.join(loss.columns)} of {loss.table} (values in {loss.rows} rows)"
         for loss in losses
-        if loss.columns is not None
+        if loss.columns is not None and loss.relabels is None
     ]
-    parts = [*(f"drops {c}" for c in columns), *([f"drops tables {', '.join(tables)}"] if tables else [])]
+    relabels = [
+        f"relabels {loss.table}.{loss.columns[0]} "
+        + ", ".join(f"{new} as {old}" for new, old in loss.relabels.items())
+        + f" ({loss.rows} rows)"
+        for loss in losses
+        if loss.columns is not None and loss.relabels is not None and loss.rows
+    ]
+    parts = [
+        *(f"drops {c}" for c in columns),
+        *([f"drops tables {', '.join(tables)}"] if tables else []),
+        *relabels,
+    ]
     text = "; ".join(parts) or "drops nothing"
     return text if sum(loss.rows for loss in losses) else f"{text} (no rows hold data there)"
 
@@ -148,8 +161,10 @@ def downgrade(
 ) -> None:
     """Downgrade the database's schema to REVISION, dropping only what later revisions added.
 
-    Going back to 0001 drops the schema 2 columns (visits, action entropy) and relabels rows written under
-    schema 2 as schema 1; going back to base drops every table. The command first says in one line what
+    Going back to 0002 drops the learner checkpoints (a resume then restarts learning) and relabels
+    interrupted runs as crashed and stale ones as running; going back to 0001 also drops the schema 2 columns
+    (visits, action entropy) and relabels rows written under schema 2 as schema 1; going back to base drops
+    every table. The command first says in one line what
     will be lost, with row counts, and proceeds only with --yes or a yes typed on a terminal (a downgrade
     that loses no rows needs neither). A SQLite database is then copied beside itself (--no-backup skips
     the copy); back up a PostgreSQL database with pg_dump first.
@@ -182,7 +197,7 @@ def downgrade(
             )
             _confirm_losses(line, yes=yes, backup_hint=hint)
         _backup_first(store, before, target, enabled=not no_backup, console=console)
-        with store.transaction() as connection:
+        with store.transaction(migrating=True) as connection:
             migrate.downgrade(connection, target)
     console.print(line)
     console.print(f"downgraded {store.label} from {_describe(before)} to {revision}")
@@ -191,6 +206,10 @@ def downgrade(
 @app.command()
 def current(db: DbOption = DEFAULT) -> None:
     """Show the database's schema revision and whether this townlet can use it (read-only).
+
+    A revision either adds a telemetry schema version (0001, 0002) or is a storage revision under the same
+    schema (0003 adds learner checkpoints and run states; envelopes and agent rows are unchanged). The
+    second line lists them all.
 
     Example: townlet-telemetry db current --db townlet.db
     """
@@ -206,6 +225,7 @@ def current(db: DbOption = DEFAULT) -> None:
         else f"this townlet needs {_describe(revisions.HEAD_REVISION)}"
     )
     console.print(f"{store.label}: {_describe(revision)}, {status}")
+    console.print(revision_history())
 
 
 @app.command()

@@ -1,4 +1,4 @@
 """townlet's Alembic migrations, shipped inside the package as ``townlet_migrations``.
 
-Revisions are keyed to the telemetry ``schema_version`` by ``townlet.persistence.revisions.REVISION_BY_SCHEMA``.
+Each revision's telemetry ``schema_version`` is in ``townlet.persistence.revisions.SCHEMA_BY_REVISION``.
 """

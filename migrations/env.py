@@ -1,7 +1,8 @@
 """Alembic environment for townlet.
 
 From code (``townlet-telemetry db ...``, the trainer, the tests) the caller's open connection arrives in
-``config.attributes["connection"]`` and is reused. From a checkout (``alembic upgrade head``) the database is
+``config.attributes["connection"]`` and is reused; it must be in a ``migration_transaction`` (on SQLite,
+foreign keys off while tables are rebuilt). From a checkout (``alembic upgrade head``) the database is
 ``-x db=PATH_OR_URL``, else ``$TOWNLET_DB``, else ``./townlet.db``.
 """
 
@@ -10,7 +11,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, Engine
 
-from townlet.persistence.engine import database_url, make_engine
+from townlet.persistence.engine import database_url, make_engine, migration_transaction
 from townlet.persistence.location import default_db
 from townlet.persistence.models import Base
 from townlet.persistence.revisions import VERSION_TABLE
@@ -56,15 +57,19 @@ def run_migrations_online() -> None:
         _run(connectable)
         return
     if isinstance(connectable, Engine):  # e.g. pytest-alembic hands over an engine
-        with connectable.begin() as connection:
-            _run(connection)
+        _run_on(connectable)
         return
     engine = make_engine(database_url(_database()), read_only=False)
     try:
-        with engine.begin() as connection:
-            _run(connection)
+        _run_on(engine)
     finally:
         engine.dispose()
+
+
+def _run_on(engine: Engine) -> None:
+    """Migrate in a transaction of our own (on SQLite with foreign keys off: see migration_transaction)."""
+    with engine.connect() as connection, migration_transaction(connection):
+        _run(connection)
 
 
 if context.is_offline_mode():

@@ -48,8 +48,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 V1_FIXTURE = FIXTURES / "townlet_v1.db"
 
 
-def v1_copy(directory: Path, name: str = "townlet.db") -> Path:
-    """A copy of the committed V1 fixture database to upgrade, downgrade or tamper with."""
+#: The revision 0002 database written by townlet 0.3.0 (tests/fixtures/README.md): never modified.
+V2_FIXTURE = FIXTURES / "townlet_v2.db"
+
+
+def v1_copy(directory: Path, name: str = "townlet.db", fixture: Path = V1_FIXTURE) -> Path:
+    """A copy of a committed fixture database (the V1 one by default) to upgrade, downgrade or tamper with."""
     copy = directory / name
-    shutil.copy(V1_FIXTURE, copy)
+    shutil.copy(fixture, copy)
     return copy

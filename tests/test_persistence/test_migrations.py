@@ -29,11 +29,18 @@ def alembic_engine(db_url: str):
 
 def test_every_revision_has_a_schema_version_and_back():
     shipped = migrate.script_revisions()
-    # Oldest first on both sides: the read path orders revisions by schema version without Alembic.
-    assert sorted(revisions.REVISION_BY_SCHEMA) == list(revisions.REVISION_BY_SCHEMA)
-    assert list(revisions.REVISION_BY_SCHEMA.values()) == shipped
-    assert set(revisions.REVISION_BY_SCHEMA) == set(DTO_BY_VERSION)
-    assert revisions.HEAD_REVISION == shipped[-1] == revisions.REVISION_BY_SCHEMA[SCHEMA_VERSION]
+    # Oldest first on both sides: the read path knows the order of revisions without Alembic.
+    assert list(revisions.SCHEMA_BY_REVISION) == shipped == list(revisions.ADDED_BY_REVISION)
+    schemas = list(revisions.SCHEMA_BY_REVISION.values())
+    assert schemas == sorted(schemas)  # a revision never goes back to an older schema
+    assert set(schemas) == set(DTO_BY_VERSION)  # every DTO version has a revision that creates it
+    assert revisions.HEAD_REVISION == shipped[-1]
+    assert revisions.SCHEMA_BY_REVISION[revisions.HEAD_REVISION] == SCHEMA_VERSION
+
+
+def test_revision_0003_is_a_storage_revision_under_schema_2():
+    assert revisions.SCHEMA_BY_REVISION["0003"] == revisions.SCHEMA_BY_REVISION["0002"] == 2
+    assert revisions.describe_revision("0003") == "revision 0003 (schema 2)"
 
 
 def test_migrations_ship_inside_the_package():

@@ -6,10 +6,12 @@ queue on the busy timeout instead of failing on a lock upgrade, and DDL is trans
 the file with ``mode=ro``: it never creates or changes it.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool, QueuePool
@@ -71,3 +73,31 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def migration_transaction(connection: Connection) -> Iterator[Connection]:
+    """Begin the transaction a migration runs in, on a connection that has not begun one.
+
+    On SQLite foreign keys are switched off first (they cannot be switched inside a transaction): a batch
+    migration rebuilds a table by dropping it, and with foreign keys on that drop would cascade-delete every
+    row that refers to it. Before the commit ``PRAGMA foreign_key_check`` must find nothing; then they are
+    switched on again. Elsewhere this is a plain transaction.
+    """
+    if connection.dialect.name != "sqlite":
+        with connection.begin():
+            yield connection
+        return
+    raw = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with connection.begin():
+            yield connection
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise DatabaseUnavailable(
+                    f"the migration left {len(broken)} rows pointing at missing rows (first: {tuple(broken[0])}): "
+                    "nothing was changed; report this with the database attached"
+                )
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")

@@ -8,6 +8,7 @@ the installed CLI needs no checkout and no ``alembic.ini``. Alembic gets our ope
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import townlet_migrations
 from alembic import command
@@ -86,19 +87,30 @@ def downgrade(connection: Connection, revision: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Loss:
-    """One table, or some of its columns, that a downgrade drops, and how many rows hold data there."""
+    """One table, or some of its columns, that a downgrade drops, and how many rows hold data there; or, with
+    ``relabels``, one column whose values it rewrites to the older revision's (new -> old), in ``rows`` rows."""
 
     table: str
     columns: tuple[str, ...] | None
     rows: int
+    relabels: dict[str, str] | None = None
+
+
+def _module(revision: str) -> Any:
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    if script is None:
+        raise ValueError(f"no revision {revision}")
+    return script.module
 
 
 def downgrade_drops(revision: str) -> dict[str, tuple[str, ...] | None]:
     """What downgrading *out of* ``revision`` removes: table -> dropped columns, or None for the whole table."""
-    script = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
-    if script is None:
-        raise ValueError(f"no revision {revision}")
-    return dict(script.module.DOWNGRADE_DROPS)
+    return dict(_module(revision).DOWNGRADE_DROPS)
+
+
+def downgrade_relabels(revision: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Values downgrading *out of* ``revision`` rewrites: (table, column) -> {new value: older value}."""
+    return dict(getattr(_module(revision), "DOWNGRADE_RELABELS", {}))
 
 
 def revisions_between(current: str, target: str) -> list[str]:
@@ -121,6 +133,13 @@ def data_lost_by_downgrade(connection: Connection, current: str, target: str) ->
             where = "" if columns is None else " WHERE " + " OR ".join(f"{c} IS NOT NULL" for c in columns)
             rows = connection.execute(text(f"SELECT count(*) FROM {table}{where}")).scalar_one()
             losses.append(Loss(table, columns, rows))
+    for revision in revisions_between(current, target):
+        for (table, column), mapping in downgrade_relabels(revision).items():
+            if table in whole or table not in existing:
+                continue
+            values = ", ".join(f"'{value}'" for value in mapping)
+            sql = f"SELECT count(*) FROM {table} WHERE {column} IN ({values})"
+            losses.append(Loss(table, (column,), connection.execute(text(sql)).scalar_one(), mapping))
     return losses
 
 

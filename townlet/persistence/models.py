@@ -9,7 +9,19 @@ one agent across the episodes of a run.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Double, ForeignKey, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -20,7 +32,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("running", "finished", "crashed")
+#: A run's stored states: ``running`` (a process trains it), ``finished`` (every requested episode written),
+#: ``interrupted`` (stopped by Ctrl-C), ``crashed`` (stopped by a failure), ``stale`` (its process died without
+#: saying so, e.g. kill -9; see ``townlet.persistence.run_states``).
+RUN_STATUSES = ("running", "finished", "interrupted", "crashed", "stale")
+STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES))
 
 
 class Base(DeclarativeBase):
@@ -33,7 +49,7 @@ class RunRow(Base):
     """One ``train`` invocation (and its resumptions)."""
 
     __tablename__ = "runs"
-    __table_args__ = (CheckConstraint("status IN ('running', 'finished', 'crashed')", name="status"),)
+    __table_args__ = (CheckConstraint(STATUS_CHECK, name="status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_uuid: Mapped[str] = mapped_column(String(32), unique=True)
@@ -91,6 +107,26 @@ class AgentSnapshotRow(Base):
     visits_fridge: Mapped[int | None] = mapped_column(Integer)
     visits_job: Mapped[int | None] = mapped_column(Integer)
     action_entropy: Mapped[float | None] = mapped_column(Double)
+
+
+class CheckpointRow(Base):
+    """One learner checkpoint of a run, taken after ``episode``: the ``torch.save`` bytes of the whole learner.
+
+    Written in the same transaction as its episode, so it is whole or absent; ``format_version`` says how to
+    read ``blob`` (``townlet.training.checkpoint``); ``device`` is the device type it was trained on.
+    """
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("run_id", "episode"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    episode: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    format_version: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 #: DTO fields stored per agent row, in table column order (``episode`` lives in ``episodes``).

@@ -1,8 +1,12 @@
 """Which schema a database is at, and whether this code can use it: no Alembic, no SQLAlchemy.
 
-The one map between telemetry ``schema_version`` and Alembic revision lives here, so the read path (stdlib
+The one map between Alembic revision and telemetry ``schema_version`` lives here, so the read path (stdlib
 ``sqlite3`` on a file) and the write path (SQLAlchemy + Alembic) refuse an out-of-date database with the
 same messages. A test fails when a shipped revision has no entry.
+
+Two kinds of revision: one that adds a telemetry schema version (the DTO changes: 0001, 0002), and a storage
+revision that changes only what the database keeps beside the telemetry (0003: learner checkpoints and run
+states) under the same schema version. Either way the code needs its head revision.
 """
 
 from townlet.persistence.errors import DatabaseTooNew, DatabaseTooOld, NotATownletDatabase
@@ -11,10 +15,16 @@ from townlet.telemetry.dto import SCHEMA_VERSION
 #: Alembic's version table, project-specific so a database shared with another Alembic tool never clashes.
 VERSION_TABLE = "townlet_alembic_version"
 
-#: Telemetry schema_version -> the Alembic revision that creates it, oldest first. One entry per revision.
-REVISION_BY_SCHEMA: dict[int, str] = {1: "0001", 2: "0002"}
-SCHEMA_BY_REVISION: dict[str, int] = {rev: schema for schema, rev in REVISION_BY_SCHEMA.items()}
-HEAD_REVISION = REVISION_BY_SCHEMA[SCHEMA_VERSION]
+#: Alembic revision -> the telemetry schema_version its tables hold, oldest first. One entry per revision.
+SCHEMA_BY_REVISION: dict[str, int] = {"0001": 1, "0002": 2, "0003": 2}
+#: What each revision added, as ``db current`` and ``db upgrade`` say it.
+ADDED_BY_REVISION: dict[str, str] = {
+    "0001": "runs, episodes, agent rows",
+    "0002": "affordance visits, action entropy",
+    "0003": "learner checkpoints, run states",
+}
+HEAD_REVISION = list(SCHEMA_BY_REVISION)[-1]
+assert SCHEMA_BY_REVISION[HEAD_REVISION] == SCHEMA_VERSION, "the head revision must hold this code's schema"
 
 #: What ``database_revision`` reports for a database with no tables at all: writers may create the schema.
 EMPTY = "empty"
@@ -44,13 +54,20 @@ def require_head(revision: str, label: str, *, db_flag: str) -> None:
         return
     if revision == EMPTY:
         raise NotATownletDatabase(f"{label} is empty: train into it first (townlet-telemetry train {db_flag})")
-    schema = SCHEMA_BY_REVISION.get(revision)
-    if schema is not None and schema < SCHEMA_VERSION:
+    if revision in SCHEMA_BY_REVISION:  # known, not head: older
         raise DatabaseTooOld(
-            f"database is at schema {schema}, this townlet needs {SCHEMA_VERSION}: "
+            f"database is at {describe_revision(revision)}, this townlet needs {describe_revision(HEAD_REVISION)}: "
             f"run `townlet-telemetry db upgrade {db_flag}`"
         )
     raise DatabaseTooNew(
         f"database is at revision {revision}, newer than this townlet (schema {SCHEMA_VERSION}, revision "
         f"{HEAD_REVISION}): upgrade townlet (pip install -U townlet-telemetry)"
     )
+
+
+def describe_revision(revision: str) -> str:
+    """``revision 0003 (schema 2)``; a revision this code does not know says so."""
+    if revision == EMPTY:
+        return "empty (no schema yet)"
+    schema = SCHEMA_BY_REVISION.get(revision)
+    return f"revision {revision} (schema {schema})" if schema is not None else f"revision {revision} (unknown to this townlet)"

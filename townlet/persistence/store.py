@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from townlet import __version__
 from townlet.persistence import migrate
-from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine
+from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine, migration_transaction
 from townlet.persistence.errors import (
     DatabaseFileGone,
     DatabaseRetryable,
@@ -93,7 +93,7 @@ class TelemetryStore:
             sqlite_path(url.database or "", read_only=True)  # raises DatabaseNotFound, creating nothing
         store = cls(make_engine(url, read_only=not write), url, writable=write)
         try:
-            with store.transaction() as connection:
+            with store.transaction(migrating=write) as connection:
                 if write:
                     store.created = migrate.prepare_for_writing(connection, store.label, db_flag=store.db_flag)
                 else:
@@ -171,15 +171,17 @@ class TelemetryStore:
         self.close()
 
     @contextmanager
-    def transaction(self, *, busy_timeout_ms: int | None = None) -> Iterator[Connection]:
+    def transaction(self, *, busy_timeout_ms: int | None = None, migrating: bool = False) -> Iterator[Connection]:
         """One transaction; driver errors become one-line ``DatabaseError``s naming the database.
 
         ``busy_timeout_ms`` shortens how long this transaction waits for another process's SQLite lock
-        (the background writer waits in short steps so it can say so and be stopped).
+        (the background writer waits in short steps so it can say so and be stopped). ``migrating``: the
+        transaction may change the schema (``engine.migration_transaction``).
         """
         try:
-            with self.engine.connect() as connection, _busy_timeout(connection, busy_timeout_ms), connection.begin():
-                yield connection
+            with self.engine.connect() as connection, _busy_timeout(connection, busy_timeout_ms):
+                with migration_transaction(connection) if migrating else connection.begin():
+                    yield connection
         except DBAPIError as exc:
             raise _explain(exc, self.label) from exc
 

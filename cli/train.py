@@ -154,10 +154,11 @@ def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", c
         )
 
         def on_episode(report: "EpisodeReport") -> None:
-            if report.stage_change is not None:
+            if report.stage_change is not None:  # named by its first episode, as `audit baselines` names it
                 change = report.stage_change
                 progress.console.print(
-                    f"episode {report.episode}: stage {change.from_stage} → {change.to_stage} ({change.reason})"
+                    f"stage {change.from_stage} → {change.to_stage} from episode {report.episode + 1} "
+                    f"({change.reason}, up to episode {report.episode})"
                 )
             progress.update(
                 task,

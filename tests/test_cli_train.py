@@ -1,6 +1,8 @@
 """``townlet-telemetry train`` through the CLI runner and as a real process."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,7 +86,7 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped by Ctrl-C" in out
-    assert err.startswith("interrupted by Ctrl-C: run 1 marked crashed, ") and err.count("\n") == 1
+    assert err.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ") and err.count("\n") == 1
     assert "Traceback" not in err
     finished = int(out.strip().splitlines()[-1].split()[0])
     assert 1 <= finished < 500
@@ -103,3 +105,27 @@ def test_training_uses_one_thread_unless_configured_and_says_how_many(tmp_path):
     )  # fmt: skip
     assert two.returncode == 0, two.stderr
     assert "on cpu (2 threads, seed 0)" in two.stdout
+
+
+def test_epsilon_in_the_telemetry_is_the_schedules_exact_python_value(tmp_path):
+    result = runner.invoke(app, ["train", "--episodes", "4", "--agents", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    episodes = json.loads(runner.invoke(app, ["episodes", "--run", "1", "--json"]).stdout)
+    schedule = [1.0]
+    for _ in range(3):
+        schedule.append(max(0.05, schedule[-1] * 0.9))  # the default decay and floor, in Python floats
+    assert [e["epsilon_mean"] for e in episodes] == schedule == [1.0, 0.9, 0.81, 0.7290000000000001]
+    replay = json.loads(runner.invoke(app, ["replay", "--run", "1", "--episode", "2", "--json"]).stdout)
+    assert {agent["epsilon"] for agent in replay["agents"]} == {0.9}
+
+
+def test_train_and_audit_name_the_same_episode_for_a_stage_change(tmp_path):
+    config = tmp_path / "fast.toml"
+    config.write_text("[curriculum]\nwindow = 2\nadvance_threshold = 0.01\n")
+    args = ["train", "--episodes", "5", "--agents", "2", "--device", "cpu", "--config", str(config)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    said = [int(m) for m in re.findall(r"stage \d → \d from episode (\d+)", result.stdout)]
+    audit = json.loads(runner.invoke(app, ["audit", "baselines", "--run", "1", "--json"]).stdout)
+    changes = [c["episode"] for c in audit["agents"][0]["stage_changes"]]
+    assert said == changes == [3, 5]

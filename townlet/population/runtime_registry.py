@@ -21,7 +21,8 @@ class AgentRuntimeRegistry:
     """Owns per-agent runtime tensors of shape ``(num_agents,)`` on one device.
 
     Fields: baseline survival steps (float32, default 0), survival steps this episode (int64), curriculum
-    stage (int64, from 1), exploration epsilon (float32), reward accumulated this episode (float32), death
+    stage (int64, from 1), exploration epsilon (float64: it comes from the learner's Python-float schedule and
+    leaves exactly as that value, 0.9 and not float32's 0.8999999761581421), reward accumulated this episode (float32), death
     cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``), final meters (float32,
     ``(num_agents, len(METERS))``), and this episode's affordance visits and action counts (int64,
     ``(num_agents, len(AFFORDANCES))`` and ``(num_agents, len(ACTIONS))``), from which the snapshot derives
@@ -35,7 +36,7 @@ class AgentRuntimeRegistry:
         self.device = torch.device(device)
         zeros_f = torch.zeros(num_agents, dtype=torch.float32, device=self.device)
         self._baseline = zeros_f.clone()
-        self._epsilon = zeros_f.clone()
+        self._epsilon = torch.zeros(num_agents, dtype=torch.float64, device=self.device)
         self._episode_reward = zeros_f.clone()
         self._survival_steps = torch.zeros(num_agents, dtype=torch.long, device=self.device)
         self._stage = torch.ones(num_agents, dtype=torch.long, device=self.device)
@@ -81,7 +82,7 @@ class AgentRuntimeRegistry:
 
     def set_epsilon(self, value: Number | torch.Tensor) -> None:
         """Exploration rate for every agent (a number, or one value per agent)."""
-        self._epsilon.copy_(torch.as_tensor(value, dtype=torch.float32).to(self.device).expand(self.num_agents))
+        self._epsilon.copy_(torch.as_tensor(value, dtype=torch.float64).to(self.device).expand(self.num_agents))
 
     def set_curriculum_stage(self, stage: int | torch.Tensor) -> None:
         """Curriculum stage for every agent (an int, or one value per agent); stages start at 1."""

@@ -80,9 +80,17 @@ def train(
     writer retries and training goes on until training.write_queue episodes wait; then training waits,
     saying so on the progress line. Nothing is dropped: on Ctrl-C the summary names what was not written.
 
-    --resume RUN continues a stopped run, numbering episodes after its last committed one, with the run's
-    stored settings: --agents, --seed or a --config that contradicts them is refused (--episodes, --device
-    and training.threads/write_queue may change). A run another process is training is refused.
+    Every training.checkpoint_every episodes (default 10) and when the session ends (finished or Ctrl-C) the
+    whole learner is stored in the database with its episode: networks, optimiser, epsilon, replay buffer,
+    curriculum, registry and random generators. The newest training.checkpoints_kept (default 2) stay.
+
+    --resume RUN continues a stopped run from its last checkpoint exactly: on CPU, 20 episodes plus a resume
+    of 10 store the same telemetry as 30 in one go. If the run has episodes after that checkpoint (its process
+    was killed), they are deleted and trained again, and the command says so. A run without a checkpoint
+    (trained before townlet 0.4) resumes after its last episode with a fresh learner. The run's stored settings
+    hold: --agents, --seed or a --config that contradicts them is refused (--episodes, --device and
+    training.threads/write_queue/checkpoint_every/checkpoints_kept may change). A checkpoint from another
+    device type needs an explicit --device. A run another process is training is refused.
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
@@ -118,6 +126,8 @@ def train(
         f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
+    for notice in session.result.notices:
+        console.print(notice, style="yellow")
     with StopAfterEpisode() as stop:
         result = _train_with_progress(session, stop, console)
         _print_summary(console, result)
@@ -197,7 +207,7 @@ def _print_summary(console: "Console", result: "SessionResult") -> None:
         console.print(f"no episode finished; run {result.run} marked {result.status}")
         return
     first, last = reports[0], reports[-1]
-    stopped = " (stopped by Ctrl-C)" if result.status == "crashed" else ""
+    stopped = " (stopped by Ctrl-C)" if result.status == "interrupted" else ""
     table = Table(title=f"training summary{stopped}")
     table.add_column("")
     table.add_column("first episode", justify="right")
@@ -216,6 +226,12 @@ def _print_summary(console: "Console", result: "SessionResult") -> None:
         console.print(
             f"live stream: {result.live_published} envelopes, {result.live_clients} client(s), "
             f"{result.live_dropped} dropped for slow clients"
+        )
+    if result.checkpoint is not None and result.checkpoint[0] not in result.unwritten:
+        episode, size = result.checkpoint
+        console.print(
+            f"learner checkpoint after episode {episode} stored ({size / 1e6:.1f} MB): "
+            f"continue with townlet-telemetry train --resume {result.run}"
         )
     console.print(f"{len(reports)} episodes in {sum(r.duration_s for r in reports):.1f}s")
 

@@ -122,7 +122,9 @@ def test_database_older_than_the_code(tmp_path, command):
     before = digest(db)
     result = runner.invoke(app, [*command, "--db", str(db)])
     one_line_error(
-        result, f"database is at revision 0001 (schema 1), this townlet needs revision 0003 (schema 2): run `townlet-telemetry db upgrade --db {db}`"
+        result,
+        "database is at revision 0001 (schema 1), this townlet needs revision 0003 (schema 2): "
+        f"run `townlet-telemetry db upgrade --db {db}`",
     )
     assert digest(db) == before
 

@@ -68,7 +68,9 @@ def test_downgrade_that_drops_data_is_refused_without_yes(trained, revision, los
 def test_downgrade_with_yes_says_what_it_dropped(trained):
     result = runner.invoke(app, ["db", "downgrade", "base", "--db", trained, "--no-backup", "--yes"])
     assert result.exit_code == 0, result.output
-    assert "drops tables checkpoints (1 rows), agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)" in result.stdout
+    assert (
+        "drops tables checkpoints (1 rows), agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)" in result.stdout
+    )
     assert counts(trained) == {}
 
 

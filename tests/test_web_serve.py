@@ -40,7 +40,11 @@ def test_a_missing_database_is_refused_and_not_created(tmp_path):
 
 def test_an_older_database_is_refused_naming_the_upgrade(tmp_path):
     db = v1_copy(tmp_path)
-    refused(["--db", str(db)], "database is at revision 0001 (schema 1), this townlet needs revision 0003 (schema 2)", "db upgrade")
+    refused(
+        ["--db", str(db)],
+        "database is at revision 0001 (schema 1), this townlet needs revision 0003 (schema 2)",
+        "db upgrade",
+    )
 
 
 def test_a_foreign_database_is_refused(tmp_path):

@@ -29,6 +29,8 @@ class TrainingConfig:
     device: str = defaults.DEVICE
     threads: int = defaults.THREADS  # torch intra-op threads; 0 = torch's default (all cores)
     write_queue: int = defaults.WRITE_QUEUE  # finished episodes held for the writer before training waits
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY  # learner checkpoint every N episodes; 0 = only at the end
+    checkpoints_kept: int = defaults.CHECKPOINTS_KEPT  # the newest N checkpoints of a run stay in the database
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,11 @@ def validate(config: TownletConfig) -> TownletConfig:
     _require(t.seed >= 0, f"training.seed must be >= 0, got {t.seed}")
     _require(t.threads >= 0, f"training.threads must be >= 0 (0 = torch's default, all cores), got {t.threads}")
     _require(t.write_queue >= 1, f"training.write_queue must be >= 1, got {t.write_queue}")
+    _require(
+        t.checkpoint_every >= 0,
+        f"training.checkpoint_every must be >= 0 (0 = only when a session ends), got {t.checkpoint_every}",
+    )
+    _require(t.checkpoints_kept >= 1, f"training.checkpoints_kept must be >= 1, got {t.checkpoints_kept}")
     _require(
         t.device in DEVICE_CHOICES or t.device.startswith("cuda:"),
         f"training.device must be one of {', '.join(DEVICE_CHOICES)}, got {t.device!r}",

@@ -7,6 +7,8 @@ SEED = 0
 DEVICE = "auto"
 THREADS = 1  # torch intra-op threads: measured fastest at 8, 64 and 1024 agents (townlet/training/threads.py)
 WRITE_QUEUE = 16
+CHECKPOINT_EVERY = 10  # episodes between learner checkpoints (one is also taken as a session ends)
+CHECKPOINTS_KEPT = 2  # per run: the newest N stay in the database
 
 #: ``serve``: runs with more agent rows than this get a button for the audits instead of running them at once.
 AUDITS_ABOVE = 2_000_000

@@ -80,5 +80,7 @@ def downgrade() -> None:
     op.drop_table("checkpoints")
     for (table, column), mapping in DOWNGRADE_RELABELS.items():
         for new, old in mapping.items():
-            op.execute(sa.text(f"UPDATE {table} SET {column} = :old WHERE {column} = :new").bindparams(old=old, new=new))
+            op.execute(
+                sa.text(f"UPDATE {table} SET {column} = :old WHERE {column} = :new").bindparams(old=old, new=new)
+            )
     _status_check(OLD_STATUSES)

@@ -34,7 +34,7 @@ def test_every_revision_has_a_schema_version_and_back():
     schemas = list(revisions.SCHEMA_BY_REVISION.values())
     assert schemas == sorted(schemas)  # a revision never goes back to an older schema
     assert set(schemas) == set(DTO_BY_VERSION)  # every DTO version has a revision that creates it
-    assert revisions.HEAD_REVISION == shipped[-1]
+    assert shipped[-1] == revisions.HEAD_REVISION
     assert revisions.SCHEMA_BY_REVISION[revisions.HEAD_REVISION] == SCHEMA_VERSION
 
 

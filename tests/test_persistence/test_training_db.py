@@ -76,13 +76,13 @@ def test_resume_continues_numbering_after_the_last_episode(tmp_path):
     assert run_status(Path(db)) == "finished"
 
 
-def test_stop_marks_the_run_crashed_after_flushing_every_episode(tmp_path):
+def test_stop_marks_the_run_interrupted_after_flushing_every_episode(tmp_path):
     db = tmp_path / "t.db"
     session = TrainingSession(config(episodes=50), db=str(db))
     result = session.run(stop=lambda: len(session.result.reports) >= 4)
-    assert result.status == "crashed"
+    assert result.status == "interrupted"
     assert episodes_of(db) == [(e, 3) for e in (1, 2, 3, 4)]
-    assert run_status(db) == "crashed"
+    assert run_status(db) == "interrupted"
 
 
 def test_an_exception_in_training_still_flushes_then_marks_crashed(tmp_path):
@@ -109,7 +109,7 @@ class SlowStore:
     def require_same_file(self) -> None:
         pass
 
-    def write_episode(self, run, episode, snapshots, busy_timeout_ms=None):
+    def write_episode(self, run, episode, snapshots, checkpoint=None, keep_checkpoints=1, busy_timeout_ms=None):
         time.sleep(self.delay)
         if episode.episode == self.fail_at:
             raise OSError("disk full")
@@ -179,7 +179,7 @@ def test_sigkill_at_a_random_moment_loses_no_half_episode_and_resume_continues(t
 
 
 @pytest.mark.slow
-def test_ctrl_c_flushes_then_marks_the_run_crashed(tmp_path, processes):
+def test_ctrl_c_flushes_then_marks_the_run_interrupted(tmp_path, processes):
     db = tmp_path / "t.db"
     proc = _train_process(db, "--episodes", "10000")
     processes.append(proc)
@@ -189,8 +189,8 @@ def test_ctrl_c_flushes_then_marks_the_run_crashed(tmp_path, processes):
     assert proc.returncode == 130, err
     finished = int(out.strip().splitlines()[-1].split()[0])
     assert [e for e, _ in episodes_of(db)] == list(range(1, finished + 1))
-    assert run_status(db) == "crashed"
-    assert f"run 1 crashed: {finished} episodes written" in out
+    assert run_status(db) == "interrupted"
+    assert f"run 1 interrupted: {finished} episodes written" in out
 
 
 @pytest.mark.slow

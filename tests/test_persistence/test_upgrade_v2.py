@@ -6,7 +6,6 @@ runs outputs were captured by the 0.3.0 code (tests/fixtures/README.md).
 """
 
 import hashlib
-import json
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import V1_FIXTURE, V2_FIXTURE, FIXTURES, v1_copy
+from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, v1_copy
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, make_engine
 from townlet_cli.app import app
@@ -125,8 +124,7 @@ def test_downgrade_to_0002_names_the_checkpoints_maps_the_states_back_and_backs_
     assert rows(upgraded, "SELECT id, status FROM runs ORDER BY id") == [(1, "crashed"), (2, "running")]
     assert "checkpoints" not in {name for (name,) in rows(upgraded, "SELECT name FROM sqlite_master")}
     assert rows(upgraded, "SELECT count(*) FROM episodes") == [(13,)]
+    ok("db", "upgrade", "--no-backup", "--db", str(upgraded))
     for (run, episode), before in zip(EPISODES, V2_REPLAYS, strict=True):
         after = ok("replay", "--run", str(run), "--episode", str(episode), "--json", "--db", str(upgraded))
         assert after.stdout_bytes == before
-    ok("db", "upgrade", "--no-backup", "--db", str(upgraded))
-    assert rows(upgraded, "SELECT count(*) FROM episodes") == [(13,)]

@@ -189,8 +189,8 @@ def test_a_second_ctrl_c_stops_at_once_with_one_line_and_exit_130(tmp_path, proc
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1
-    assert err.startswith("interrupted by Ctrl-C: run 1 marked crashed, ")
+    assert err.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ")
     stored = [e for e, _ in episodes_of(db)]
     assert stored == list(range(1, len(stored) + 1))
     assert f"{len(stored)} episodes written" in err
-    assert f"run 1 crashed: {len(stored)} episodes written" in out.text()
+    assert f"run 1 interrupted: {len(stored)} episodes written" in out.text()

@@ -2,6 +2,7 @@
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from townlet.config import CurriculumConfig, StageConfig
 from townlet.environment.grid import VectorizedGridEnv
@@ -60,6 +61,20 @@ class Curriculum:
         env.set_depletion(depletion_rates(self.current))
         registry.set_curriculum_stage(self.stage)
         registry.set_baselines(baseline_survival_steps(self.current))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stage and the window of recent mean survivals (a checkpoint)."""
+        return {"stage": self.stage, "recent": list(self._recent)}
+
+    def load_state_dict(self, state: dict[str, Any], env: VectorizedGridEnv, registry: AgentRuntimeRegistry) -> None:
+        """Continue from ``state_dict()``: its stage pushed into the world and the registry, its window."""
+        stage = int(state["stage"])
+        if not 1 <= stage <= len(self.config.stages):
+            raise ValueError(f"checkpoint stage {stage} does not exist: stages are 1..{len(self.config.stages)}")
+        self.stage = stage
+        self._recent.clear()
+        self._recent.extend(float(value) for value in state["recent"])
+        self.apply(env, registry)
 
     def end_episode(
         self, mean_survival: float, env: VectorizedGridEnv, registry: AgentRuntimeRegistry

@@ -26,6 +26,7 @@ from townlet.persistence.errors import (
 )
 from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
+from townlet.persistence.run_liveness import PG_LOCK_HELD_SQL, sqlite_lock_held
 from townlet.telemetry.dto import (
     ALL_FIELDS,
     DTO_BY_VERSION,
@@ -57,6 +58,10 @@ class _Rows(Protocol):
 
     def table_names(self) -> set[str]: ...
 
+    def run_is_trained(self, run: int) -> bool:
+        """Whether a process holds the run's lock right now (``run_liveness``)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -64,8 +69,9 @@ class _SqliteRows:
     """A bare ``sqlite3`` connection on a file, in one read transaction (a consistent snapshot)."""
 
     def __init__(self, db: str) -> None:
-        self.label = str(sqlite_path(db, read_only=True))
-        self.connection = connect_sqlite(sqlite_path(db, read_only=True), read_only=True)
+        self.path = sqlite_path(db, read_only=True)
+        self.label = str(self.path)
+        self.connection = connect_sqlite(self.path, read_only=True)
         self._run(lambda: self.connection.execute("BEGIN"))
 
     def _run(self, call: Any) -> Any:
@@ -96,6 +102,9 @@ class _SqliteRows:
         _, rows = self.all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", {})
         return {name for (name,) in rows}
 
+    def run_is_trained(self, run: int) -> bool:
+        return sqlite_lock_held(self.path, run)
+
     def close(self) -> None:
         self.connection.close()
 
@@ -110,6 +119,7 @@ class _SqlAlchemyRows:
 
         self._errors = DBAPIError
         url = database_url(db)
+        self.url = url
         self.label = describe(url)
         self.engine = make_engine(url, read_only=True)
         try:
@@ -151,6 +161,11 @@ class _SqlAlchemyRows:
         from sqlalchemy import inspect
 
         return set(self._run(lambda: inspect(self.connection).get_table_names()))
+
+    def run_is_trained(self, run: int) -> bool:
+        if self.url.get_backend_name() == "sqlite":
+            return sqlite_lock_held(self.url.database or "", run)
+        return bool(self.all(PG_LOCK_HELD_SQL, {"run": run})[1][0][0])
 
     def close(self) -> None:
         try:
@@ -303,11 +318,15 @@ class TelemetryReader:
             raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
         return self._run_summary(rows[0])
 
-    @staticmethod
-    def _run_summary(row: Sequence[Any]) -> RunSummary:
-        values = list(row)
-        values[2], values[3] = timestamp(values[2]), timestamp(values[3])
-        return RunSummary(*values)
+    def _run_summary(self, row: Sequence[Any]) -> RunSummary:
+        """A runs row as listed; a ``running`` run whose lock nobody holds is ``stale`` (its process died)."""
+        summary = RunSummary(*row)
+        status = summary.status
+        if status == "running" and not self._rows.run_is_trained(summary.id):
+            status = "stale"
+        return summary._replace(
+            started_at=timestamp(summary.started_at), ended_at=timestamp(summary.ended_at), status=status
+        )
 
     # -- episodes -------------------------------------------------------------------------------
 

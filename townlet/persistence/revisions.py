@@ -70,4 +70,5 @@ def describe_revision(revision: str) -> str:
     if revision == EMPTY:
         return "empty (no schema yet)"
     schema = SCHEMA_BY_REVISION.get(revision)
-    return f"revision {revision} (schema {schema})" if schema is not None else f"revision {revision} (unknown to this townlet)"
+    known = f"schema {schema}" if schema is not None else "unknown to this townlet"
+    return f"revision {revision} ({known})"

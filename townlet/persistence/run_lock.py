@@ -4,11 +4,11 @@ The lock lives as long as the process holds it and vanishes when the process die
 crashed run can be resumed at once and nothing is left on disk:
 
 - SQLite: a Linux abstract-namespace Unix socket named for the database file (device, inode) and the run;
-  binding fails while another process holds the name. Elsewhere, ``flock`` on a file in the temp directory.
+  binding fails while another process holds the name. It listens, so readers can see it is held without
+  taking it (``run_liveness``). Elsewhere, ``flock`` on a file in the temp directory.
 - PostgreSQL: a session-level advisory lock ``(727367, run)`` held on a connection of its own.
 """
 
-import os
 import socket
 import sys
 import tempfile
@@ -20,8 +20,7 @@ from sqlalchemy.engine import URL
 
 from townlet.persistence.engine import is_sqlite, make_engine
 from townlet.persistence.errors import DatabaseError
-
-ADVISORY_NAMESPACE = 727367
+from townlet.persistence.run_liveness import ADVISORY_NAMESPACE, sqlite_lock_name
 
 
 class RunBusy(DatabaseError):
@@ -63,8 +62,7 @@ class RunLock:
         self.release()
 
     def _sqlite(self) -> bool:
-        stat = os.stat(self.url.database or "")
-        name = f"townlet-run/{stat.st_dev}:{stat.st_ino}/{self.run}"
+        name = sqlite_lock_name(self.url.database or "", self.run)
         if sys.platform == "linux":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -72,6 +70,7 @@ class RunLock:
             except OSError:
                 sock.close()
                 return False
+            sock.listen(1)  # never accepted: a reader's connect only proves the lock is held
             self._held = sock
             return True
         import fcntl  # pragma: no cover - not Linux

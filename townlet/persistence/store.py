@@ -2,7 +2,7 @@
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,7 +10,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -24,10 +24,12 @@ from townlet.persistence.errors import (
     RunNotFound,
 )
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
-from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, EpisodeRow, RunRow
+from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
+from townlet.persistence.run_liveness import PG_LOCK_HELD_SQL, sqlite_lock_held
 from townlet.telemetry.dto import SCHEMA_VERSION
 
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
+CHECKPOINTS = CheckpointRow.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,17 @@ class EpisodeMeta:
     duration_s: float
     started_at: datetime
     finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """One learner checkpoint: after which episode, its format version, the device type it was trained on, and
+    its bytes (``townlet.training.checkpoint`` makes and reads them; the store only keeps them)."""
+
+    episode: int
+    format_version: int
+    device: str
+    blob: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,17 +192,31 @@ class TelemetryStore:
         transaction may change the schema (``engine.migration_transaction``).
         """
         try:
-            with self.engine.connect() as connection, _busy_timeout(connection, busy_timeout_ms):
-                with migration_transaction(connection) if migrating else connection.begin():
-                    yield connection
+            with (
+                self.engine.connect() as connection,
+                _busy_timeout(connection, busy_timeout_ms),
+                migration_transaction(connection) if migrating else connection.begin(),
+            ):
+                yield connection
         except DBAPIError as exc:
             raise _explain(exc, self.label) from exc
 
     # -- runs -----------------------------------------------------------------------------------
 
-    def create_run(self, *, run_uuid: str, seed: int, device: str, num_agents: int, config: dict[str, Any]) -> int:
+    def create_run(
+        self,
+        *,
+        run_uuid: str,
+        seed: int,
+        device: str,
+        num_agents: int,
+        config: dict[str, Any],
+        before_commit: Callable[[int], object] = lambda run: None,
+    ) -> int:
+        """Insert a ``running`` run; ``before_commit(run)`` runs before anyone can see it (take its lock there,
+        so no other process ever sees a running run nobody holds, i.e. calls it stale)."""
         with self.transaction() as c:
-            return c.execute(
+            run = c.execute(
                 insert(RUNS).returning(RUNS.c.id),
                 {
                     "run_uuid": run_uuid,
@@ -204,11 +231,34 @@ class TelemetryStore:
                     "schema_version": SCHEMA_VERSION,
                 },
             ).scalar_one()
+            before_commit(run)
+            return run
 
     def set_run_status(self, run: int, status: str, *, busy_timeout_ms: int | None = None) -> None:
         ended = None if status == "running" else now()
         with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             c.execute(update(RUNS).where(RUNS.c.id == run).values(status=status, ended_at=ended))
+
+    def mark_stale_runs(self) -> list[int]:
+        """Store ``stale`` for every ``running`` run whose lock nobody holds (its process died without saying
+        so, e.g. kill -9), ended at its last episode; returns their ids. A trainer that takes such a run's
+        lock meanwhile sets ``running`` after this transaction commits, so it never stays wrongly stale."""
+        with self.transaction() as c:
+            running = c.execute(select(RUNS.c.id).where(RUNS.c.status == "running")).scalars().all()
+            stale = [run for run in running if not self._run_is_trained(c, run)]
+            for run in stale:
+                last = select(func.max(EPISODES.c.finished_at)).where(EPISODES.c.run_id == run).scalar_subquery()
+                c.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == run)
+                    .values(status="stale", ended_at=func.coalesce(last, RUNS.c.started_at))
+                )
+        return stale
+
+    def _run_is_trained(self, connection: Connection, run: int) -> bool:
+        if is_sqlite(self.url):
+            return sqlite_lock_held(self.url.database or "", run)
+        return bool(connection.execute(text(PG_LOCK_HELD_SQL), {"run": run}).scalar_one())
 
     def get_run(self, run: int) -> RunInfo:
         with self.transaction() as c:
@@ -236,6 +286,40 @@ class TelemetryStore:
             ).one_or_none()
         return None if row is None else (row.episode, row.curriculum_stage)
 
+    def latest_checkpoint(self, run: int) -> StoredCheckpoint | None:
+        """The run's newest learner checkpoint, or None (a run trained before revision 0003 has none)."""
+        with self.transaction() as c:
+            row = c.execute(
+                select(CHECKPOINTS.c.episode, CHECKPOINTS.c.format_version, CHECKPOINTS.c.device, CHECKPOINTS.c.blob)
+                .where(CHECKPOINTS.c.run_id == run)
+                .order_by(CHECKPOINTS.c.episode.desc())
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else StoredCheckpoint(row.episode, row.format_version, row.device, bytes(row.blob))
+
+    def checkpoint_sizes(self, run: int) -> dict[int, int]:
+        """Episode -> bytes of each checkpoint the run keeps."""
+        with self.transaction() as c:
+            rows = c.execute(
+                select(CHECKPOINTS.c.episode, CHECKPOINTS.c.size_bytes)
+                .where(CHECKPOINTS.c.run_id == run)
+                .order_by(CHECKPOINTS.c.episode)
+            ).all()
+        return dict(rows)
+
+    def resume_run(self, run: int, *, after: int | None) -> int:
+        """Mark the run ``running`` again; with ``after``, delete its episodes (and checkpoints) past that
+        episode in the same transaction, to be trained again from the checkpoint. Returns how many went."""
+        with self.transaction() as c:
+            dropped = 0
+            if after is not None:
+                c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode > after))
+                dropped = c.execute(
+                    delete(EPISODES).where(EPISODES.c.run_id == run, EPISODES.c.episode > after)
+                ).rowcount  # agent rows go with them (ON DELETE CASCADE)
+            c.execute(update(RUNS).where(RUNS.c.id == run).values(status="running", ended_at=None))
+        return dropped
+
     # -- episodes -------------------------------------------------------------------------------
 
     def write_episode(
@@ -245,9 +329,15 @@ class TelemetryStore:
         snapshots: Sequence[dict[str, Any]],
         schema_version: int = SCHEMA_VERSION,
         *,
+        checkpoint: StoredCheckpoint | None = None,
+        keep_checkpoints: int = 1,
         busy_timeout_ms: int | None = None,
     ) -> None:
-        """Write one episode and all its agents (DTO dicts) in one transaction: whole or not at all."""
+        """Write one episode and all its agents (DTO dicts) in one transaction: whole or not at all.
+
+        With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
+        the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too.
+        """
         with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             episode_pk = c.execute(
                 insert(EPISODES).returning(EPISODES.c.id),
@@ -261,23 +351,52 @@ class TelemetryStore:
                     "finished_at": episode.finished_at,
                 },
             ).scalar_one()
-            if not snapshots:
-                return
-            if self._agent_insert_sql is not None:
-                # SQLite fast path: each row is one C-level itemgetter call fed lazily to executemany; the
-                # episode key is last_insert_rowid(), i.e. the episodes row just inserted (inserts into a
-                # WITHOUT ROWID table leave it unchanged), so the statement text never changes and stays cached.
-                sql = self._agent_insert_sql.format(schema_version=int(schema_version))
-                cursor = c.connection.driver_connection.cursor()
-                try:
-                    cursor.executemany(sql, map(self._agent_row, snapshots))
-                except sqlite3.Error as exc:  # surface exactly as SQLAlchemy would (IntegrityError, ...)
-                    raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
-                finally:
-                    cursor.close()
-            else:
-                extra = {"episode_pk": episode_pk, "schema_version": schema_version}
-                c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
+            if snapshots:
+                self._insert_agents(c, episode_pk, snapshots, schema_version)
+            if checkpoint is not None:
+                self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
+
+    def _insert_agents(
+        self, c: Connection, episode_pk: int, snapshots: Sequence[dict[str, Any]], schema_version: int
+    ) -> None:
+        if self._agent_insert_sql is not None:
+            # SQLite fast path: each row is one C-level itemgetter call fed lazily to executemany; the
+            # episode key is last_insert_rowid(), i.e. the episodes row just inserted (inserts into a
+            # WITHOUT ROWID table leave it unchanged), so the statement text never changes and stays cached.
+            sql = self._agent_insert_sql.format(schema_version=int(schema_version))
+            cursor = c.connection.driver_connection.cursor()
+            try:
+                cursor.executemany(sql, map(self._agent_row, snapshots))
+            except sqlite3.Error as exc:  # surface exactly as SQLAlchemy would (IntegrityError, ...)
+                raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+            finally:
+                cursor.close()
+        else:
+            extra = {"episode_pk": episode_pk, "schema_version": schema_version}
+            c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
+
+    @staticmethod
+    def _insert_checkpoint(c: Connection, run: int, checkpoint: StoredCheckpoint, keep: int) -> None:
+        c.execute(
+            insert(CHECKPOINTS),
+            {
+                "run_id": run,
+                "episode": checkpoint.episode,
+                "created_at": now(),
+                "format_version": checkpoint.format_version,
+                "device": checkpoint.device,
+                "size_bytes": len(checkpoint.blob),
+                "blob": checkpoint.blob,
+            },
+        )
+        newest = (
+            select(CHECKPOINTS.c.episode)
+            .where(CHECKPOINTS.c.run_id == run)
+            .order_by(CHECKPOINTS.c.episode.desc())
+            .limit(keep)
+            .scalar_subquery()
+        )
+        c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode.not_in(newest)))
 
     def count_rows(self) -> dict[str, int]:
         with self.transaction() as c:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from townlet.persistence.errors import DatabaseRetryable
-from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.persistence.store import EpisodeMeta, StoredCheckpoint, TelemetryStore
 
 #: How long one write attempt waits for another process's SQLite lock before the writer backs off.
 ATTEMPT_BUSY_MS = 500
@@ -28,7 +28,7 @@ POLL_S = 0.2
 #: After Ctrl-C, how long a failing database gets to recover before the writer gives up.
 GRACE_S = 1.0
 
-Item = tuple[EpisodeMeta, Sequence[dict[str, Any]]]
+Item = tuple[EpisodeMeta, Sequence[dict[str, Any]], StoredCheckpoint | None]
 
 
 def never() -> bool:
@@ -44,9 +44,10 @@ def ignore(status: str) -> None:
 class BackgroundWriter:
     """Owns the writer thread, its bounded queue, and the counts of what was written, waited and given up."""
 
-    def __init__(self, store: TelemetryStore, run: int, *, max_queued: int = 16) -> None:
+    def __init__(self, store: TelemetryStore, run: int, *, max_queued: int = 16, keep_checkpoints: int = 1) -> None:
         self.store = store
         self.run = run
+        self.keep_checkpoints = keep_checkpoints
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=max_queued)
         self._closing = threading.Event()
         self._abandon = threading.Event()
@@ -81,16 +82,18 @@ class BackgroundWriter:
         episode: EpisodeMeta,
         snapshots: Sequence[dict[str, Any]],
         *,
+        checkpoint: StoredCheckpoint | None = None,
         stop: Callable[[], bool] = never,
         on_wait: Callable[[str], None] = ignore,
     ) -> bool:
-        """Queue one episode; blocks only while the queue is full, reporting through ``on_wait``.
+        """Queue one episode (and the learner checkpoint taken after it, written in the same transaction);
+        blocks only while the queue is full, reporting through ``on_wait``.
 
         Returns False when ``stop()`` turned true while blocked: the episode was not queued (it counts as
         unwritten) and the caller should stop training.
         """
         self._raise_if_failed()
-        item = (episode, snapshots)
+        item = (episode, snapshots, checkpoint)
         try:
             self._queue.put_nowait(item)
             return True
@@ -170,14 +173,21 @@ class BackgroundWriter:
 
     def _write(self, item: Item) -> bool:
         """Write one episode, waiting out retryable faults; False when given up before it was written."""
-        episode, snapshots = item
+        episode, snapshots, checkpoint = item
         delay, failed_before = FIRST_BACKOFF_S, False
         while not self._abandon.is_set():
             try:
                 self.store.require_same_file()
                 # After a failed attempt the commit may have happened (a connection lost during COMMIT).
                 if not (failed_before and self.store.has_episode(self.run, episode.episode, ATTEMPT_BUSY_MS)):
-                    self.store.write_episode(self.run, episode, snapshots, busy_timeout_ms=ATTEMPT_BUSY_MS)
+                    self.store.write_episode(
+                        self.run,
+                        episode,
+                        snapshots,
+                        checkpoint=checkpoint,
+                        keep_checkpoints=self.keep_checkpoints,
+                        busy_timeout_ms=ATTEMPT_BUSY_MS,
+                    )
                 self.fault = None
                 return True
             except DatabaseRetryable as exc:

@@ -21,10 +21,10 @@ class AgentRuntimeRegistry:
     """Owns per-agent runtime tensors of shape ``(num_agents,)`` on one device.
 
     Fields: baseline survival steps (float32, default 0), survival steps this episode (int64), curriculum
-    stage (int64, from 1), exploration epsilon (float64: it comes from the learner's Python-float schedule and
-    leaves exactly as that value, 0.9 and not float32's 0.8999999761581421), reward accumulated this episode (float32), death
-    cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``), final meters (float32,
-    ``(num_agents, len(METERS))``), and this episode's affordance visits and action counts (int64,
+    stage (int64, from 1), exploration epsilon (float64: it comes from the learner's Python-float schedule
+    and leaves as exactly that value, 0.9 and not float32's 0.8999999761581421), reward accumulated this
+    episode (float32), death cause code (int64; a meter index, or ``CAUSE_TIMEOUT``/``CAUSE_ALIVE``), final
+    meters (float32, ``(num_agents, len(METERS))``), and this episode's affordance visits and action counts (int64,
     ``(num_agents, len(AFFORDANCES))`` and ``(num_agents, len(ACTIONS))``), from which the snapshot derives
     the entropy of each agent's empirical action distribution.
     """
@@ -126,6 +126,36 @@ class AgentRuntimeRegistry:
         counts = self._action_counts.float()
         totals = counts.sum(dim=1, keepdim=True).clamp(min=1.0)
         return torch.special.entr(counts / totals).sum(dim=1)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    _STATE = (
+        "_baseline",
+        "_epsilon",
+        "_episode_reward",
+        "_survival_steps",
+        "_stage",
+        "_death_cause",
+        "_meters",
+        "_visits",
+        "_action_counts",
+    )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies of every per-agent tensor, for a learner checkpoint."""
+        return {name.lstrip("_"): getattr(self, name).clone() for name in self._STATE}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore ``state_dict()``'s tensors (same number of agents) onto this registry's device."""
+        for name in self._STATE:
+            tensor = getattr(self, name)
+            stored = state[name.lstrip("_")]
+            if stored.shape != tensor.shape:
+                raise ValueError(
+                    f"checkpoint registry field {name.lstrip('_')} has shape {tuple(stored.shape)}, "
+                    f"this registry {tuple(tensor.shape)}: it was written for another number of agents"
+                )
+            tensor.copy_(stored.to(self.device, tensor.dtype))
 
     # -- snapshots: the only way out as Python values -------------------------------------------
 

@@ -1,6 +1,7 @@
 """``VectorizedPopulation``: one DQN acting and learning for every agent at once."""
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -114,6 +115,28 @@ class VectorizedPopulation:
         self.learn_steps += 1
         if self.learn_steps % self.config.target_sync_steps == 0:
             self.target_net.load_state_dict(self.q_net.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole learner: both networks, the optimiser, epsilon, the learning-step count, the replay buffer
+        and the registry (a checkpoint; ``load_state_dict`` continues exactly where this left off)."""
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epsilon": self.epsilon,
+            "learn_steps": self.learn_steps,
+            "replay": self.replay.state_dict(),
+            "registry": self.runtime_registry.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epsilon = float(state["epsilon"])
+        self.learn_steps = int(state["learn_steps"])
+        self.replay.load_state_dict(state["replay"])
+        self.runtime_registry.load_state_dict(state["registry"])
 
     def end_episode(self) -> None:
         """Decay epsilon (multiplicatively, floored) and publish it to the registry."""

@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -107,6 +108,32 @@ class Trainer:
             yield self.run_episode(episode)
             if stop():
                 return
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next episode depends on: the learner (with the registry), the curriculum, and every
+        random number generator training draws from (the trainer's generator, and torch's global ones)."""
+        return {
+            "population": self.population.state_dict(),
+            "curriculum": self.curriculum.state_dict(),
+            "rng": {
+                "generator": self.generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any], *, same_device_type: bool = True) -> None:
+        """Continue exactly where ``state_dict()`` was taken; on another device type the random streams cannot
+        move (their states are device-specific), so they keep this trainer's seed instead."""
+        self.curriculum.load_state_dict(state["curriculum"], self.env, self.registry)
+        self.population.load_state_dict(state["population"])  # after the curriculum: the registry as stored
+        if not same_device_type:
+            return
+        rng = state["rng"]
+        self.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def evaluate(self, episodes: int, *, epsilon: float) -> float:
         """Mean survival over ``episodes`` played at a fixed epsilon without learning (1.0 = random policy)."""

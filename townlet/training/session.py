@@ -1,8 +1,11 @@
 """``TrainingSession``: one run end to end — its row in the store, the trainer, the live stream, the writer.
 
 Every finished episode becomes one envelope (the single DTO choke point); the live stream and the database
-both take that envelope. A run ends ``finished`` when every requested episode ran and was written, ``crashed``
-when it was stopped (Ctrl-C) or failed — and only after the writer flushed every queued episode it could.
+both take that envelope. Every ``checkpoint_every`` episodes, and after the last episode of the session
+(finished or stopped by Ctrl-C), the whole learner goes with its episode as a checkpoint, so ``--resume``
+continues the same experiment. A run ends ``finished`` when every requested episode ran and was written,
+``interrupted`` when Ctrl-C stopped it, ``crashed`` when it failed — and only after the writer flushed every
+queued episode it could.
 """
 
 import time
@@ -25,6 +28,7 @@ from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
 from townlet.telemetry.stream import EpisodePublisher
+from townlet.training.checkpoint import capture, require_loadable, restore
 from townlet.training.loop import EpisodeReport, Trainer
 
 
@@ -36,7 +40,9 @@ class SessionResult:
     run_uuid: str
     first_episode: int
     status: str = "running"
+    notices: list[str] = field(default_factory=list)  # one line each, for the user, before training starts
     reports: list[EpisodeReport] = field(default_factory=list)
+    checkpoint: tuple[int, int] | None = None  # (episode, bytes) of the session's last learner checkpoint
     written: int = 0
     unwritten: list[int] = field(default_factory=list)
     status_saved: bool = True
@@ -78,7 +84,12 @@ class TrainingSession:
             else:
                 self._resume(config, db, live, resume, explicit)
             self.publisher = EpisodePublisher(self.result.run_uuid, [*sinks, *filter(None, [self.broadcaster])])
-            self.writer = BackgroundWriter(self.store, self.result.run, max_queued=self.config.training.write_queue)
+            self.writer = BackgroundWriter(
+                self.store,
+                self.result.run,
+                max_queued=self.config.training.write_queue,
+                keep_checkpoints=self.config.training.checkpoints_kept,
+            )
         except BaseException:
             self._release()
             raise
@@ -93,6 +104,7 @@ class TrainingSession:
         self.trainer = _build_trainer(config, device, stage=1, first=1)
         self.broadcaster = _bind(live)
         self.store = TelemetryStore.open(db, write=True)
+        notices = _stale_notices(self.store.mark_stale_runs())
         run_uuid = uuid.uuid4().hex
         run = self.store.create_run(
             run_uuid=run_uuid,
@@ -100,9 +112,13 @@ class TrainingSession:
             device=str(device),
             num_agents=config.training.agents,
             config=config.to_dict(),
+            before_commit=self._lock_run,  # held before any other process can see the run
         )
+        self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=1, notices=notices)
+
+    def _lock_run(self, run: int) -> None:
+        assert self.store is not None
         self.lock = RunLock(self.store.url, run, self.store.label).acquire()
-        self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=1)
 
     def _resume(
         self, config: TownletConfig, db: str, live: tuple[str, int] | None, resume: int, explicit: Collection[str]
@@ -115,13 +131,41 @@ class TrainingSession:
         self.config = with_overrides(
             stored, "training", **{key: getattr(config.training, key) for key in RESUME_MAY_CHANGE}
         )
-        self.lock = RunLock(self.store.url, info.id, self.store.label).acquire()
+        self._lock_run(info.id)
+        notices = _stale_notices(self.store.mark_stale_runs())
         last = self.store.last_episode(info.id)
-        first, stage = (1, 1) if last is None else (last[0] + 1, last[1])
-        self.trainer = _build_trainer(self.config, device, stage=stage, first=first)
+        checkpoint = self.store.latest_checkpoint(info.id)
+        replace_after: int | None = None
+        if checkpoint is None:
+            first, stage = (1, 1) if last is None else (last[0] + 1, last[1])
+            self.trainer = _build_trainer(self.config, device, stage=stage, first=first)
+            if last is not None:
+                notices.append(
+                    f"run {info.id} has no learner checkpoint (it was trained before townlet 0.4): learning "
+                    f"restarts from scratch at episode {first} (new networks, epsilon "
+                    f"{self.config.population.epsilon_start:g}, empty replay buffer)"
+                )
+        else:
+            require_loadable(checkpoint, info.id, device, device_given="training.device" in explicit)
+            first = checkpoint.episode + 1
+            self.trainer = _build_trainer(self.config, device, stage=1, first=first)
+            restore(self.trainer, checkpoint)
+            if last is not None and last[0] > checkpoint.episode:
+                replace_after = checkpoint.episode
+                notices.append(
+                    f"run {info.id} has episodes up to {last[0]} but its last checkpoint is after episode "
+                    f"{checkpoint.episode} (its process died before the next one): episodes {first}-{last[0]} "
+                    "are deleted and trained again from that checkpoint"
+                )
+            population = self.trainer.population
+            notices.append(
+                f"learner restored from the checkpoint after episode {checkpoint.episode}: epsilon "
+                f"{population.epsilon:g}, {population.replay.size} transitions in replay, "
+                f"stage {self.trainer.curriculum.stage}"
+            )
         self.broadcaster = _bind(live)
-        self.store.set_run_status(info.id, "running")
-        self.result = SessionResult(run=info.id, run_uuid=info.run_uuid, first_episode=first)
+        self.store.resume_run(info.id, after=replace_after)  # the last step: everything refusable was checked
+        self.result = SessionResult(run=info.id, run_uuid=info.run_uuid, first_episode=first, notices=notices)
 
     def run(
         self,
@@ -136,26 +180,40 @@ class TrainingSession:
         is listed in ``result.unwritten``.
         """
         result = self.result
-        completed = False
+        outcome = "crashed"
         try:
-            episodes = self.config.training.episodes
-            for report in self.trainer.run(episodes, first_episode=result.first_episode, stop=stop):
-                envelope = self.publisher.publish_episode(report.episode, report.snapshot)
-                queued = self.writer.submit(episode_meta(report), envelope["agents"], stop=stop, on_wait=on_wait)
+            t = self.config.training
+            last = result.first_episode + t.episodes - 1
+            for report in self.trainer.run(t.episodes, first_episode=result.first_episode):
                 result.reports.append(report)
+                stopping = stop()  # asked once per episode, after it: this one is then the session's last
+                checkpoint = None
+                if stopping or report.episode == last or _due(report.episode, t.checkpoint_every):
+                    checkpoint = capture(self.trainer, report.episode)
+                    result.checkpoint = (report.episode, len(checkpoint.blob))
+                envelope = self.publisher.publish_episode(report.episode, report.snapshot)
+                queued = self.writer.submit(
+                    episode_meta(report), envelope["agents"], checkpoint=checkpoint, stop=stop, on_wait=on_wait
+                )
                 on_episode(report)
-                if not queued:
+                if not queued or stopping:
                     break
-            completed = len(result.reports) == episodes
+            outcome = "finished" if len(result.reports) == t.episodes else "interrupted"
+        except KeyboardInterrupt:  # a second Ctrl-C in the middle of an episode
+            outcome = "interrupted"
+            raise
         finally:
-            self._close(result, completed, stop, on_wait)
+            self._close(result, outcome, stop, on_wait)
         return result
 
     def _close(
-        self, result: SessionResult, completed: bool, stop: Callable[[], bool], on_wait: Callable[[str], None]
+        self, result: SessionResult, outcome: str, stop: Callable[[], bool], on_wait: Callable[[str], None]
     ) -> None:
         try:
             self.writer.close(stop=stop, on_wait=on_wait)  # flush before the run's status says anything
+        except Exception:
+            outcome = "crashed"  # a write failed for good
+            raise
         finally:
             result.written = self.writer.written
             result.unwritten = sorted(self.writer.unwritten)
@@ -166,7 +224,8 @@ class TrainingSession:
                 result.live_clients = self.broadcaster.clients_served
                 result.live_dropped = self.broadcaster.dropped
                 self.broadcaster = None
-            result.status = "finished" if completed and not result.unwritten else "crashed"
+            # Episodes given up on (Ctrl-C while the database was busy) leave the run interrupted, not finished.
+            result.status = "interrupted" if outcome == "finished" and result.unwritten else outcome
             try:
                 result.status_saved = self._save_status(result)
             finally:
@@ -197,15 +256,25 @@ class TrainingSession:
 
 
 #: The ``[training]`` settings a resumed run takes from this session; every other setting is the run's own.
-RESUME_MAY_CHANGE = ("episodes", "device", "threads", "write_queue")
+RESUME_MAY_CHANGE = ("episodes", "device", "threads", "write_queue", "checkpoint_every", "checkpoints_kept")
 
 #: After the writer gave up on a busy database, how long the session keeps trying to set the run's status.
 STATUS_PATIENCE_S = 2.0
 
 
+def _due(episode: int, every: int) -> bool:
+    """Whether ``checkpoint_every`` asks for a checkpoint after this episode (0: only at a session's end)."""
+    return every > 0 and episode % every == 0
+
+
+def _stale_notices(runs: list[int]) -> list[str]:
+    return [f"run {run} was left running by a process that died without saying so: marked stale" for run in runs]
+
+
 def _build_trainer(config: TownletConfig, device: torch.device, *, stage: int, first: int) -> Trainer:
     """The trainer, or a one-line error when its tensors do not fit in memory (``--agents`` too large)."""
-    # A resumed run continues with a fresh seed stream: seed + (first episode - 1).
+    # Seeded seed + (first episode - 1): a resumed run whose random streams a checkpoint cannot restore (none,
+    # or another device type) continues on a fresh stream instead of replaying episode 1's.
     seeded = with_overrides(config, "training", seed=(config.training.seed + first - 1) % (INT64_MAX + 1))
     try:
         return Trainer(seeded, device, stage=stage)

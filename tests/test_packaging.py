@@ -1,5 +1,6 @@
 """Packaging: the wheel installs ``townlet`` and ``townlet_cli`` (never a bare ``cli``) and the entry point works."""
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from townlet.persistence.revisions import HEAD_REVISION
+from townlet.persistence.revisions import HEAD_REVISION, SCHEMA_BY_REVISION
 from townlet.telemetry.dto import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,10 @@ def test_alembic_from_a_checkout_says_what_it_ran(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
-    assert f"Running upgrade 0001 -> {HEAD_REVISION}" in result.stderr
+    known = list(SCHEMA_BY_REVISION)
+    for older, newer in itertools.pairwise(known):
+        assert f"Running upgrade {older} -> {newer}" in result.stderr
+    assert known[-1] == HEAD_REVISION
     assert list(tmp_path.iterdir()) == [db]
 
 

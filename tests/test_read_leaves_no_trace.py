@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from townlet.persistence.engine import database_url
+from townlet.persistence.run_lock import RunLock
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -50,7 +52,8 @@ def test_reading_while_a_trainer_has_the_file_open_sees_its_episodes(tmp_path):
     writer.execute("PRAGMA journal_mode = WAL")  # what a running trainer does
     writer.execute("UPDATE runs SET status = 'running'")
     try:
-        result = runner.invoke(app, ["runs", "--json", "--db", str(db)])
+        with RunLock(database_url(str(db)), 1, str(db)):  # and it holds its run's lock
+            result = runner.invoke(app, ["runs", "--json", "--db", str(db)])
         assert result.exit_code == 0, result.output
         assert '"status":"running"' in result.stdout
     finally:

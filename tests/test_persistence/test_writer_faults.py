@@ -53,6 +53,13 @@ class Lines:
         self._thread.join(10)
         return "".join(self.lines)
 
+    def stderr(self, timeout: float | None = None) -> str:
+        """Wait for the process to end and return its stderr; stdout stays with the reading thread (a
+        ``communicate()`` would read stdout too, racing the thread for the last lines)."""
+        self.proc.wait(timeout=timeout)
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
 
 def _training(db: Path, processes: list, *extra: str, queue: int = 2) -> "Lines":
     """A real trainer on ``db``, once it has committed two episodes; its stdout, read as it comes."""
@@ -87,7 +94,7 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out_and_every_episode_writt
         time.sleep(1.0)  # past the writer's per-attempt busy timeout, several retries
         held_at = written_so_far(db)
     proc.wait(timeout=300)
-    _, err = proc.communicate()
+    err = out.stderr()
     assert proc.returncode == 0, err
     assert held_at < 40
     assert episodes_of(db) == [(e, 2) for e in range(1, 41)]
@@ -103,7 +110,7 @@ def test_ctrl_c_while_the_database_is_locked_exits_promptly_naming_what_was_not_
     with _write_lock_held(db, out):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)  # a couple of seconds in practice: the grace period, one attempt, the status try
-        _, err = proc.communicate()
+        err = out.stderr()
     assert proc.returncode == 130, err
     text = out.text()
     stored = [e for e, _ in episodes_of(db)]
@@ -172,7 +179,7 @@ def test_a_disk_that_refuses_writes_for_a_while_is_waited_out(tmp_path, processe
     finally:
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
     proc.wait(timeout=300)
-    _, err = proc.communicate()
+    err = out.stderr()
     assert proc.returncode == 0, err
     assert episodes_of(db) == [(e, 2) for e in range(1, 31)]
     assert run_status(db) == "finished"
@@ -186,7 +193,7 @@ def test_a_second_ctrl_c_stops_at_once_with_one_line_and_exit_130(tmp_path, proc
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = out.stderr(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1
     assert err.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ")

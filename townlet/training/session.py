@@ -141,7 +141,7 @@ class TrainingSession:
             self.trainer = _build_trainer(self.config, device, stage=stage, first=first)
             if last is not None:
                 notices.append(
-                    f"run {info.id} has no learner checkpoint (it was trained before townlet 0.4): learning "
+                    f"run {info.id} has no learner checkpoint ({_why_no_checkpoint(info.code_version)}): learning "
                     f"restarts from scratch at episode {first} (new networks, epsilon "
                     f"{self.config.population.epsilon_start:g}, empty replay buffer)"
                 )
@@ -265,6 +265,20 @@ STATUS_PATIENCE_S = 2.0
 def _due(episode: int, every: int) -> bool:
     """Whether ``checkpoint_every`` asks for a checkpoint after this episode (0: only at a session's end)."""
     return every > 0 and episode % every == 0
+
+
+#: The first townlet version that stores learner checkpoints.
+CHECKPOINTS_SINCE = (0, 4)
+
+
+def _why_no_checkpoint(code_version: str) -> str:
+    try:
+        version = tuple(int(part) for part in code_version.split(".")[:2])
+    except ValueError:
+        version = CHECKPOINTS_SINCE
+    if version < CHECKPOINTS_SINCE:
+        return f"it was trained by townlet {code_version}, before checkpoints"
+    return "its process died before the first one was stored"
 
 
 def _stale_notices(runs: list[int]) -> list[str]:

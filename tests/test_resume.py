@@ -1,0 +1,214 @@
+"""Resume resumes learning: checkpoints in the database, exact continuation, honest run states.
+
+The property that proves it: on CPU with a fixed seed, 30 episodes in one go and 20 + ``--resume`` 10 store
+identical telemetry for every episode (every field but timestamps and durations), also when the first
+session is stopped by Ctrl-C or killed at a random episode.
+"""
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from tests.helpers import V2_FIXTURE, v1_copy, wait_for
+from townlet.config import load_config, with_overrides
+from townlet.persistence.models import AGENT_FIELDS
+from townlet.persistence.reader import TelemetryReader
+from townlet.persistence.run_lock import RunLock
+from townlet.persistence.store import TelemetryStore
+from townlet.training.session import TrainingSession
+from townlet_cli.app import app
+
+runner = CliRunner()
+AGENTS = 3
+TELEMETRY_SQL = (
+    f"SELECT e.episode, e.steps, e.curriculum_stage, {', '.join(f'a.{f}' for f in AGENT_FIELDS)} "
+    "FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id WHERE e.run_id = :run "
+    "ORDER BY e.episode, a.agent_idx"
+)
+
+
+def config(episodes: int, **training: int):
+    return with_overrides(load_config(), "training", episodes=episodes, agents=AGENTS, seed=0, device="cpu", **training)
+
+
+def telemetry(db: str, run: int = 1) -> list[tuple]:
+    """Every stored field of every episode and agent of a run, except timestamps and durations."""
+    with TelemetryStore.open(db, write=False) as store, store.transaction() as connection:
+        return [tuple(row) for row in connection.execute(text(TELEMETRY_SQL), {"run": run})]
+
+
+def checkpoints(db: Path, run: int = 1) -> list[int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        rows = connection.execute("SELECT episode FROM checkpoints WHERE run_id = ? ORDER BY episode", (run,))
+        return [episode for (episode,) in rows]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> list[tuple]:
+    """The reference: 30 episodes in one session, on SQLite."""
+    db = str(tmp_path_factory.mktemp("straight") / "t.db")
+    result = TrainingSession(config(30), db=db).run()
+    assert result.status == "finished"
+    return telemetry(db)
+
+
+def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight):
+    first = TrainingSession(config(20), db=db_url).run()
+    assert first.checkpoint is not None and first.checkpoint[0] == 20
+    resumed = TrainingSession(config(10), db=db_url, resume=first.run)
+    assert any("restored from the checkpoint after episode 20" in n for n in resumed.result.notices)
+    assert resumed.run().status == "finished"
+    stored = telemetry(db_url, first.run)
+    assert len(stored) == 30 * AGENTS
+    assert stored == straight
+    epsilon_21 = {row[3 + AGENT_FIELDS.index("epsilon")] for row in stored if row[0] == 21}
+    schedule = 1.0
+    for _ in range(20):
+        schedule = max(0.05, schedule * 0.9)
+    assert epsilon_21 == {schedule} != {1.0}  # the learner went on; it did not restart
+
+
+def test_checkpoints_every_n_episodes_keep_the_newest_and_report_their_size(tmp_path):
+    db = tmp_path / "t.db"
+    result = TrainingSession(config(23, checkpoint_every=5, checkpoints_kept=2), db=str(db)).run()
+    assert checkpoints(db) == [20, 23]  # 5, 10, 15 were pruned; 23 is the session's end
+    with TelemetryStore.open(str(db), write=False) as store:
+        sizes = store.checkpoint_sizes(1)
+    assert result.checkpoint == (23, sizes[23]) and sizes[23] > sizes[20] > 100_000  # the replay buffer grows
+
+
+def _train(db: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--db", str(db), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=db.parent,
+    )  # fmt: skip
+
+
+def _episodes(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            return connection.execute("SELECT count(*) FROM episodes").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+FIRST = ["--episodes", "30", "--agents", str(AGENTS), "--seed", "0", "--device", "cpu"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(tmp_path, processes, straight):
+    db = tmp_path / "t.db"
+    proc = _train(db, *FIRST)
+    processes.append(proc)
+    stop_at = random.randint(2, 25)
+    wait_for(lambda: _episodes(db) >= stop_at, f"{stop_at} episodes written")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    done = _episodes(db)
+    assert f"run 1 interrupted: {done} episodes written" in out
+    assert f"learner checkpoint after episode {done} stored" in out
+    assert checkpoints(db)[-1] == done
+    resumed = subprocess.run(
+        [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", str(30 - done), "--db", str(db)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"learner restored from the checkpoint after episode {done}" in resumed.stdout
+    assert telemetry(str(db)) == straight
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_last_checkpoint_replaces_the_later_episodes_and_continues_exactly(
+    tmp_path, processes, straight
+):
+    db = tmp_path / "t.db"
+    settings = tmp_path / "often.toml"
+    settings.write_text("[training]\ncheckpoint_every = 4\n")
+    proc = _train(db, *FIRST, "--config", str(settings))
+    processes.append(proc)
+    wait_for(lambda: _episodes(db) >= random.randint(9, 14), "episodes written")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    done = _episodes(db)
+    last_checkpoint = checkpoints(db)[-1]
+    assert last_checkpoint == done // 4 * 4  # whole or absent: each went in with its episode
+    listed = json.loads(runner.invoke(app, ["runs", "--json", "--db", str(db)]).stdout)
+    assert listed[0]["status"] == "stale"  # stored as running; nobody holds its lock any more
+    resumed = runner.invoke(app, ["train", "--resume", "1", "--episodes", str(30 - last_checkpoint), "--db", str(db)])
+    assert resumed.exit_code == 0, resumed.output
+    if done > last_checkpoint:
+        said = f"episodes {last_checkpoint + 1}-{done} are deleted and trained again from that checkpoint"
+        assert said in " ".join(resumed.stdout.split())
+    assert telemetry(str(db)) == straight
+    assert json.loads(runner.invoke(app, ["runs", "--json", "--db", str(db)]).stdout)[0]["status"] == "finished"
+
+
+def test_a_run_without_a_checkpoint_resumes_as_before_and_says_learning_restarts(tmp_path):
+    db = v1_copy(tmp_path, fixture=V2_FIXTURE)
+    assert runner.invoke(app, ["db", "upgrade", "--db", str(db)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    notice = " ".join(result.stdout.split())
+    assert "run 1 has no learner checkpoint (it was trained by townlet 0.3.0, before checkpoints)" in notice
+    assert "learning restarts from scratch at episode 8" in notice
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT max(episode) FROM episodes WHERE run_id = 1").fetchone() == (9,)
+    assert checkpoints(db) == [9]
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ("format_version = 99", "has format 99, this townlet reads format 1: resume it with the townlet that"),
+        ("device = 'cuda'", "was trained on cuda, this session would train on cpu: pass --device cuda to continue"),
+    ],
+)
+def test_a_checkpoint_it_cannot_continue_from_is_refused_in_one_line(tmp_path, change, refusal):
+    db = tmp_path / "t.db"
+    TrainingSession(config(2), db=str(db)).run()
+    with sqlite3.connect(db) as connection:
+        connection.execute(f"UPDATE checkpoints SET {change}")
+    before = telemetry(str(db))
+    result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--db", str(db)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert refusal in result.stderr
+    assert telemetry(str(db)) == before
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT status FROM runs").fetchone() == ("finished",)
+
+
+def test_an_explicit_device_moves_a_checkpoint_from_another_device_type(tmp_path):
+    db = tmp_path / "t.db"
+    TrainingSession(config(2), db=str(db)).run()
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE checkpoints SET device = 'cuda'")
+    result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "learner restored from the checkpoint after episode 2" in result.stdout
+
+
+def test_a_running_run_nobody_holds_is_listed_stale_and_the_next_train_stores_it(db_url):
+    with TelemetryStore.open(db_url, write=True) as store:
+        dead = store.create_run(run_uuid="a" * 32, seed=0, device="cpu", num_agents=1, config={})
+        alive = store.create_run(run_uuid="b" * 32, seed=0, device="cpu", num_agents=1, config={})
+        with RunLock(store.url, alive, store.label):
+            with TelemetryReader(db_url) as reader:
+                assert [(r.id, r.status) for r in reader.runs()] == [(dead, "stale"), (alive, "running")]
+            session = TrainingSession(config(1), db=db_url)
+            assert session.result.notices == [
+                f"run {dead} was left running by a process that died without saying so: marked stale"
+            ]
+            session.run()
+            assert store.get_run(dead).status == "stale" and store.get_run(dead).ended_at is not None
+            assert store.get_run(alive).status == "running"
+        with TelemetryReader(db_url) as reader:
+            assert reader.run(alive).status == "stale"

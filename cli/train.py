@@ -56,7 +56,10 @@ def train(
     resume: Annotated[
         int | None,
         typer.Option(
-            "--resume", help="Continue run RUN (crashed or finished) after its last episode.", min=1, max=INT64_MAX
+            "--resume",
+            help="Continue run RUN (any stopped run) from its last learner checkpoint; see below.",
+            min=1,
+            max=INT64_MAX,
         ),
     ] = None,
     live: Annotated[
@@ -80,9 +83,9 @@ def train(
     writer retries and training goes on until training.write_queue episodes wait; then training waits,
     saying so on the progress line. Nothing is dropped: on Ctrl-C the summary names what was not written.
 
-    Every training.checkpoint_every episodes (default 10) and when the session ends (finished or Ctrl-C) the
-    whole learner is stored in the database with its episode: networks, optimiser, epsilon, replay buffer,
-    curriculum, registry and random generators. The newest training.checkpoints_kept (default 2) stay.
+    Every training.checkpoint_every episodes and when the session ends (finished or Ctrl-C) the whole learner
+    is stored in the database with its episode: networks, optimiser, epsilon, replay buffer, curriculum,
+    registry and random generators. The newest training.checkpoints_kept stay (configs/default.toml).
 
     --resume RUN continues a stopped run from its last checkpoint exactly: on CPU, 20 episodes plus a resume
     of 10 store the same telemetry as 30 in one go. If the run has episodes after that checkpoint (its process

@@ -76,6 +76,20 @@ def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight):
     assert epsilon_21 == {schedule} != {1.0}  # the learner went on; it did not restart
 
 
+def test_episodes_after_the_newest_checkpoint_are_replaced_in_one_go_and_continue_exactly(db_url, straight):
+    TrainingSession(config(12, checkpoint_every=5), db=db_url).run()
+    with TelemetryStore.open(db_url, write=True) as store, store.transaction() as connection:
+        connection.execute(text("DELETE FROM checkpoints WHERE episode = 12"))  # as if killed after episode 12
+    resumed = TrainingSession(config(20), db=db_url, resume=1)
+    assert resumed.result.first_episode == 11
+    assert (
+        "run 1 has episodes up to 12 but its last checkpoint is after episode 10 (its process died before the "
+        "next one): episodes 11-12 are deleted and trained again from that checkpoint"
+    ) in resumed.result.notices
+    assert resumed.run().status == "finished"
+    assert telemetry(db_url) == straight
+
+
 def test_checkpoints_every_n_episodes_keep_the_newest_and_report_their_size(tmp_path):
     db = tmp_path / "t.db"
     result = TrainingSession(config(23, checkpoint_every=5, checkpoints_kept=2), db=str(db)).run()

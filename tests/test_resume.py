@@ -88,6 +88,8 @@ def test_episodes_after_the_newest_checkpoint_are_replaced_in_one_go_and_continu
     ) in resumed.result.notices
     assert resumed.run().status == "finished"
     assert telemetry(db_url) == straight
+    with TelemetryStore.open(db_url, write=False) as store:  # the replaced episodes took their agent rows along
+        assert store.count_rows() == {"runs": 1, "episodes": 30, "agent_snapshots": 30 * AGENTS}
 
 
 def test_checkpoints_every_n_episodes_keep_the_newest_and_report_their_size(tmp_path):

@@ -243,8 +243,12 @@ def _print_unwritten(console: "Console", result: "SessionResult") -> None:
     if result.unwritten:
         episodes = ", ".join(map(str, result.unwritten))
         console.print(
-            f"{len(result.unwritten)} episodes could not be written (the database stayed busy): {episodes}",
+            f"{len(result.unwritten)} episodes could not be written (the database stayed {result.database_state}): "
+            f"{episodes}",
             style="red",
         )
     if not result.status_saved:
-        console.print(f"run {result.run}'s status could not be saved (database busy): it still says running")
+        console.print(
+            f"run {result.run}'s status could not be saved (database {result.database_state}): it still says "
+            "running (listed stale once this process has exited)"
+        )

@@ -2,6 +2,8 @@
 
 import shutil
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,3 +59,31 @@ def v1_copy(directory: Path, name: str = "townlet.db", fixture: Path = V1_FIXTUR
     copy = directory / name
     shutil.copy(fixture, copy)
     return copy
+
+
+class Lines:
+    """A process's stdout read line by line on a thread, so a test can wait for a line while it runs."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+    def stderr(self, timeout: float | None = None) -> str:
+        """Wait for the process to end and return its stderr; stdout stays with the reading thread (a
+        ``communicate()`` would read stdout too, racing the thread for the last lines)."""
+        self.proc.wait(timeout=timeout)
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()

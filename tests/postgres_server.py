@@ -32,36 +32,69 @@ def _as_server_user() -> dict[str, object]:
     return {"user": "postgres", "group": "postgres"}
 
 
+class PostgresServer:
+    """Owns one throwaway server's data directory and port; ``restart``/``stop``/``start`` act on it like an
+    operator with ``pg_ctl`` would (a test of a trainer riding out a server restart)."""
+
+    def __init__(self, root: Path, port: int, run_as: dict[str, object]) -> None:
+        self.root, self.port, self.run_as = root, port, run_as
+        self.data, self.log = root / "data", root / "server.log"
+        self.url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(["pg_ctl", "-D", str(self.data), *args], check=True, capture_output=True, **self.run_as)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        self._pg_ctl("-o", options, "-l", str(self.log), "-w", "start")
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        """``pg_ctl restart``, as stop + start: a bare ``restart`` would hand the server pg_ctl's stdout."""
+        self.stop()
+        self.start()
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield a base URL (no database name) of a fresh server; stop and delete it afterwards."""
+def postgres_instance() -> Iterator[PostgresServer]:
+    """A fresh server on 127.0.0.1, stopped and deleted afterwards."""
     missing = [b for b in ("initdb", "pg_ctl", "postgres") if shutil.which(b) is None]
     if missing:
         pytest.fail(f"PostgreSQL server binaries not on PATH ({', '.join(missing)}): install postgresql-15")
     run_as = _as_server_user()
     root = Path(tempfile.mkdtemp(prefix="townlet-pg-"))
     root.chmod(0o755)
-    data, log = root / "data", root / "server.log"
-    data.mkdir()
+    server = PostgresServer(root, free_port(), run_as)
+    server.data.mkdir()
     if run_as:
-        shutil.chown(data, "postgres", "postgres")
+        shutil.chown(server.data, "postgres", "postgres")
         shutil.chown(root, "postgres", "postgres")
-    port = free_port()
-    quiet = {"check": True, "capture_output": True, **run_as}
     try:
-        subprocess.run(["initdb", "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"], **quiet)
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-        subprocess.run(["pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "start"], **quiet)
+        subprocess.run(
+            ["initdb", "-D", str(server.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True, capture_output=True, **run_as,
+        )  # fmt: skip
+        server.start()
         try:
-            yield f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}"
+            yield server
         finally:
-            subprocess.run(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"], **quiet)
+            if (server.data / "postmaster.pid").exists():
+                server.stop()
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        server_log = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        server_log = server.log.read_text(errors="replace")[-2000:] if server.log.exists() else ""
         pytest.fail(f"PostgreSQL test server failed: {' '.join(map(str, exc.cmd))}: {detail[0]}\n{server_log}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield a base URL (no database name) of a fresh server; stop and delete it afterwards."""
+    with postgres_instance() as server:
+        yield server.url
 
 
 def new_database(base_url: str) -> str:

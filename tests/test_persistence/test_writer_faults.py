@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import Lines, wait_for
 from tests.test_persistence.test_training_db import config, episodes_of, run_status, written_so_far
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.store import TelemetryStore
@@ -31,34 +30,6 @@ def _train(db: Path, *extra: str, queue: int = 2) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=db.parent,
         env={**os.environ, "COLUMNS": "250"},
     )  # fmt: skip
-
-
-class Lines:
-    """A process's stdout read line by line on a thread, so a test can wait for a line while it runs."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
-            self.lines.append(line)
-
-    def has(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    def text(self) -> str:
-        self._thread.join(10)
-        return "".join(self.lines)
-
-    def stderr(self, timeout: float | None = None) -> str:
-        """Wait for the process to end and return its stderr; stdout stays with the reading thread (a
-        ``communicate()`` would read stdout too, racing the thread for the last lines)."""
-        self.proc.wait(timeout=timeout)
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
 
 
 def _training(db: Path, processes: list, *extra: str, queue: int = 2) -> "Lines":

@@ -31,12 +31,14 @@ class DatabaseRetryable(DatabaseUnavailable):
     """A fault that may pass: a lock another process holds, a full disk, a server restarting.
 
     The background writer retries it with backoff while training goes on; elsewhere it is one line.
-    ``reason`` is the driver's own words (``database is locked``, ``database or disk is full``).
+    ``reason`` is the driver's own words (``database is locked``, ``database or disk is full``); ``state`` is
+    ``unavailable`` when the server cannot be reached (stopped, restarting, the network), else ``busy``.
     """
 
-    def __init__(self, message: str, reason: str = "") -> None:
+    def __init__(self, message: str, reason: str = "", *, unavailable: bool = False) -> None:
         super().__init__(message)
         self.reason = reason or message
+        self.state = "unavailable" if unavailable else "busy"
 
 
 class DatabaseFileGone(DatabaseUnavailable):

@@ -9,6 +9,7 @@ crashed run can be resumed at once and nothing is left on disk:
 - PostgreSQL: a session-level advisory lock ``(727367, run)`` held on a connection of its own.
 """
 
+import contextlib
 import socket
 import sys
 import tempfile
@@ -17,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from townlet.persistence.engine import is_sqlite, make_engine
-from townlet.persistence.errors import DatabaseError
+from townlet.persistence.errors import DatabaseError, DatabaseRetryable
 from townlet.persistence.run_liveness import ADVISORY_NAMESPACE, sqlite_lock_name
 
 
@@ -44,13 +46,31 @@ class RunLock:
             )
         return self
 
+    def ensure(self) -> None:
+        """After a database outage: on PostgreSQL the server dropped the lock with its connection, so take it
+        again (``RunBusy`` if another process took the run meanwhile). A SQLite lock cannot be lost."""
+        if not isinstance(self._held, tuple) or _alive(self._held[1]):
+            return
+        self.release()  # the connection died, and the lock with it
+        try:
+            taken = self._postgresql()
+        except DBAPIError as exc:
+            message = str(exc.orig or exc).strip().splitlines()[0]
+            raise DatabaseRetryable(f"cannot take run {self.run}'s lock again ({message})", message) from None
+        if not taken:
+            raise RunBusy(
+                f"run {self.run} in {self.label} was taken by another process while the database was "
+                "unavailable: this trainer stops; the episodes it wrote are kept"
+            )
+
     def release(self) -> None:
         held, self._held = self._held, None
         if held is None:
             return
         if isinstance(held, tuple):  # (engine, connection) of an advisory lock
             engine, connection = held
-            connection.close()
+            with contextlib.suppress(DBAPIError):  # a connection the server dropped: the lock went with it
+                connection.close()
             engine.dispose()
         else:
             held.close()
@@ -98,3 +118,13 @@ class RunLock:
             return False
         self._held = (engine, connection)
         return True
+
+
+def _alive(connection: Any) -> bool:
+    """Whether the lock's own connection still reaches the server (a dead one held a lock that is gone)."""
+    try:
+        connection.execute(text("SELECT 1")).scalar_one()
+        connection.commit()
+    except DBAPIError:
+        return False
+    return True

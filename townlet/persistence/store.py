@@ -437,6 +437,18 @@ def _file_identity(url: URL) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+#: Driver words that mean the server cannot be reached at all (as opposed to a lock or a full disk).
+UNREACHABLE_MARKERS = (
+    "connection",
+    "server closed",
+    "terminating",
+    "could not connect",
+    "the database system is",
+    "no route to host",
+    "timeout expired",
+)
+
+
 def _explain(exc: DBAPIError, label: str) -> Exception:
     """Turn a driver error into the one-line error a user can act on.
 
@@ -454,7 +466,10 @@ def _explain(exc: DBAPIError, label: str) -> Exception:
     if "readonly database" in message or "read-only" in message:
         return DatabaseRetryable(f"cannot write {label} ({message}): check the file's permissions or --db", message)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        unreachable = exc.connection_invalidated or any(m in message.lower() for m in UNREACHABLE_MARKERS)
         return DatabaseRetryable(
-            f"cannot use database {label} ({message}): check --db and that it is reachable", message
+            f"cannot use database {label} ({message}): check --db and that it is reachable",
+            message,
+            unavailable=unreachable,
         )
     return exc

@@ -44,10 +44,21 @@ def ignore(status: str) -> None:
 class BackgroundWriter:
     """Owns the writer thread, its bounded queue, and the counts of what was written, waited and given up."""
 
-    def __init__(self, store: TelemetryStore, run: int, *, max_queued: int = 16, keep_checkpoints: int = 1) -> None:
+    def __init__(
+        self,
+        store: TelemetryStore,
+        run: int,
+        *,
+        max_queued: int = 16,
+        keep_checkpoints: int = 1,
+        on_recovered: Callable[[], object] = lambda: None,
+    ) -> None:
+        """``on_recovered`` runs on the writer thread after the first write that follows a fault (the session
+        re-takes its run lock there: a server restart dropped it)."""
         self.store = store
         self.run = run
         self.keep_checkpoints = keep_checkpoints
+        self.on_recovered = on_recovered
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=max_queued)
         self._closing = threading.Event()
         self._abandon = threading.Event()
@@ -59,6 +70,7 @@ class BackgroundWriter:
         self.blocked_count = 0
         self.retries = 0
         self.fault: str | None = None  # the retryable fault being waited out; None while writes succeed
+        self.fault_state = "busy"  # "busy" or "unavailable": what the last fault said of the database
         self.unwritten: list[int] = []  # episodes given up (Ctrl-C) or drained after a fatal error
         self._thread = threading.Thread(target=self._work, name="townlet-writer", daemon=True)
         self._thread.start()
@@ -75,7 +87,7 @@ class BackgroundWriter:
         fault = self.fault
         if fault is None:
             return ""
-        return f"database busy, {self.queued} episodes queued, retrying ({fault})"
+        return f"database {self.fault_state}, {self.queued} episodes queued, retrying ({fault})"
 
     def submit(
         self,
@@ -188,10 +200,12 @@ class BackgroundWriter:
                         keep_checkpoints=self.keep_checkpoints,
                         busy_timeout_ms=ATTEMPT_BUSY_MS,
                     )
+                if failed_before:
+                    self.on_recovered()
                 self.fault = None
                 return True
             except DatabaseRetryable as exc:
-                self.fault = exc.reason
+                self.fault, self.fault_state = exc.reason, exc.state
                 self.retries += 1
                 failed_before = True
                 self._abandon.wait(delay)

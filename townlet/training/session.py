@@ -45,6 +45,7 @@ class SessionResult:
     checkpoint: tuple[int, int] | None = None  # (episode, bytes) of the session's last learner checkpoint
     written: int = 0
     unwritten: list[int] = field(default_factory=list)
+    database_state: str = "busy"  # what the last fault said of the database: "busy" or "unavailable"
     status_saved: bool = True
     writer_blocked_s: float = 0.0
     live_published: int = 0
@@ -89,6 +90,7 @@ class TrainingSession:
                 self.result.run,
                 max_queued=self.config.training.write_queue,
                 keep_checkpoints=self.config.training.checkpoints_kept,
+                on_recovered=self._relock,
             )
         except BaseException:
             self._release()
@@ -115,6 +117,10 @@ class TrainingSession:
             before_commit=self._lock_run,  # held before any other process can see the run
         )
         self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=1, notices=notices)
+
+    def _relock(self) -> None:
+        if self.lock is not None:
+            self.lock.ensure()
 
     def _lock_run(self, run: int) -> None:
         assert self.store is not None
@@ -217,6 +223,7 @@ class TrainingSession:
         finally:
             result.written = self.writer.written
             result.unwritten = sorted(self.writer.unwritten)
+            result.database_state = self.writer.fault_state
             result.writer_blocked_s = self.writer.blocked_s
             self.publisher.close()
             if self.broadcaster is not None:
@@ -232,7 +239,8 @@ class TrainingSession:
                 self._release()
 
     def _save_status(self, result: SessionResult) -> bool:
-        """Set the run's status; a database still busy after a couple of seconds leaves it ``running``."""
+        """Set the run's status; a database still busy or unreachable after a couple of seconds leaves it
+        ``running`` (readers then list it ``stale`` once this process is gone)."""
         assert self.store is not None
         deadline = time.monotonic() + STATUS_PATIENCE_S
         while True:

@@ -1,0 +1,151 @@
+"""A team's PostgreSQL: many trainers at once, and a server that goes away and comes back mid-run.
+
+Real ``train`` processes against real PostgreSQL 15 servers. The restart tests get a server of their own
+(they stop it); the others share the session's server.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import Lines, wait_for
+from tests.postgres_server import PostgresServer, new_database, postgres_instance
+
+
+def conninfo(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(conninfo(url), connect_timeout=5) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def episodes(url: str, run: int = 1) -> list[int]:
+    return [e for (e,) in query(url, f"SELECT episode FROM episodes WHERE run_id = {run} ORDER BY episode")]
+
+
+def written(url: str) -> int:
+    try:
+        return query(url, "SELECT count(*) FROM episodes")[0][0]
+    except psycopg.Error:  # the schema is not there yet, or the server is down
+        return 0
+
+
+def train(url: str, tmp_path: Path, *args: str, queue: int = 2) -> subprocess.Popen:
+    settings = tmp_path / "queue.toml"
+    settings.write_text(f"[training]\nwrite_queue = {queue}\n")
+    return subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--agents", "2", "--device", "cpu", "--db", url,
+         "--config", str(settings), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+
+
+def read(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    with postgres_instance() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_a_server_restart_mid_run_loses_nothing_and_the_trainer_keeps_its_run(own_server, tmp_path, processes):
+    url = new_database(own_server.url)
+    proc = train(url, tmp_path, "--episodes", "100000")
+    processes.append(proc)
+    out = Lines(proc)
+    wait_for(lambda: written(url) >= 3, "3 episodes written")
+    own_server.restart()  # pg_ctl stop -m fast + start: every connection is cut
+    after = written(url)
+    wait_for(lambda: written(url) >= after + 5, "5 more episodes written after the restart")
+    # The trainer took its run lock again: the run is running, not stale, and cannot be resumed twice.
+    assert json.loads(read("runs", "--json", "--db", url).stdout)[0]["status"] == "running"
+    second = read("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", url)
+    assert second.returncode == 2 and "is being trained by another process" in second.stderr
+    proc.send_signal(signal.SIGINT)
+    err = out.stderr(timeout=60)
+    assert proc.returncode == 130, err
+    stored = episodes(url)
+    assert stored == list(range(1, len(stored) + 1))  # each exactly once, no gap
+    assert f"run 1 interrupted: {len(stored)} episodes written" in out.text()
+    assert query(url, "SELECT status FROM runs") == [("interrupted",)]
+
+
+@pytest.mark.slow
+def test_a_server_down_for_20_s_is_waited_out_with_back_pressure_and_every_episode_written_once(
+    own_server, tmp_path, processes
+):
+    url = new_database(own_server.url)
+    proc = train(url, tmp_path, "--episodes", "80")
+    processes.append(proc)
+    out = Lines(proc)
+    wait_for(lambda: written(url) >= 3, "3 episodes written")
+    own_server.stop()
+    wait_for(lambda: out.has("training waits: database unavailable, "), "the trainer saying it waits")
+    time.sleep(20)
+    assert proc.poll() is None  # still waiting, not failed
+    own_server.start()
+    err = out.stderr(timeout=300)
+    assert proc.returncode == 0, err
+    assert episodes(url) == list(range(1, 81))
+    assert query(url, "SELECT count(*) FROM agent_snapshots") == [(160,)]
+    assert query(url, "SELECT status FROM runs") == [("finished",)]
+    line = next(line for line in out.lines if "training waits: database unavailable" in line)
+    assert "episodes queued, retrying (" in line
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_outage_names_what_was_not_written_and_keeps_what_was(own_server, tmp_path, processes):
+    url = new_database(own_server.url)
+    proc = train(url, tmp_path, "--episodes", "100000")
+    processes.append(proc)
+    out = Lines(proc)
+    wait_for(lambda: written(url) >= 3, "3 episodes written")
+    own_server.stop()
+    wait_for(lambda: out.has("training waits: database unavailable"), "the trainer saying it waits")
+    proc.send_signal(signal.SIGINT)
+    err = out.stderr(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "Traceback" not in err and " not written" in err
+    assert "episodes could not be written (the database stayed unavailable)" in out.text()
+    assert "status could not be saved (database unavailable)" in out.text()
+    own_server.start()
+    stored = episodes(url)
+    assert len(stored) >= 3 and stored == list(range(1, len(stored) + 1))  # nothing committed was lost
+    assert f"{len(stored)} episodes written" in err
+    assert json.loads(read("runs", "--json", "--db", url).stdout)[0]["status"] == "stale"  # its process is gone
+    resumed = read("train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert query(url, "SELECT status FROM runs") == [("finished",)]
+
+
+@pytest.mark.slow
+def test_eight_trainers_write_one_postgresql_database_at_once(postgres_base_url, tmp_path, processes):
+    url = new_database(postgres_base_url)
+    procs = [train(url, tmp_path, "--episodes", "5", "--seed", str(seed), queue=16) for seed in range(8)]
+    processes.extend(procs)
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "error" not in err.lower()
+    runs = query(url, "SELECT id, run_uuid, status FROM runs ORDER BY id")
+    assert [r[0] for r in runs] == list(range(1, 9))
+    assert len({r[1] for r in runs}) == 8 and {r[2] for r in runs} == {"finished"}
+    for run in range(1, 9):
+        assert episodes(url, run) == [1, 2, 3, 4, 5]
+    assert query(url, "SELECT count(*) FROM agent_snapshots") == [(8 * 5 * 2,)]

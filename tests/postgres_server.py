@@ -51,6 +51,16 @@ class PostgresServer:
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "-w", "stop")
 
+    def require_passwords(self) -> None:
+        """From now on TCP connections need a password (scram-sha-256); set the roles' passwords first."""
+        hba = self.data / "pg_hba.conf"
+        lines = [
+            line.replace("trust", "scram-sha-256") if line.startswith("host") else line
+            for line in hba.read_text().splitlines()
+        ]
+        hba.write_text("\n".join(lines) + "\n")
+        self._pg_ctl("reload")
+
     def restart(self) -> None:
         """``pg_ctl restart``, as stop + start: a bare ``restart`` would hand the server pg_ctl's stdout."""
         self.stop()

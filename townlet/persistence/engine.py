@@ -6,6 +6,7 @@ queue on the busy timeout instead of failing on a lock upgrade, and DDL is trans
 the file with ``mode=ro``: it never creates or changes it.
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,20 +20,48 @@ from sqlalchemy.pool import NullPool, QueuePool
 from townlet.persistence.errors import DatabaseUnavailable
 from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 
+#: What ``--db`` may be, as every refusal of a URL says it.
+URL_FORMS = "a file path, sqlite:///PATH, or postgresql+psycopg://user[:password]@host[:port]/dbname"
+
 
 def database_url(db: str) -> URL:
-    """A path becomes a SQLite URL; anything with ``://`` must be a SQLAlchemy URL."""
+    """A path becomes a SQLite URL; anything with ``://`` must be a SQLite or PostgreSQL URL. A refusal never
+    repeats the password."""
     if not is_url(db):
         return URL.create("sqlite+pysqlite", database=str(Path(db).expanduser()))
     try:
         url = make_url(db)
-    except ArgumentError:
+    except (ArgumentError, ValueError) as exc:
         raise DatabaseUnavailable(
-            f"{db!r} is not a database URL: pass a file path or e.g. postgresql+psycopg://user@host/dbname"
+            f"{mask_password(db)} is not a database URL ({str(exc).splitlines()[0]}): pass {URL_FORMS}"
         ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseUnavailable(
+            f"townlet keeps telemetry in SQLite or PostgreSQL, not {backend!r} ({describe(url)}): pass {URL_FORMS}"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def mask_password(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` wherever it appears in ``text``."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def connection_hint(message: str) -> str:
+    """What to do about a driver's connection error, for the one-line refusal."""
+    lowered = message.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return "check the user and password in --db (or ~/.pgpass, $PGPASSWORD)"
+    if "does not exist" in lowered and "database" in lowered:
+        return "create it first (createdb NAME, as a role allowed to) or fix the database name in --db"
+    if "must be owner" in lowered:
+        return "only the database's owner role may change its schema: run db commands as the owner"
+    if "permission denied" in lowered:
+        return "this role may not do that: ask the database owner for the writer role (see the README's team set-up)"
+    return "check --db and that the server is running and reachable"
 
 
 def describe(url: URL) -> str:
@@ -56,7 +85,7 @@ def make_engine(url: URL, *, read_only: bool) -> Engine:
     try:
         return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except Exception as exc:  # a missing driver, a malformed URL: name the URL and the reason, once
-        raise DatabaseUnavailable(f"cannot use database {describe(url)} ({exc})") from None
+        raise DatabaseUnavailable(f"cannot use database {describe(url)} ({mask_password(str(exc))})") from None
 
 
 def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:

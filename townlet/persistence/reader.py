@@ -115,7 +115,9 @@ class _SqlAlchemyRows:
     def __init__(self, db: str) -> None:
         from sqlalchemy.exc import DBAPIError
 
-        from townlet.persistence.engine import database_url, describe, make_engine
+        from townlet.persistence.engine import connection_hint, database_url, describe, make_engine
+
+        self._hint = connection_hint
 
         self._errors = DBAPIError
         url = database_url(db)
@@ -134,9 +136,7 @@ class _SqlAlchemyRows:
             return call()
         except self._errors as exc:
             message = str(exc.orig or exc).strip().splitlines()[0]
-            raise DatabaseUnavailable(
-                f"cannot read {self.label} ({message}): check --db and that it is reachable"
-            ) from None
+            raise DatabaseUnavailable(f"cannot read {self.label} ({message}): {self._hint(message)}") from None
 
     def all(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         from sqlalchemy import text

@@ -16,10 +16,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from townlet import __version__
 from townlet.persistence import migrate
-from townlet.persistence.engine import database_url, describe, is_sqlite, make_engine, migration_transaction
+from townlet.persistence.engine import (
+    connection_hint,
+    database_url,
+    describe,
+    is_sqlite,
+    make_engine,
+    migration_transaction,
+)
 from townlet.persistence.errors import (
     DatabaseFileGone,
     DatabaseRetryable,
+    DatabaseUnavailable,
     NotATownletDatabase,
     RunNotFound,
 )
@@ -437,6 +445,9 @@ def _file_identity(url: URL) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+#: PostgreSQL's SQLSTATE for "permission denied" and "must be owner".
+INSUFFICIENT_PRIVILEGE = "42501"
+
 #: Driver words that mean the server cannot be reached at all (as opposed to a lock or a full disk).
 UNREACHABLE_MARKERS = (
     "connection",
@@ -463,12 +474,14 @@ def _explain(exc: DBAPIError, label: str) -> Exception:
         return NotATownletDatabase(
             f"{label} is damaged ({message}): restore it from a backup (DB.bak-*) or point --db at another file"
         )
+    if getattr(original, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:  # a role without the grant: waiting won't help
+        return DatabaseUnavailable(f"cannot write {label} ({message}): {connection_hint(message)}")
     if "readonly database" in message or "read-only" in message:
         return DatabaseRetryable(f"cannot write {label} ({message}): check the file's permissions or --db", message)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         unreachable = exc.connection_invalidated or any(m in message.lower() for m in UNREACHABLE_MARKERS)
         return DatabaseRetryable(
-            f"cannot use database {label} ({message}): check --db and that it is reachable",
+            f"cannot use database {label} ({message}): {connection_hint(message)}",
             message,
             unavailable=unreachable,
         )

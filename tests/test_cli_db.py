@@ -161,7 +161,7 @@ def test_missing_file_for_a_read_is_an_error_and_creates_nothing(tmp_path):
 
 def test_bad_url_is_an_error(tmp_path):
     result = runner.invoke(app, ["db", "current", "--db", "nosuchdialect://x/y"])
-    one_line_error(result, "cannot use database nosuchdialect://x/y")
+    one_line_error(result, "townlet keeps telemetry in SQLite or PostgreSQL, not 'nosuchdialect' (nosuchdialect://x/y)")
 
 
 def test_read_only_file_can_be_read(db):

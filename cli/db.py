@@ -245,3 +245,43 @@ def check(db: DbOption = DEFAULT) -> None:
             console.print(f"difference: {difference}", markup=False)
         raise typer.Exit(code=1)
     console.print(f"{store.label}: models and migrations agree at {_describe(revisions.HEAD_REVISION)}")
+
+
+@app.command()
+def copy(
+    src: Annotated[str, typer.Argument(help="Database to copy from: a SQLite path or a URL.")],
+    dst: Annotated[str, typer.Argument(help="Database to copy into (created when new): a SQLite path or a URL.")],
+    run: Annotated[
+        list[int] | None, typer.Option("--run", help="A run of SRC to copy (repeat for more); default: all.", min=1)
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip runs DST already has (same uuid) instead of refusing.")
+    ] = False,
+) -> None:
+    """Copy runs from SRC into DST with every row, config, uuid, timestamp and checkpoint.
+
+    Moves a laptop's SQLite runs into the team PostgreSQL, or back. A copied run replays and exports
+    byte-identically and can be resumed in DST (its checkpoints go with it). Each run is copied in one
+    transaction: whole or not at all. Run ids are DST's own (the next free ones). A run DST already has (same
+    uuid) is refused unless --skip-existing; a run being trained now is refused. Both databases must be at
+    this townlet's revision (the error names which to upgrade); a new DST is created.
+
+    Example: townlet-telemetry db copy townlet.db postgresql+psycopg://me@dbhost/townlet --run 3
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from townlet.persistence.copy import copy_runs, plan_copy
+    from townlet.persistence.store import TelemetryStore
+
+    console, errors = make_console(), make_console(stderr=True)
+    with TelemetryStore.open(src, write=False) as source, TelemetryStore.open(dst, write=True) as target:
+        plan = plan_copy(source, target, run, skip_existing=skip_existing)  # every refusal before any write
+        columns = (TextColumn("copy agent rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=errors, disable=not errors.is_terminal) as progress:
+            task = progress.add_task("copy", total=plan.agent_rows)
+            report = copy_runs(source, target, plan, on_rows=lambda n: progress.advance(task, n))
+    for old, new in report.copied.items():
+        console.print(f"copied run {old} of {source.label} to run {new} of {target.label}")
+    for old, new in plan.skipped.items():
+        console.print(f"skipped run {old}: {target.label} already has it as run {new} (--skip-existing)")
+    console.print(f"{len(report.copied)} runs, {report.agent_rows} agent rows copied")

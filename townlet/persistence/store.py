@@ -253,7 +253,7 @@ class TelemetryStore:
         lock meanwhile sets ``running`` after this transaction commits, so it never stays wrongly stale."""
         with self.transaction() as c:
             running = c.execute(select(RUNS.c.id).where(RUNS.c.status == "running")).scalars().all()
-            stale = [run for run in running if not self._run_is_trained(c, run)]
+            stale = [run for run in running if not self.run_is_trained(c, run)]
             for run in stale:
                 last = select(func.max(EPISODES.c.finished_at)).where(EPISODES.c.run_id == run).scalar_subquery()
                 c.execute(
@@ -263,7 +263,8 @@ class TelemetryStore:
                 )
         return stale
 
-    def _run_is_trained(self, connection: Connection, run: int) -> bool:
+    def run_is_trained(self, connection: Connection, run: int) -> bool:
+        """Whether a process holds the run's lock right now (``run_liveness``)."""
         if is_sqlite(self.url):
             return sqlite_lock_held(self.url.database or "", run)
         return bool(connection.execute(text(PG_LOCK_HELD_SQL), {"run": run}).scalar_one())

@@ -1,0 +1,121 @@
+"""``db copy SRC DST``: runs move between databases whole, and read back byte-identically.
+
+SQLite -> PostgreSQL -> SQLite with real processes; the copied run also resumes where it stopped.
+"""
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import V2_FIXTURE, v1_copy
+from tests.postgres_server import new_database
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def ok(*args: str) -> subprocess.CompletedProcess:
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def refused(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+def outputs(db: str, runs: dict[int, int]) -> dict[str, bytes]:
+    """Every read-back of the runs (original id -> id in ``db``): replays, export, audits, run rows."""
+    found: dict[str, bytes] = {}
+    for original, run in runs.items():
+        found[f"export {original}"] = ok("export", "-f", "jsonl", "--run", str(run), "--db", db).stdout.encode()
+        for audit in ("baselines", "rewards", "visits"):
+            found[f"audit {audit} {original}"] = ok(
+                "audit", audit, "--run", str(run), "--json", "--db", db
+            ).stdout.encode()
+        episodes = ok("episodes", "--run", str(run), "--json", "--db", db).stdout
+        found[f"episodes {original}"] = episodes.encode()
+        for episode in (1, 2, 3):
+            found[f"replay {original}/{episode}"] = ok(
+                "replay", "--run", str(run), "--episode", str(episode), "--json", "--db", db
+            ).stdout.encode()
+    return found
+
+
+def checkpoints(db: Path) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return connection.execute(
+            "SELECT episode, created_at, format_version, device, size_bytes, blob FROM checkpoints "
+            "ORDER BY run_id, episode"
+        ).fetchall()
+
+
+def counts(db: Path) -> list[int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        tables = ("runs", "episodes", "agent_snapshots", "checkpoints")
+        return [connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+
+
+@pytest.fixture(scope="module")
+def laptop(tmp_path_factory) -> Path:
+    """A SQLite file with two runs: one trained then resumed, one stopped early."""
+    db = tmp_path_factory.mktemp("laptop") / "laptop.db"
+    ok("train", "--episodes", "3", "--agents", "3", "--device", "cpu", "--db", str(db))
+    ok("train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", str(db))
+    ok("train", "--episodes", "4", "--agents", "2", "--seed", "5", "--device", "cpu", "--db", str(db))
+    return db
+
+
+@pytest.mark.slow
+def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_base_url, tmp_path):
+    before = outputs(str(laptop), {1: 1, 2: 2})
+    runs_before = ok("runs", "--json", "--db", str(laptop)).stdout
+    team = new_database(postgres_base_url)
+    to_team = ok("db", "copy", str(laptop), team)
+    assert "2 runs, 23 agent rows copied" in to_team.stdout
+    assert outputs(team, {1: 1, 2: 2}) == before
+    assert ok("runs", "--json", "--db", team).stdout == runs_before
+    back = tmp_path / "back.db"
+    ok("db", "copy", team, str(back))
+    assert outputs(str(back), {1: 1, 2: 2}) == before
+    assert ok("runs", "--json", "--db", str(back)).stdout == runs_before
+    assert checkpoints(back) == checkpoints(laptop)
+
+
+def test_a_run_already_there_is_refused_unless_skipped(laptop, tmp_path):
+    dst = tmp_path / "dst.db"
+    ok("db", "copy", str(laptop), str(dst), "--run", "2")
+    before = counts(dst)
+    refused(cli("db", "copy", str(laptop), str(dst)), "run 2 of", "is already in", "as run 1", "--skip-existing")
+    assert counts(dst) == before == [1, 4, 8, 1]  # nothing of run 1 was copied before the refusal
+    skipped = ok("db", "copy", str(laptop), str(dst), "--skip-existing")
+    assert "copied run 1 of" in skipped.stdout and "to run 2 of" in skipped.stdout
+    assert "skipped run 2:" in skipped.stdout and "already has it as run 1" in skipped.stdout
+    copied, original = outputs(str(dst), {1: 2, 2: 1}), outputs(str(laptop), {1: 1, 2: 2})
+    same = [key for key in original if key.startswith(("replay", "episodes"))]  # audit, export: the run's new id
+    assert [copied[key] for key in same] == [original[key] for key in same]
+
+
+def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
+    dst = tmp_path / "dst.db"
+    ok("db", "copy", str(laptop), str(dst), "--run", "1")
+    resumed = ok("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(dst))
+    assert "learner restored from the checkpoint after episode 5" in resumed.stdout
+
+
+def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):
+    old = v1_copy(tmp_path, "old.db", fixture=V2_FIXTURE)
+    refused(cli("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0003", "db upgrade")
+    refused(cli("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
+    refused(cli("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
+    new = tmp_path / "new.db"
+    assert not new.exists() or counts(new) == [0, 0, 0, 0]  # refused before any run was written

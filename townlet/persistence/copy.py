@@ -1,0 +1,136 @@
+"""``copy_runs``: whole runs from one townlet database into another (a laptop's SQLite <-> the team PostgreSQL).
+
+Every row goes: the ``runs`` row (uuid, status, timestamps, config, code and schema version as they are),
+its episodes, its agent rows and its checkpoints. Ids are the destination's own (a run or an episode gets the
+next free id there; agent rows follow their episode); everything else is copied value for value, so a copied
+run replays and exports byte-identically. One destination transaction per run: a run is copied whole or not
+at all. Both databases must be at this code's revision (``TelemetryStore.open`` says which to upgrade).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, func, insert, select
+
+from townlet.errors import TelemetryError
+from townlet.persistence.store import AGENTS, CHECKPOINTS, EPISODES, RUNS, TelemetryStore
+
+#: Agent rows read and inserted per round trip: memory stays bounded whatever the run's size.
+BATCH_ROWS = 20_000
+
+
+class RunAlreadyThere(TelemetryError):
+    """A run to copy is already in the destination (same uuid) and ``--skip-existing`` was not given."""
+
+
+class RunBeingTrained(TelemetryError):
+    """A run to copy is being trained right now: a copy would be a snapshot of a moving run."""
+
+
+@dataclass
+class CopyPlan:
+    """Which source runs to copy (with their agent-row counts), and which the destination already has."""
+
+    todo: dict[int, int] = field(default_factory=dict)  # source id -> agent rows
+    skipped: dict[int, int] = field(default_factory=dict)  # source id -> the destination run with its uuid
+
+    @property
+    def agent_rows(self) -> int:
+        return sum(self.todo.values())
+
+
+@dataclass
+class CopyReport:
+    """What ``copy_runs`` did: source run id -> destination run id."""
+
+    copied: dict[int, int] = field(default_factory=dict)
+    agent_rows: int = 0
+
+
+def plan_copy(
+    src: TelemetryStore, dst: TelemetryStore, runs: Sequence[int] | None = None, *, skip_existing: bool = False
+) -> CopyPlan:
+    """Decide what to copy before anything is written; refuses unknown runs, runs being trained, and runs the
+    destination has (same uuid) unless ``skip_existing``."""
+    listed = _runs(src, runs)
+    there = existing(dst, [uuid for _, uuid, _ in listed])
+    if there and not skip_existing:
+        run, uuid, _ = next(item for item in listed if item[1] in there)
+        raise RunAlreadyThere(
+            f"run {run} of {src.label} (uuid {uuid}) is already in {dst.label} as run {there[uuid]}: "
+            "pass --skip-existing to copy only the others, or --run to choose"
+        )
+    plan = CopyPlan()
+    for run, uuid, rows in listed:
+        if uuid in there:
+            plan.skipped[run] = there[uuid]
+        else:
+            plan.todo[run] = rows
+    return plan
+
+
+def _runs(src: TelemetryStore, runs: Sequence[int] | None) -> list[tuple[int, str, int]]:
+    """(source id, uuid, agent rows) of each run asked for, in id order; refuses unknown or training runs."""
+    with src.transaction() as c:
+        query = select(RUNS.c.id, RUNS.c.run_uuid, RUNS.c.status).order_by(RUNS.c.id)
+        found = {row.id: row for row in c.execute(query)}
+        chosen = sorted(found) if runs is None else sorted(set(runs))
+        for run in chosen:
+            if run not in found:
+                src.get_run(run)  # raises RunNotFound with the hint to list the runs
+            if found[run].status == "running" and src.run_is_trained(c, run):
+                raise RunBeingTrained(f"run {run} in {src.label} is being trained now: copy it once it has stopped")
+        rows = dict(
+            c.execute(
+                select(EPISODES.c.run_id, func.count())
+                .select_from(EPISODES.join(AGENTS, AGENTS.c.episode_pk == EPISODES.c.id))
+                .group_by(EPISODES.c.run_id)
+            ).all()
+        )
+    return [(run, found[run].run_uuid, rows.get(run, 0)) for run in chosen]
+
+
+def existing(dst: TelemetryStore, uuids: Sequence[str]) -> dict[str, int]:
+    """uuid -> destination run id, for the given uuids already in the destination."""
+    with dst.transaction() as c:
+        return dict(c.execute(select(RUNS.c.run_uuid, RUNS.c.id).where(RUNS.c.run_uuid.in_(list(uuids)))).all())
+
+
+def copy_runs(
+    src: TelemetryStore, dst: TelemetryStore, plan: CopyPlan, *, on_rows: Callable[[int], object] = lambda n: None
+) -> CopyReport:
+    """Copy the planned runs, one destination transaction each; ``on_rows(n)`` hears each batch of agent rows."""
+    report = CopyReport()
+    for run in plan.todo:
+        with src.transaction() as source, dst.transaction() as target:
+            report.copied[run] = _copy_run(source, target, run, on_rows, report)
+    return report
+
+
+def _copy_run(
+    source: Connection, target: Connection, run: int, on_rows: Callable[[int], object], report: CopyReport
+) -> int:
+    row = source.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one()
+    new_run = target.execute(
+        insert(RUNS).returning(RUNS.c.id), {k: v for k, v in row.items() if k != "id"}
+    ).scalar_one()
+    episode_pk: dict[int, int] = {}
+    for episode in source.execute(
+        select(EPISODES).where(EPISODES.c.run_id == run).order_by(EPISODES.c.episode)
+    ).mappings():
+        values = {k: v for k, v in episode.items() if k != "id"} | {"run_id": new_run}
+        episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), values).scalar_one()
+    agents = (
+        select(AGENTS)
+        .join(EPISODES, AGENTS.c.episode_pk == EPISODES.c.id)
+        .where(EPISODES.c.run_id == run)
+        .order_by(EPISODES.c.episode, AGENTS.c.agent_idx)
+    )
+    result = source.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(agents).mappings()
+    for batch in result.partitions(BATCH_ROWS):
+        target.execute(insert(AGENTS), [dict(r) | {"episode_pk": episode_pk[r["episode_pk"]]} for r in batch])
+        report.agent_rows += len(batch)
+        on_rows(len(batch))
+    for checkpoint in source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings():
+        target.execute(insert(CHECKPOINTS), {k: v for k, v in checkpoint.items() if k != "id"} | {"run_id": new_run})
+    return new_run

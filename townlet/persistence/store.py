@@ -10,7 +10,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Double, Engine, String, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -98,6 +98,8 @@ class TelemetryStore:
         self.writable = writable
         self.created = False
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
+        #: PostgreSQL: agent rows go in with COPY (binary); False falls back to executemany (benchmarks compare).
+        self.pg_copy = url.get_backend_name() == "postgresql"
         self._agent_row = itemgetter(*AGENT_FIELDS)
         self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
         self._in_wal = False  # this store switched the file to WAL: it switches it back on close
@@ -380,6 +382,19 @@ class TelemetryStore:
                 raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
             finally:
                 cursor.close()
+        elif self.pg_copy:
+            # PostgreSQL fast path: psycopg's binary COPY on the transaction's own connection, one row per agent.
+            key = (episode_pk, int(schema_version))
+            raw = c.connection.driver_connection
+            try:
+                with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
+                    copy.set_types(AGENT_COPY_TYPES)
+                    for row in map(self._agent_row, snapshots):
+                        copy.write_row(key + row)
+            except Exception as exc:  # a psycopg error: surface exactly as SQLAlchemy would
+                if not isinstance(exc, raw.Error):
+                    raise
+                raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
         else:
             extra = {"episode_pk": episode_pk, "schema_version": schema_version}
             c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
@@ -412,6 +427,20 @@ class TelemetryStore:
             return {
                 t.name: c.execute(select(func.count()).select_from(t)).scalar_one() for t in (RUNS, EPISODES, AGENTS)
             }
+
+
+#: ``COPY agent_snapshots (...) FROM STDIN (FORMAT BINARY)``: the episode key, the row's schema version and
+#: the agent fields, and each column's PostgreSQL type in that order.
+AGENT_COPY_COLUMNS = ("episode_pk", "schema_version", *AGENT_FIELDS)
+AGENT_COPY_SQL = f"COPY {AGENTS.name} ({', '.join(AGENT_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+AGENT_COPY_TYPES = [
+    "float8"
+    if isinstance(AGENTS.c[name].type, Double)
+    else "varchar"
+    if isinstance(AGENTS.c[name].type, String)
+    else "int4"
+    for name in AGENT_COPY_COLUMNS
+]
 
 
 def _positional_insert(table: Any) -> str:

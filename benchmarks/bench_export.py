@@ -97,7 +97,7 @@ def main() -> None:
                     seconds, peak = export(source, fmt, out)
                     print(
                         f"{name:>10} {fmt:>7}: {rows / seconds:>9,.0f} rows/s, peak RSS {peak:6.0f} MB "
-                        f"(max over the exports so far), {out.stat().st_size / rows:6.1f} bytes per row"
+                        f"{out.stat().st_size / rows:6.1f} bytes per row"
                     )
                     out.unlink()
         finally:

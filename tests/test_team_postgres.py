@@ -149,3 +149,27 @@ def test_eight_trainers_write_one_postgresql_database_at_once(postgres_base_url,
     for run in range(1, 9):
         assert episodes(url, run) == [1, 2, 3, 4, 5]
     assert query(url, "SELECT count(*) FROM agent_snapshots") == [(8 * 5 * 2,)]
+
+
+@pytest.mark.slow
+def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, tmp_path):
+    url = new_database(postgres_base_url)
+    env = {**os.environ, "TOWNLET_DB": url}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True,
+                              timeout=300, check=False, env=env, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    assert "from empty (no schema yet) to revision 0003 (schema 2)" in run("db", "upgrade").stdout
+    run("train", "--episodes", "2", "--agents", "2", "--device", "cpu")
+    assert "revision 0003 (schema 2), up to date" in run("db", "current").stdout
+    assert "models and migrations agree" in run("db", "check").stdout
+    down = run("db", "downgrade", "0002", "--yes")
+    assert "drops tables checkpoints (1 rows)" in down.stdout and "pg_dump" not in down.stderr
+    assert "revision 0002 (schema 2), this townlet needs revision 0003" in run("db", "current").stdout
+    run("db", "upgrade")
+    run("train", "--resume", "1", "--episodes", "1", "--device", "cpu")
+    assert [e["episode"] for e in json.loads(run("episodes", "--run", "1", "--json").stdout)] == [1, 2, 3]
+    assert list(tmp_path.iterdir()) == []  # nothing written beside it: it all went to the server

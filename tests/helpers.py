@@ -87,3 +87,13 @@ class Lines:
         self.proc.wait(timeout=timeout)
         assert self.proc.stderr is not None
         return self.proc.stderr.read()
+
+
+def townlet(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``townlet-telemetry ARGS`` as a real process (``python -m townlet_cli``), its output captured as text."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "townlet_cli", *args],
+        capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=env,
+    )  # fmt: skip

@@ -4,28 +4,20 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import v1_copy
+from tests.helpers import townlet, v1_copy
 from tests.postgres_server import new_database
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "analysis.md").read_text()
 RECIPES = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "townlet_cli", *args],
-        capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=env,
-    )  # fmt: skip
-
-
 def ok(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    result = cli(*args, cwd=cwd)
+    result = townlet(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -106,13 +98,13 @@ def test_parquet_columns_are_typed_and_v1_rows_hold_nulls(tmp_path):
 
 
 def test_parquet_needs_a_file_and_names_the_extra_when_pyarrow_is_missing(workdir, tmp_path):
-    refused = cli("export", "--run", "1", "-f", "parquet", "--db", str(workdir / "townlet.db"))
+    refused = townlet("export", "--run", "1", "-f", "parquet", "--db", str(workdir / "townlet.db"))
     assert refused.returncode == 2 and "pass --out FILE.parquet" in refused.stderr
     blocker = tmp_path / "no_pyarrow"
     (blocker / "pyarrow").mkdir(parents=True)
     (blocker / "pyarrow" / "__init__.py").write_text("raise ImportError('No module named pyarrow')\n")
     env = {**os.environ, "PYTHONPATH": str(blocker)}
-    missing = cli("export", "--run", "1", "-f", "parquet", "--out", str(tmp_path / "x.parquet"),
+    missing = townlet("export", "--run", "1", "-f", "parquet", "--out", str(tmp_path / "x.parquet"),
                   "--db", str(workdir / "townlet.db"), env=env)  # fmt: skip
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "pip install 'townlet-telemetry[parquet]'" in missing.stderr

@@ -5,23 +5,16 @@ SQLite -> PostgreSQL -> SQLite with real processes; the copied run also resumes 
 
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import V2_FIXTURE, v1_copy
+from tests.helpers import V2_FIXTURE, townlet, v1_copy
 from tests.postgres_server import new_database
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 def ok(*args: str) -> subprocess.CompletedProcess:
-    result = cli(*args)
+    result = townlet(*args)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -95,7 +88,7 @@ def test_a_run_already_there_is_refused_unless_skipped(laptop, tmp_path):
     dst = tmp_path / "dst.db"
     ok("db", "copy", str(laptop), str(dst), "--run", "2")
     before = counts(dst)
-    refused(cli("db", "copy", str(laptop), str(dst)), "run 2 of", "is already in", "as run 1", "--skip-existing")
+    refused(townlet("db", "copy", str(laptop), str(dst)), "run 2 of", "is already in", "as run 1", "--skip-existing")
     assert counts(dst) == before == [1, 4, 8, 1]  # nothing of run 1 was copied before the refusal
     skipped = ok("db", "copy", str(laptop), str(dst), "--skip-existing")
     assert "copied run 1 of" in skipped.stdout and "to run 2 of" in skipped.stdout
@@ -114,8 +107,8 @@ def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
 
 def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):
     old = v1_copy(tmp_path, "old.db", fixture=V2_FIXTURE)
-    refused(cli("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0003", "db upgrade")
-    refused(cli("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
-    refused(cli("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
+    refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0003", "db upgrade")
+    refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
+    refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
     new = tmp_path / "new.db"
     assert not new.exists() or counts(new) == [0, 0, 0, 0]  # refused before any run was written

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import Lines, wait_for
+from tests.helpers import Lines, townlet, wait_for
 from tests.postgres_server import PostgresServer, new_database, postgres_instance
 
 
@@ -51,31 +51,32 @@ def train(url: str, tmp_path: Path, *args: str, queue: int = 2) -> subprocess.Po
     )  # fmt: skip
 
 
-def read(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     with postgres_instance() as server:
         yield server
 
 
-@pytest.mark.slow
-def test_a_server_restart_mid_run_loses_nothing_and_the_trainer_keeps_its_run(own_server, tmp_path, processes):
-    url = new_database(own_server.url)
-    proc = train(url, tmp_path, "--episodes", "100000")
+def training(server: PostgresServer, tmp_path: Path, processes: list, episodes: str) -> tuple[str, Lines]:
+    """A trainer on a new database of ``server``, once it has written 3 episodes; its stdout as it comes."""
+    url = new_database(server.url)
+    proc = train(url, tmp_path, "--episodes", episodes)
     processes.append(proc)
     out = Lines(proc)
     wait_for(lambda: written(url) >= 3, "3 episodes written")
+    return url, out
+
+
+@pytest.mark.slow
+def test_a_server_restart_mid_run_loses_nothing_and_the_trainer_keeps_its_run(own_server, tmp_path, processes):
+    url, out = training(own_server, tmp_path, processes, "100000")
+    proc = out.proc
     own_server.restart()  # pg_ctl stop -m fast + start: every connection is cut
     after = written(url)
     wait_for(lambda: written(url) >= after + 5, "5 more episodes written after the restart")
     # The trainer took its run lock again: the run is running, not stale, and cannot be resumed twice.
-    assert json.loads(read("runs", "--json", "--db", url).stdout)[0]["status"] == "running"
-    second = read("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", url)
+    assert json.loads(townlet("runs", "--json", "--db", url).stdout)[0]["status"] == "running"
+    second = townlet("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", url)
     assert second.returncode == 2 and "is being trained by another process" in second.stderr
     proc.send_signal(signal.SIGINT)
     err = out.stderr(timeout=60)
@@ -90,11 +91,8 @@ def test_a_server_restart_mid_run_loses_nothing_and_the_trainer_keeps_its_run(ow
 def test_a_server_down_for_20_s_is_waited_out_with_back_pressure_and_every_episode_written_once(
     own_server, tmp_path, processes
 ):
-    url = new_database(own_server.url)
-    proc = train(url, tmp_path, "--episodes", "80")
-    processes.append(proc)
-    out = Lines(proc)
-    wait_for(lambda: written(url) >= 3, "3 episodes written")
+    url, out = training(own_server, tmp_path, processes, "80")
+    proc = out.proc
     own_server.stop()
     wait_for(lambda: out.has("training waits: database unavailable, "), "the trainer saying it waits")
     time.sleep(20)
@@ -111,11 +109,8 @@ def test_a_server_down_for_20_s_is_waited_out_with_back_pressure_and_every_episo
 
 @pytest.mark.slow
 def test_ctrl_c_during_an_outage_names_what_was_not_written_and_keeps_what_was(own_server, tmp_path, processes):
-    url = new_database(own_server.url)
-    proc = train(url, tmp_path, "--episodes", "100000")
-    processes.append(proc)
-    out = Lines(proc)
-    wait_for(lambda: written(url) >= 3, "3 episodes written")
+    url, out = training(own_server, tmp_path, processes, "100000")
+    proc = out.proc
     own_server.stop()
     wait_for(lambda: out.has("training waits: database unavailable"), "the trainer saying it waits")
     proc.send_signal(signal.SIGINT)
@@ -128,8 +123,8 @@ def test_ctrl_c_during_an_outage_names_what_was_not_written_and_keeps_what_was(o
     stored = episodes(url)
     assert len(stored) >= 3 and stored == list(range(1, len(stored) + 1))  # nothing committed was lost
     assert f"{len(stored)} episodes written" in err
-    assert json.loads(read("runs", "--json", "--db", url).stdout)[0]["status"] == "stale"  # its process is gone
-    resumed = read("train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", url)
+    assert json.loads(townlet("runs", "--json", "--db", url).stdout)[0]["status"] == "stale"  # its process is gone
+    resumed = townlet("train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", url)
     assert resumed.returncode == 0, resumed.stderr
     assert query(url, "SELECT status FROM runs") == [("finished",)]
 

@@ -6,13 +6,13 @@ command runs as a real process; no password may appear in any output or in what 
 
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.helpers import townlet
 from tests.postgres_server import SUPERUSER, PostgresServer, postgres_instance
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -57,14 +57,8 @@ def team() -> Iterator[Team]:
         yield Team(server, database)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "townlet_cli", *args], capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 def ok(*args: str) -> subprocess.CompletedProcess:
-    result = cli(*args)
+    result = townlet(*args)
     assert result.returncode == 0, result.stderr
     assert SECRET not in result.stdout + result.stderr
     return result
@@ -102,11 +96,13 @@ def test_owner_upgrades_writer_trains_reader_reads_and_no_password_shows(team, t
     ):
         ok(*command, "--db", reader)
     refused(
-        cli("train", "--episodes", "1", "--device", "cpu", "--db", reader),
+        townlet("train", "--episodes", "1", "--device", "cpu", "--db", reader),
         "permission denied for table runs",
         "townlet_reader:***@",
     )
-    refused(cli("db", "downgrade", "0002", "--yes", "--db", writer), "must be owner", "run db commands as the owner")
+    refused(
+        townlet("db", "downgrade", "0002", "--yes", "--db", writer), "must be owner", "run db commands as the owner"
+    )
     with psycopg.connect(team.url("owner").replace("+psycopg", "")) as connection:
         stored = connection.execute("SELECT config::text, device FROM runs").fetchall()
     assert stored and all(SECRET not in text for row in stored for text in row)
@@ -126,7 +122,7 @@ def test_owner_upgrades_writer_trains_reader_reads_and_no_password_shows(team, t
 )
 def test_bad_database_urls_are_one_line_naming_the_fix_without_the_password(team, url, words):
     for command in (["runs"], ["train", "--episodes", "1", "--device", "cpu"], ["db", "current"]):
-        refused(cli(*command, "--db", url(team)), *words)
+        refused(townlet(*command, "--db", url(team)), *words)
 
 
 def test_a_database_another_tool_owns_is_refused(team):
@@ -137,4 +133,4 @@ def test_a_database_another_tool_owns_is_refused(team):
     with psycopg.connect(other.replace("+psycopg", "")) as connection:
         connection.execute("CREATE TABLE invoices (id int)")
     for command in (["runs"], ["train", "--episodes", "1", "--device", "cpu"]):
-        refused(cli(*command, "--db", other), "is not a townlet database")
+        refused(townlet(*command, "--db", other), "is not a townlet database")

@@ -117,8 +117,9 @@ def test_owner_upgrades_writer_trains_reader_reads_and_no_password_shows(team, t
         (lambda t: t.url("reader").replace(str(t.server.port), "port"), ["is not a database URL"]),
         (lambda t: t.url("reader").replace("postgresql+psycopg", "mysql"), ["SQLite or PostgreSQL, not 'mysql'"]),
         (lambda t: t.url("reader").replace("postgresql+psycopg", "nosuch"), ["not 'nosuch'"]),
+        (lambda t: t.url("reader") + "?sslmode=require", ["server does not support SSL"]),  # libpq got it
     ],
-    ids=["wrong password", "missing database", "wrong port", "bad port", "mysql", "unknown scheme"],
+    ids=["wrong password", "missing database", "wrong port", "bad port", "mysql", "unknown scheme", "sslmode"],
 )
 def test_bad_database_urls_are_one_line_naming_the_fix_without_the_password(team, url, words):
     for command in (["runs"], ["train", "--episodes", "1", "--device", "cpu"], ["db", "current"]):
@@ -134,3 +135,10 @@ def test_a_database_another_tool_owns_is_refused(team):
         connection.execute("CREATE TABLE invoices (id int)")
     for command in (["runs"], ["train", "--episodes", "1", "--device", "cpu"]):
         refused(townlet(*command, "--db", other), "is not a townlet database")
+
+
+def test_libpq_parameters_pass_through_the_url(team):
+    plain = ok("db", "current", "--db", team.url("reader")).stdout
+    with_parameters = ok("db", "current", "--db", team.url("reader") + "?connect_timeout=5&application_name=analyst")
+    assert "application_name=analyst" in with_parameters.stdout  # named as given, and answered the same
+    assert with_parameters.stdout.split(": ", 1)[1] == plain.split(": ", 1)[1]

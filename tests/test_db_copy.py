@@ -1,6 +1,7 @@
 """``db copy SRC DST``: runs move between databases whole, and read back byte-identically.
 
-SQLite -> PostgreSQL -> SQLite with real processes; the copied run also resumes where it stopped.
+``db copy`` and ``train`` run as real processes; the many read-backs compared run in-process (the same
+commands, the same stdout bytes, a second each saved). The copied run also resumes where it stopped.
 """
 
 import sqlite3
@@ -8,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, townlet, v1_copy
 from tests.postgres_server import new_database
+from townlet_cli.app import app
 
 
 def ok(*args: str) -> subprocess.CompletedProcess:
@@ -26,21 +29,24 @@ def refused(result: subprocess.CompletedProcess, *words: str) -> None:
         assert word in result.stderr
 
 
+def read(*args: str) -> bytes:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
 def outputs(db: str, runs: dict[int, int]) -> dict[str, bytes]:
     """Every read-back of the runs (original id -> id in ``db``): replays, export, audits, run rows."""
     found: dict[str, bytes] = {}
     for original, run in runs.items():
-        found[f"export {original}"] = ok("export", "-f", "jsonl", "--run", str(run), "--db", db).stdout.encode()
+        found[f"export {original}"] = read("export", "-f", "jsonl", "--run", str(run), "--db", db)
         for audit in ("baselines", "rewards", "visits"):
-            found[f"audit {audit} {original}"] = ok(
-                "audit", audit, "--run", str(run), "--json", "--db", db
-            ).stdout.encode()
-        episodes = ok("episodes", "--run", str(run), "--json", "--db", db).stdout
-        found[f"episodes {original}"] = episodes.encode()
+            found[f"audit {audit} {original}"] = read("audit", audit, "--run", str(run), "--json", "--db", db)
+        found[f"episodes {original}"] = read("episodes", "--run", str(run), "--json", "--db", db)
         for episode in (1, 2, 3):
-            found[f"replay {original}/{episode}"] = ok(
+            found[f"replay {original}/{episode}"] = read(
                 "replay", "--run", str(run), "--episode", str(episode), "--json", "--db", db
-            ).stdout.encode()
+            )
     return found
 
 
@@ -71,16 +77,16 @@ def laptop(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_base_url, tmp_path):
     before = outputs(str(laptop), {1: 1, 2: 2})
-    runs_before = ok("runs", "--json", "--db", str(laptop)).stdout
+    runs_before = read("runs", "--json", "--db", str(laptop))
     team = new_database(postgres_base_url)
     to_team = ok("db", "copy", str(laptop), team)
     assert "2 runs, 23 agent rows copied" in to_team.stdout
     assert outputs(team, {1: 1, 2: 2}) == before
-    assert ok("runs", "--json", "--db", team).stdout == runs_before
+    assert read("runs", "--json", "--db", team) == runs_before
     back = tmp_path / "back.db"
     ok("db", "copy", team, str(back))
     assert outputs(str(back), {1: 1, 2: 2}) == before
-    assert ok("runs", "--json", "--db", str(back)).stdout == runs_before
+    assert read("runs", "--json", "--db", str(back)) == runs_before
     assert checkpoints(back) == checkpoints(laptop)
 
 

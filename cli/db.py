@@ -270,16 +270,18 @@ def copy(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from townlet.persistence.copy import copy_runs, plan_copy
+    from townlet.persistence.copy import copy_runs, plan_into, runs_to_copy
     from townlet.persistence.store import TelemetryStore
 
     console, errors = make_console(), make_console(stderr=True)
-    with TelemetryStore.open(src, write=False) as source, TelemetryStore.open(dst, write=True) as target:
-        plan = plan_copy(source, target, run, skip_existing=skip_existing)  # every refusal before any write
-        columns = (TextColumn("copy agent rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=errors, disable=not errors.is_terminal) as progress:
-            task = progress.add_task("copy", total=plan.agent_rows)
-            report = copy_runs(source, target, plan, on_rows=lambda n: progress.advance(task, n))
+    with TelemetryStore.open(src, write=False) as source:
+        listed = runs_to_copy(source, run)  # SRC's refusals before DST is even created
+        with TelemetryStore.open(dst, write=True) as target:
+            plan = plan_into(target, listed, source.label, skip_existing=skip_existing)  # refusals before writes
+            columns = (TextColumn("copy agent rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=errors, disable=not errors.is_terminal) as progress:
+                task = progress.add_task("copy", total=plan.agent_rows)
+                report = copy_runs(source, target, plan, on_rows=lambda n: progress.advance(task, n))
     for old, new in report.copied.items():
         console.print(f"copied run {old} of {source.label} to run {new} of {target.label}")
     for old, new in plan.skipped.items():

@@ -116,5 +116,4 @@ def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fi
     refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0003", "db upgrade")
     refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
     refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
-    new = tmp_path / "new.db"
-    assert not new.exists() or counts(new) == [0, 0, 0, 0]  # refused before any run was written
+    assert not (tmp_path / "new.db").exists()  # refused before the destination was created

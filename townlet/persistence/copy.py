@@ -47,17 +47,16 @@ class CopyReport:
     agent_rows: int = 0
 
 
-def plan_copy(
-    src: TelemetryStore, dst: TelemetryStore, runs: Sequence[int] | None = None, *, skip_existing: bool = False
+def plan_into(
+    dst: TelemetryStore, listed: list[tuple[int, str, int]], src_label: str, *, skip_existing: bool = False
 ) -> CopyPlan:
-    """Decide what to copy before anything is written; refuses unknown runs, runs being trained, and runs the
-    destination has (same uuid) unless ``skip_existing``."""
-    listed = _runs(src, runs)
+    """What to copy of the runs ``runs_to_copy`` listed, decided before anything is written: refuses a run
+    ``dst`` already has (same uuid) unless ``skip_existing``, then it is skipped."""
     there = existing(dst, [uuid for _, uuid, _ in listed])
     if there and not skip_existing:
         run, uuid, _ = next(item for item in listed if item[1] in there)
         raise RunAlreadyThere(
-            f"run {run} of {src.label} (uuid {uuid}) is already in {dst.label} as run {there[uuid]}: "
+            f"run {run} of {src_label} (uuid {uuid}) is already in {dst.label} as run {there[uuid]}: "
             "pass --skip-existing to copy only the others, or --run to choose"
         )
     plan = CopyPlan()
@@ -69,7 +68,7 @@ def plan_copy(
     return plan
 
 
-def _runs(src: TelemetryStore, runs: Sequence[int] | None) -> list[tuple[int, str, int]]:
+def runs_to_copy(src: TelemetryStore, runs: Sequence[int] | None) -> list[tuple[int, str, int]]:
     """(source id, uuid, agent rows) of each run asked for, in id order; refuses unknown or training runs."""
     with src.transaction() as c:
         query = select(RUNS.c.id, RUNS.c.run_uuid, RUNS.c.status).order_by(RUNS.c.id)

@@ -8,6 +8,7 @@ import typer
 from townlet.errors import TelemetryError
 from townlet.persistence import revisions
 from townlet.persistence.errors import DatabaseTooNew
+from townlet.persistence.revisions import describe_revision
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
@@ -29,9 +30,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-_describe = revisions.describe_revision
 
 
 def revision_history() -> str:
@@ -61,7 +59,7 @@ def _backup_first(store: "TelemetryStore", before: str, target: str, *, enabled:
         console.print(f"no backup of {store.label} taken: back up a PostgreSQL database with pg_dump if you need one")
     else:
         path = backup_sqlite(Path(store.url.database or ""), before)
-        console.print(f"backed up {store.label} ({_describe(before)}) to {path}")
+        console.print(f"backed up {store.label} ({describe_revision(before)}) to {path}")
 
 
 def _known_revision(revision: str, extra: str) -> str:
@@ -104,9 +102,9 @@ def upgrade(
             migrate.upgrade(connection, target)
             after = migrate.database_revision(connection, store.label)
     if before == after:
-        console.print(f"{store.label} is already at {_describe(after)}")
+        console.print(f"{store.label} is already at {describe_revision(after)}")
     else:
-        console.print(f"upgraded {store.label} from {_describe(before)} to {_describe(after)}")
+        console.print(f"upgraded {store.label} from {describe_revision(before)} to {describe_revision(after)}")
 
 
 class DowngradeNotConfirmed(TelemetryError):
@@ -187,7 +185,7 @@ def downgrade(
                     f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
                 )
             losses = migrate.data_lost_by_downgrade(connection, before, target)
-        line = f"downgrading {store.label} from {_describe(before)} to {revision} {describe_losses(losses)}"
+        line = f"downgrading {store.label} from {describe_revision(before)} to {revision} {describe_losses(losses)}"
         if any(loss.rows for loss in losses):
             sqlite = store.url.get_backend_name() == "sqlite"
             hint = (
@@ -200,7 +198,7 @@ def downgrade(
         with store.transaction(migrating=True) as connection:
             migrate.downgrade(connection, target)
     console.print(line)
-    console.print(f"downgraded {store.label} from {_describe(before)} to {revision}")
+    console.print(f"downgraded {store.label} from {describe_revision(before)} to {revision}")
 
 
 @app.command()
@@ -222,9 +220,9 @@ def current(db: DbOption = DEFAULT) -> None:
     status = (
         "up to date"
         if revision == revisions.HEAD_REVISION
-        else f"this townlet needs {_describe(revisions.HEAD_REVISION)}"
+        else f"this townlet needs {describe_revision(revisions.HEAD_REVISION)}"
     )
-    console.print(f"{store.label}: {_describe(revision)}, {status}")
+    console.print(f"{store.label}: {describe_revision(revision)}, {status}")
     console.print(revision_history())
 
 
@@ -244,7 +242,7 @@ def check(db: DbOption = DEFAULT) -> None:
         for difference in differences:
             console.print(f"difference: {difference}", markup=False)
         raise typer.Exit(code=1)
-    console.print(f"{store.label}: models and migrations agree at {_describe(revisions.HEAD_REVISION)}")
+    console.print(f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}")
 
 
 @app.command()

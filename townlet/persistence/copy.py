@@ -7,8 +7,9 @@ run replays and exports byte-identically. One destination transaction per run: a
 at all. Both databases must be at this code's revision (``TelemetryStore.open`` says which to upgrade).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -110,15 +111,13 @@ def _copy_run(
     source: Connection, target: Connection, run: int, on_rows: Callable[[int], object], report: CopyReport
 ) -> int:
     row = source.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one()
-    new_run = target.execute(
-        insert(RUNS).returning(RUNS.c.id), {k: v for k, v in row.items() if k != "id"}
-    ).scalar_one()
+    new_run = target.execute(insert(RUNS).returning(RUNS.c.id), _moved(row)).scalar_one()
     episode_pk: dict[int, int] = {}
     for episode in source.execute(
         select(EPISODES).where(EPISODES.c.run_id == run).order_by(EPISODES.c.episode)
     ).mappings():
-        values = {k: v for k, v in episode.items() if k != "id"} | {"run_id": new_run}
-        episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), values).scalar_one()
+        moved = _moved(episode, run_id=new_run)
+        episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), moved).scalar_one()
     agents = (
         select(AGENTS)
         .join(EPISODES, AGENTS.c.episode_pk == EPISODES.c.id)
@@ -131,5 +130,11 @@ def _copy_run(
         report.agent_rows += len(batch)
         on_rows(len(batch))
     for checkpoint in source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings():
-        target.execute(insert(CHECKPOINTS), {k: v for k, v in checkpoint.items() if k != "id"} | {"run_id": new_run})
+        target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
     return new_run
+
+
+def _moved(row: Mapping[str, Any], **keys: int) -> dict[str, Any]:
+    """A row as the destination takes it: without its own ``id`` (the destination numbers it), with its
+    references (``keys``) pointing at the destination's rows."""
+    return {name: value for name, value in row.items() if name != "id"} | keys

@@ -26,7 +26,7 @@ from townlet.persistence.errors import (
 )
 from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
-from townlet.persistence.run_liveness import PG_LOCK_HELD_SQL, sqlite_lock_held
+from townlet.persistence.run_liveness import run_is_trained, sqlite_lock_held
 from townlet.telemetry.dto import (
     ALL_FIELDS,
     DTO_BY_VERSION,
@@ -163,9 +163,8 @@ class _SqlAlchemyRows:
         return set(self._run(lambda: inspect(self.connection).get_table_names()))
 
     def run_is_trained(self, run: int) -> bool:
-        if self.url.get_backend_name() == "sqlite":
-            return sqlite_lock_held(self.url.database or "", run)
-        return bool(self.all(PG_LOCK_HELD_SQL, {"run": run})[1][0][0])
+        sqlite_file = (self.url.database or "") if self.url.get_backend_name() == "sqlite" else None
+        return run_is_trained(run, sqlite_file, lambda sql, params: self.all(sql, params)[1][0][0])
 
     def close(self) -> None:
         try:

@@ -15,7 +15,9 @@ the next ``train`` on the database stores it.
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ADVISORY_NAMESPACE = 727367
 
@@ -53,3 +55,11 @@ def sqlite_lock_held(path: Path | str, run: int) -> bool:
     finally:
         probe.close()
     return True
+
+
+def run_is_trained(run: int, sqlite_file: str | Path | None, scalar: Callable[[str, dict[str, Any]], Any]) -> bool:
+    """Whether a process holds run ``run``'s lock: on SQLite (``sqlite_file``) by probing its socket, on
+    PostgreSQL by asking the server, ``scalar(PG_LOCK_HELD_SQL, {"run": run})``, on the caller's connection."""
+    if sqlite_file is not None:
+        return sqlite_lock_held(sqlite_file, run)
+    return bool(scalar(PG_LOCK_HELD_SQL, {"run": run}))

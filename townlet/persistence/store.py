@@ -33,7 +33,7 @@ from townlet.persistence.errors import (
 )
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
-from townlet.persistence.run_liveness import PG_LOCK_HELD_SQL, sqlite_lock_held
+from townlet.persistence.run_liveness import run_is_trained
 from townlet.telemetry.dto import SCHEMA_VERSION
 
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
@@ -267,9 +267,8 @@ class TelemetryStore:
 
     def run_is_trained(self, connection: Connection, run: int) -> bool:
         """Whether a process holds the run's lock right now (``run_liveness``)."""
-        if is_sqlite(self.url):
-            return sqlite_lock_held(self.url.database or "", run)
-        return bool(connection.execute(text(PG_LOCK_HELD_SQL), {"run": run}).scalar_one())
+        sqlite_file = (self.url.database or "") if is_sqlite(self.url) else None
+        return run_is_trained(run, sqlite_file, lambda sql, params: connection.execute(text(sql), params).scalar_one())
 
     def get_run(self, run: int) -> RunInfo:
         with self.transaction() as c:
@@ -318,18 +317,15 @@ class TelemetryStore:
             ).all()
         return dict(rows)
 
-    def resume_run(self, run: int, *, after: int | None) -> int:
+    def resume_run(self, run: int, *, after: int | None) -> None:
         """Mark the run ``running`` again; with ``after``, delete its episodes (and checkpoints) past that
-        episode in the same transaction, to be trained again from the checkpoint. Returns how many went."""
+        episode in the same transaction, to be trained again from the checkpoint."""
         with self.transaction() as c:
-            dropped = 0
             if after is not None:
                 c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode > after))
-                dropped = c.execute(
-                    delete(EPISODES).where(EPISODES.c.run_id == run, EPISODES.c.episode > after)
-                ).rowcount  # agent rows go with them (ON DELETE CASCADE)
+                # Agent rows go with their episodes (ON DELETE CASCADE).
+                c.execute(delete(EPISODES).where(EPISODES.c.run_id == run, EPISODES.c.episode > after))
             c.execute(update(RUNS).where(RUNS.c.id == run).values(status="running", ended_at=None))
-        return dropped
 
     # -- episodes -------------------------------------------------------------------------------
 

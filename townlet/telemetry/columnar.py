@@ -11,9 +11,6 @@ from typing import IO, Any
 from townlet.errors import TelemetryError
 from townlet.telemetry.dto import ALL_FIELDS, DTO_BY_VERSION
 
-#: Columns before the DTO fields: the run's id and the row's schema version (as in the CSV and JSON Lines).
-LEADING = ("run", "schema_version")
-
 
 class ParquetUnavailable(TelemetryError):
     """``--format parquet`` without pyarrow installed."""

@@ -9,6 +9,7 @@ Run: `.venv/bin/python benchmarks/bench_export.py [--agents 1024] [--episodes 10
 """
 
 import argparse
+import contextlib
 import random
 import subprocess
 import sys
@@ -76,33 +77,27 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["csv", "jsonl", "parquet"])
     parser.add_argument("--trained", action="store_true", help="rows from a real `train` run, not synthetic ones")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
         root = Path(directory)
         db = root / "bench.db"
         rows = (train if args.trained else build)(db, args.agents, args.episodes)
         print(f"{rows:,} agent rows; SQLite file {db.stat().st_size / rows:.1f} bytes per row")
         sources = {"sqlite": str(db)}
-        server = None
         if args.pg:
             from tests.postgres_server import new_database, postgres_instance
 
-            server = postgres_instance()
-            url = new_database(server.__enter__().url)
+            url = new_database(stack.enter_context(postgres_instance()).url)  # stopped as the stack closes
             subprocess.run([*CLI, "db", "copy", str(db), url], check=True, capture_output=True)
             sources["postgresql"] = url
-        try:
-            for name, source in sources.items():
-                for fmt in args.formats:
-                    out = root / f"out.{fmt}"
-                    seconds, peak = export(source, fmt, out)
-                    print(
-                        f"{name:>10} {fmt:>7}: {rows / seconds:>9,.0f} rows/s, peak RSS {peak:6.0f} MB "
-                        f"{out.stat().st_size / rows:6.1f} bytes per row"
-                    )
-                    out.unlink()
-        finally:
-            if server is not None:
-                server.__exit__(None, None, None)
+        for name, source in sources.items():
+            for fmt in args.formats:
+                out = root / f"out.{fmt}"
+                seconds, peak = export(source, fmt, out)
+                print(
+                    f"{name:>10} {fmt:>7}: {rows / seconds:>9,.0f} rows/s, peak RSS {peak:6.0f} MB, "
+                    f"{out.stat().st_size / rows:6.1f} bytes per row"
+                )
+                out.unlink()
 
 
 if __name__ == "__main__":

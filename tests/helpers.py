@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,11 +55,16 @@ V1_FIXTURE = FIXTURES / "townlet_v1.db"
 V2_FIXTURE = FIXTURES / "townlet_v2.db"
 
 
-def v1_copy(directory: Path, name: str = "townlet.db", fixture: Path = V1_FIXTURE) -> Path:
-    """A copy of a committed fixture database (the V1 one by default) to upgrade, downgrade or tamper with."""
+def fixture_copy(directory: Path, fixture: Path, name: str = "townlet.db") -> Path:
+    """A copy of a committed fixture database to upgrade, downgrade or tamper with."""
     copy = directory / name
     shutil.copy(fixture, copy)
     return copy
+
+
+def v1_copy(directory: Path, name: str = "townlet.db") -> Path:
+    """A copy of the committed V1 fixture database."""
+    return fixture_copy(directory, V1_FIXTURE, name)
 
 
 class Lines:
@@ -91,8 +97,6 @@ class Lines:
 
 def townlet(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``townlet-telemetry ARGS`` as a real process (``python -m townlet_cli``), its output captured as text."""
-    import sys
-
     return subprocess.run(
         [sys.executable, "-m", "townlet_cli", *args],
         capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=env,

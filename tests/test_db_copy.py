@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import V2_FIXTURE, townlet, v1_copy
+from tests.helpers import V2_FIXTURE, fixture_copy, townlet
 from tests.postgres_server import new_database
 from townlet_cli.app import app
 
@@ -112,7 +112,7 @@ def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
 
 
 def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):
-    old = v1_copy(tmp_path, "old.db", fixture=V2_FIXTURE)
+    old = fixture_copy(tmp_path, V2_FIXTURE, "old.db")
     refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0003", "db upgrade")
     refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
     refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")

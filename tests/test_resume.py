@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import V2_FIXTURE, v1_copy, wait_for
+from tests.helpers import V2_FIXTURE, fixture_copy, wait_for
 from townlet.config import load_config, with_overrides
 from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.reader import TelemetryReader
@@ -169,7 +169,7 @@ def test_kill_9_after_the_last_checkpoint_replaces_the_later_episodes_and_contin
 
 
 def test_a_run_without_a_checkpoint_resumes_as_before_and_says_learning_restarts(tmp_path):
-    db = v1_copy(tmp_path, fixture=V2_FIXTURE)
+    db = fixture_copy(tmp_path, V2_FIXTURE)
     assert runner.invoke(app, ["db", "upgrade", "--db", str(db)]).exit_code == 0
     result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", str(db)])
     assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, v1_copy
+from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, fixture_copy, v1_copy
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, make_engine
 from townlet_cli.app import app
@@ -49,7 +49,7 @@ def test_the_v2_fixture_is_the_file_the_0_3_0_code_wrote():
 
 @pytest.fixture
 def upgraded(tmp_path) -> Path:
-    db = v1_copy(tmp_path, fixture=V2_FIXTURE)
+    db = fixture_copy(tmp_path, V2_FIXTURE)
     result = ok("db", "upgrade", "--db", str(db))
     assert "from revision 0002 (schema 2) to revision 0003 (schema 2)" in result.stdout
     return db
@@ -74,7 +74,7 @@ def test_0002_episodes_replay_export_and_list_byte_identically_after_the_upgrade
 def test_the_new_states_are_allowed_after_the_upgrade_and_not_before(tmp_path, upgraded):
     with sqlite3.connect(upgraded) as connection:
         connection.execute("UPDATE runs SET status = 'interrupted' WHERE id = 2")
-    old = v1_copy(tmp_path, "old.db", fixture=V2_FIXTURE)
+    old = fixture_copy(tmp_path, V2_FIXTURE, "old.db")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"), sqlite3.connect(old) as connection:
         connection.execute("UPDATE runs SET status = 'interrupted' WHERE id = 2")
 
@@ -93,7 +93,7 @@ def test_v1_fixture_goes_to_head_in_two_steps_and_still_replays(tmp_path):
 
 
 def test_a_connection_with_foreign_keys_on_is_refused_before_the_runs_table_is_rebuilt(tmp_path):
-    db = v1_copy(tmp_path, fixture=V2_FIXTURE)
+    db = fixture_copy(tmp_path, V2_FIXTURE)
     engine = make_engine(database_url(str(db)), read_only=False)  # townlet's connections have foreign keys on
     try:
         with pytest.raises(RuntimeError, match="would delete every episode"), engine.begin() as connection:

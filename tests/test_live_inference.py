@@ -65,10 +65,12 @@ def test_leak_raises_naming_the_field_path(bad, shown):
 
 def test_leak_in_a_meter_and_in_an_int_field_is_named_too():
     snapshot = finished_registry(3).snapshot()
-    meters = [list(row) for row in snapshot.meters]
-    meters[1][0] = torch.tensor(0.5)
+    meters = [list(column) for column in snapshot.meter_columns]
+    meters[0][1] = torch.tensor(0.5)
     with pytest.raises(TelemetryLeakError, match=r"agents\[1\]\.meter_energy: torch\.Tensor"):
-        build_agent_payloads(dataclasses.replace(snapshot, meters=meters), episode=1)
+        build_agent_payloads(dataclasses.replace(snapshot, meter_columns=meters), episode=1)
+    with pytest.raises(SnapshotValidationError, match=r"3 meter_columns for 4 names"):
+        build_agent_payloads(dataclasses.replace(snapshot, meter_columns=meters[:3]), episode=1)
     with pytest.raises(TelemetryLeakError, match=r"agents\[2\]\.survival_steps: numpy\.int64"):
         build_agent_payloads(_leaky_snapshot("survival_steps", 2, np.int64(7)), episode=1)
 
@@ -118,10 +120,10 @@ def test_training_publishes_one_valid_envelope_per_episode_to_the_broadcaster():
 
 def test_envelope_has_the_documented_shape():
     envelope = episode_envelope("r", 7, finished_registry(2).snapshot())
-    assert list(envelope) == ["schema_version", "kind", "run_id", "episode", "agents"]
-    assert list(envelope["agents"][0]) == [
+    assert list(envelope) == ["agents", "episode", "kind", "run_id", "schema_version"]  # sorted, as encoded
+    assert list(envelope["agents"][0]) == sorted([
         "agent_idx", "episode", "survival_steps", "baseline_survival_steps", "episode_reward", "epsilon",
         "curriculum_stage", "death_cause", "meter_energy", "meter_hygiene", "meter_satiation", "meter_money",
         "visits_bed", "visits_shower", "visits_fridge", "visits_job", "action_entropy",
-    ]  # fmt: skip
+    ])  # fmt: skip
     assert {a["episode"] for a in envelope["agents"]} == {7}

@@ -4,6 +4,8 @@ import dataclasses
 import subprocess
 import sys
 
+import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from townlet.environment.world import AFFORDANCES
 from townlet.telemetry.dto import (
     CURRENT_DTO,
     DEATH_CAUSES,
+    FIELD_NAMES,
     SCHEMA_VERSION,
     AgentTelemetrySnapshotV1,
     AgentTelemetrySnapshotV2,
@@ -45,15 +48,15 @@ def test_dto_carries_its_schema_version_and_it_is_the_one_announced():
     assert episode_envelope("r", 1, finished_registry(2).snapshot())["schema_version"] == SCHEMA_VERSION
 
 
-def test_to_dict_has_a_stable_key_order_and_round_trips():
+def test_to_dict_keys_are_sorted_and_it_round_trips():
     dto = AgentTelemetrySnapshotV2(**GOOD)
-    assert list(dto.to_dict()) == [f.name for f in dataclasses.fields(dto)]
+    assert list(dto.to_dict()) == sorted(f.name for f in dataclasses.fields(dto))
     assert AgentTelemetrySnapshotV2.from_dict(dto.to_dict()) == dto
 
 
 def test_v1_stays_readable_and_v2_extends_it_field_for_field():
     v1 = AgentTelemetrySnapshotV1.from_dict(GOOD_V1)
-    assert v1.to_dict() == GOOD_V1 and list(v1.to_dict()) == list(GOOD_V1)
+    assert v1.to_dict() == GOOD_V1 and list(v1.to_dict()) == sorted(GOOD_V1)
     v2_fields = [f.name for f in dataclasses.fields(AgentTelemetrySnapshotV2)]
     assert v2_fields[: len(GOOD_V1)] == list(GOOD_V1)  # V1's fields first, in V1's order
     with pytest.raises(SnapshotValidationError, match="missing"):
@@ -71,6 +74,28 @@ def test_same_snapshot_gives_the_same_bytes():
     assert encode(episode_envelope("r", 2, snapshot)) == first
     assert first.startswith(b'{"agents":[{"action_entropy":0.0,"agent_idx":0,')  # sorted keys, no whitespace
     assert b" " not in first
+
+
+def test_envelopes_are_sorted_by_construction_so_encode_skips_the_sort_pass():
+    snapshot = finished_registry(5).snapshot()
+    built = episode_envelope("r", 3, snapshot)
+    stored = envelope_from_snapshots("r", 3, [CURRENT_DTO.from_dict(a) for a in built["agents"]])
+    for envelope in (built, stored):
+        assert encode(envelope) == orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+        assert encode(envelope) == encode(dict(envelope))  # a plain dict of the same content takes the sorting path
+
+
+def test_episode_constant_and_range_columns_are_checked_too():
+    snapshot = finished_registry(3).snapshot()
+    with pytest.raises(SnapshotValidationError, match=r"agents\[\*\]\.episode: 0"):
+        build_agent_payloads(snapshot, episode=0)
+    with pytest.raises(TelemetryLeakError, match=r"agents\[\*\]\.episode: numpy\.int64"):
+        build_agent_payloads(snapshot, episode=np.int64(2))
+    columns = {name: [row[name] for row in build_agent_payloads(snapshot, 1)] for name in FIELD_NAMES[CURRENT_DTO]}
+    with pytest.raises(SnapshotValidationError, match=r"agents\[0\]\.agent_idx: -1"):
+        CURRENT_DTO.rows_from_columns({**columns, "agent_idx": range(-1, 2)})
+    with pytest.raises(SnapshotValidationError, match="columns differ"):
+        CURRENT_DTO.rows_from_columns(columns, constants={"episode": 1})  # episode given twice
 
 
 def test_bytes_are_identical_across_a_process_boundary():

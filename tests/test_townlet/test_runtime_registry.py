@@ -196,7 +196,7 @@ def test_snapshot_never_carries_negative_zero():
         torch.full((2, len(METERS)), -0.0),
     )
     snap = registry.snapshot()
-    for value in [*snap.episode_reward, *(v for row in snap.meters for v in row)]:
+    for value in [*snap.episode_reward, *(v for column in snap.meter_columns for v in column)]:
         assert str(value) == "0.0"
 
 
@@ -225,7 +225,7 @@ def test_visit_counters_and_action_entropy_on_a_hand_built_sequence(device):
             torch.tensor(used, device=device),
         )
     snapshot = registry.snapshot()
-    visits = [dict(zip(snapshot.affordance_names, row, strict=True)) for row in snapshot.affordance_visits]
+    visits = [snapshot.agent(i).affordance_visits for i in range(3)]
     assert visits[0] == {"bed": 2, "shower": 0, "fridge": 0, "job": 0}
     assert visits[1] == {"bed": 0, "shower": 0, "fridge": 1, "job": 0}
     assert visits[2] == {"bed": 0, "shower": 0, "fridge": 0, "job": 0}
@@ -234,7 +234,7 @@ def test_visit_counters_and_action_entropy_on_a_hand_built_sequence(device):
     assert snapshot.action_entropy[0] == pytest.approx(math.log(2), abs=1e-6)
     assert snapshot.action_entropy[1:] == [0.0, 0.0]
     assert all(type(v) is float for v in snapshot.action_entropy)
-    assert all(type(v) is int for row in snapshot.affordance_visits for v in row)
+    assert all(type(v) is int for column in snapshot.visit_columns for v in column)
 
 
 def test_action_entropy_of_a_uniform_policy_is_log_of_the_action_count(device):
@@ -262,5 +262,5 @@ def test_begin_episode_resets_visits_and_action_counts(device):
     )  # fmt: skip
     registry.begin_episode()
     snapshot = registry.snapshot()
-    assert snapshot.affordance_visits == [[0, 0, 0, 0], [0, 0, 0, 0]]
+    assert snapshot.visit_columns == [[0, 0]] * 4  # one column per affordance
     assert snapshot.action_entropy == [0.0, 0.0]

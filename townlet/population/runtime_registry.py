@@ -160,7 +160,8 @@ class AgentRuntimeRegistry:
     # -- snapshots: the only way out as Python values -------------------------------------------
 
     def snapshot(self) -> RegistrySnapshot:
-        """Every agent's state as Python lists: exactly one ``.tolist()`` per field.
+        """Every agent's state as Python lists: exactly one ``.tolist()`` per field (meters and visits
+        transposed first, so they arrive one list per meter and per affordance).
 
         Float fields are ``+ 0.0`` first, which turns any negative zero into 0.0 (telemetry has no -0.0).
         """
@@ -171,9 +172,9 @@ class AgentRuntimeRegistry:
             epsilon=(self._epsilon + 0.0).tolist(),
             episode_reward=(self._episode_reward + 0.0).tolist(),
             death_cause=list(map(_CAUSE_NAMES.__getitem__, self._death_cause.tolist())),
-            meters=(self._meters + 0.0).tolist(),
+            meter_columns=(self._meters + 0.0).t().tolist(),
             meter_names=METERS,
-            affordance_visits=self._visits.tolist(),
+            visit_columns=self._visits.t().tolist(),
             affordance_names=AFFORDANCE_NAMES,
             action_entropy=(self.action_entropy() + 0.0).tolist(),
         )

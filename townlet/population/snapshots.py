@@ -21,7 +21,12 @@ class AgentRuntimeSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
-    """All agents' runtime state, one Python list per field (column order: agent index)."""
+    """All agents' runtime state, one Python list per field (column order: agent index).
+
+    The 2-d fields are column-major too: ``meter_columns[m][i]`` is meter ``meter_names[m]`` of agent ``i``,
+    ``visit_columns[a][i]`` agent ``i``'s visits to ``affordance_names[a]`` (one list per name, which is the
+    shape the payload builder and the store consume, and a cheaper ``.tolist()`` than one list per agent).
+    """
 
     baseline_survival_steps: list[float]
     survival_steps: list[int]
@@ -29,9 +34,9 @@ class RegistrySnapshot:
     epsilon: list[float]
     episode_reward: list[float]
     death_cause: list[str]
-    meters: list[list[float]]
+    meter_columns: list[list[float]]
     meter_names: tuple[str, ...]
-    affordance_visits: list[list[int]]
+    visit_columns: list[list[int]]
     affordance_names: tuple[str, ...]
     action_entropy: list[float]
 
@@ -49,8 +54,10 @@ class RegistrySnapshot:
             epsilon=self.epsilon[agent_idx],
             episode_reward=self.episode_reward[agent_idx],
             death_cause=self.death_cause[agent_idx],
-            meters=dict(zip(self.meter_names, self.meters[agent_idx], strict=True)),
-            affordance_visits=dict(zip(self.affordance_names, self.affordance_visits[agent_idx], strict=True)),
+            meters={name: column[agent_idx] for name, column in zip(self.meter_names, self.meter_columns, strict=True)},
+            affordance_visits={
+                name: column[agent_idx] for name, column in zip(self.affordance_names, self.visit_columns, strict=True)
+            },
             action_entropy=self.action_entropy[agent_idx],
         )
 

@@ -6,8 +6,10 @@ same rules check one instance (``__post_init__``) or whole columns at once (``va
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
+from itertools import repeat
+from operator import countOf
 from typing import Any, ClassVar
 
 from townlet.environment.world import ACTIONS, VITAL_METERS
@@ -37,8 +39,16 @@ class FieldRule:
     choices: frozenset[str] | None = None
 
     def check_column(self, name: str, column: Sequence[Any]) -> None:
-        """Check every value of one field; name the first bad one as ``agents[i].name``."""
-        if set(map(type, column)) - {self.kind}:
+        """Check every value of one field; name the first bad one as ``agents[i].name``.
+
+        Whole-column passes in C first (exact type count, a sum for finiteness, min/max for the range); only a
+        column that fails one is walked value by value, to name the first bad value.
+        """
+        if type(column) is range and self.kind is int:  # ints by construction: its ends are its extremes
+            if column and (min(column[0], column[-1]) < self.low or max(column[0], column[-1]) > self.high):
+                self._find(name, column, lambda v: not self.low <= v <= self.high)
+            return
+        if countOf(map(type, column), self.kind) != len(column):
             self._find(name, column, lambda v: type(v) is not self.kind)
         if not column:
             return
@@ -46,13 +56,8 @@ class FieldRule:
             if not set(column) <= self.choices:
                 self._find(name, column, lambda v: v not in self.choices)
             return
-        if self.kind is float:
-            try:
-                finite = math.isfinite(math.fsum(column))
-            except (OverflowError, ValueError):  # inf - inf, or a finite sum too large to hold
-                finite = False
-            if not finite:
-                self._find(name, column, lambda v: not math.isfinite(v))
+        if self.kind is float and not math.isfinite(sum(column)):  # NaN or inf; or a finite sum too large
+            self._find(name, column, lambda v: not math.isfinite(v))
         if (self.low != -math.inf and min(column) < self.low) or (self.high != math.inf and max(column) > self.high):
             self._find(name, column, lambda v: not self.low <= v <= self.high)
 
@@ -82,7 +87,8 @@ _METER = FieldRule(float, 0.0, 1.0)
 class AgentTelemetrySnapshotV1:
     """One agent's state at the end of one episode (schema version 1): Python scalars only.
 
-    Field order is the key order of ``to_dict()``; docs/telemetry_schema.md gives units and ranges.
+    Field order is the column order everywhere (tables, CSV, the dashboard); ``to_dict()`` keys are sorted, the
+    order ``encode`` writes them. docs/telemetry_schema.md gives units and ranges.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -114,8 +120,10 @@ class AgentTelemetrySnapshotV1:
     meter_satiation: float
     meter_money: float
 
-    #: ``row(*fields)`` -> the payload dict, keys in declaration order (built per class by ``_row_builder``).
+    #: ``row(*fields)`` -> the payload dict, keys sorted; ``rows(*columns)`` -> one per agent
+    #: (both generated per class by ``_row_builders``).
     row: ClassVar[Callable[..., dict[str, Any]]]
+    rows: ClassVar[Callable[..., list[dict[str, Any]]]]
 
     def __post_init__(self) -> None:
         for name, rule in self.RULES.items():
@@ -125,7 +133,7 @@ class AgentTelemetrySnapshotV1:
                 object.__setattr__(self, name, 0.0)  # no negative zero: SQLite cannot keep its sign
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields in declaration order (a stable key order)."""
+        """The fields as a dict, keys sorted (the order ``encode`` writes, so it need not sort them)."""
         return self.row(*astuple(self))
 
     @classmethod
@@ -138,20 +146,28 @@ class AgentTelemetrySnapshotV1:
         return cls(**data)
 
     @classmethod
-    def rows_from_columns(cls, columns: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    def rows_from_columns(
+        cls, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Validate whole columns with the same rules as one instance, then return one dict per agent.
 
         The fast path of the payload builder: same checks, same key order as ``to_dict()``, no per-agent object.
+        ``constants`` are fields with one value for every agent (the episode number): checked once.
         """
         names = FIELD_NAMES[cls]
-        if set(columns) != set(names):
-            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns differ from {names}: got {sorted(columns)}")
-        for name in names:
-            cls.RULES[name].check_column(name, columns[name])
-        lengths = {len(columns[n]) for n in names}
+        constants = constants or {}
+        if set(columns) | set(constants) != set(names) or set(columns) & set(constants):
+            given = sorted([*columns, *constants])
+            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns differ from {names}: got {given}")
+        for name, value in constants.items():
+            cls.RULES[name].check_value(f"agents[*].{name}", value)
+        for name, column in columns.items():
+            cls.RULES[name].check_column(name, column)
+        lengths = {len(column) for column in columns.values()}
         if len(lengths) > 1:
             raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns have different lengths {sorted(lengths)}")
-        return list(map(cls.row, *(columns[n] for n in names)))
+        n = lengths.pop() if lengths else 0
+        return cls.rows(*(columns[f] if f in columns else repeat(constants[f], n) for f in names))
 
 
 _VISITS = FieldRule(int, 0)
@@ -200,20 +216,27 @@ FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cl
 ALL_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for names in FIELD_NAMES.values() for f in names))
 
 
-def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
-    """A function of the fields, positionally, returning one dict literal in field order.
+def _row_builders(names: tuple[str, ...]) -> tuple[Callable[..., dict[str, Any]], Callable[..., list[dict[str, Any]]]]:
+    """``row(*fields)``: one dict literal, keys sorted; ``rows(*columns)``: a comprehension of the same literal.
 
-    Generated from the dataclass fields (as ``dataclasses`` generates ``__init__``) so each version's key
-    order is written in one place; a dict literal is twice as fast as ``dict(zip(names, values))``.
+    Both take the fields positionally in declaration order. Generated from the dataclass fields (as
+    ``dataclasses`` generates ``__init__``) so each version's keys are written in one place; a dict literal is
+    twice as fast as ``dict(zip(names, values))``, the comprehension saves a function call per agent, and sorted
+    keys let ``encode`` skip its sort pass over every agent.
     """
-    source = f"def row({', '.join(names)}):\n    return {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n"
+    args, literal = ", ".join(names), "{" + ", ".join(f"{n!r}: {n}" for n in sorted(names)) + "}"
+    source = (
+        f"def row({args}):\n    return {literal}\n"
+        f"def rows({args}):\n    return [{literal} for {args} in zip({args})]\n"
+    )
     namespace: dict[str, Any] = {}
     exec(source, namespace)  # names are this module's own field identifiers
-    return namespace["row"]
+    return namespace["row"], namespace["rows"]
 
 
 for _cls in DTO_BY_VERSION.values():
-    _cls.row = staticmethod(_row_builder(FIELD_NAMES[_cls]))
+    _row, _rows = _row_builders(FIELD_NAMES[_cls])
+    _cls.row, _cls.rows = staticmethod(_row), staticmethod(_rows)
 
 #: The affordance visit counters of the current schema, ``visits_<affordance>`` in the world's order.
 VISIT_FIELDS: tuple[str, ...] = tuple(f for f in FIELD_NAMES[CURRENT_DTO] if f.startswith("visits_"))

@@ -24,7 +24,7 @@ import torch
 
 from townlet.config import load_config, with_overrides
 from townlet.persistence.store import TelemetryStore
-from townlet.telemetry.payloads import episode_envelope
+from townlet.telemetry.payloads import build_agent_columns
 from townlet.training.checkpoint import capture
 from townlet.training.loop import Trainer
 from townlet.training.session import episode_meta
@@ -57,7 +57,7 @@ def bench(agents: int, episodes: int, repeat: int, directory: Path) -> None:
     full = capture(trainer, episodes)
 
     last = reports[-1]
-    agents_rows = episode_envelope("bench", last.episode, last.snapshot)["agents"]
+    agents_rows = build_agent_columns(last.snapshot, last.episode)
     db = directory / f"bench-{agents}.db"
     with TelemetryStore.open(str(db), write=True) as store:
         run = store.create_run(run_uuid=f"{agents:032d}", seed=0, device="cpu", num_agents=agents, config={})

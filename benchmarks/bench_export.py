@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_store import agent_payloads
+from benchmarks.bench_store import agent_columns
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 
 CLI = [sys.executable, "-m", "townlet_cli"]
@@ -31,7 +31,7 @@ def build(db: Path, agents: int, episodes: int) -> int:
     with TelemetryStore.open(str(db), write=True) as store:
         run = store.create_run(run_uuid="b" * 32, seed=0, device="cpu", num_agents=agents, config={})
         now = datetime.now(UTC)
-        pool = [agent_payloads(agents) for _ in range(8)]  # varied values, like a real run's
+        pool = [agent_columns(agents) for _ in range(8)]  # varied values, like a real run's
         for episode in range(1, episodes + 1):
             payloads = [dict(a, episode=episode) for a in random.choice(pool)]
             store.write_episode(run, EpisodeMeta(episode, 100, 1, 0.1, now, now), payloads)

@@ -29,7 +29,7 @@ import torch
 from townlet.environment.world import CAUSE_TIMEOUT, METERS
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.population.runtime_registry import AgentRuntimeRegistry
-from townlet.telemetry.payloads import episode_envelope
+from townlet.telemetry.payloads import build_agent_columns
 
 CLI = str(Path(sys.executable).with_name("townlet-telemetry"))
 
@@ -60,7 +60,7 @@ def build(path: Path, agents: int, episodes: int) -> None:
         torch.randint(1, 200, (agents,)), torch.randn(agents) * 50, torch.ones(agents, dtype=torch.bool),
         torch.full((agents,), CAUSE_TIMEOUT), torch.rand(agents, len(METERS)),
     )  # fmt: skip
-    payloads = episode_envelope("bench", 1, registry.snapshot())["agents"]
+    payloads = build_agent_columns(registry.snapshot(), 1)
     now = datetime.now(UTC)
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)

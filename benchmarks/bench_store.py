@@ -4,7 +4,7 @@ Both write ``--episodes`` episodes of ``--agents`` agents into SQLite files with
 synchronous=NORMAL, busy_timeout, foreign keys), one transaction per episode (``BEGIN IMMEDIATE``, the
 episode row, then every agent row). The sides take turns episode by episode, so load on the machine falls on
 both alike (run it beside a busy process to see the ratio hold). The raw side gets its rows as ready-made
-tuples (its best case); the store gets the DTO dicts the trainer actually has. The hand-made table is
+tuples (its best case); the store gets the checked columns the trainer actually hands it. The hand-made table is
 equivalent: same columns, same primary key (WITHOUT ROWID), same foreign key to ``episodes``. Also prints
 bytes per agent row against a minimal hand-written table with the same columns. Target: store >= 0.9x raw rows/s.
 
@@ -27,13 +27,14 @@ from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.persistence.writer import ATTEMPT_BUSY_MS
 from townlet.population.runtime_registry import AgentRuntimeRegistry
-from townlet.telemetry.payloads import episode_envelope
+from townlet.telemetry.dto import AgentColumns
+from townlet.telemetry.payloads import build_agent_columns
 
 COLUMNS = ("episode_pk", "schema_version", *AGENT_FIELDS)
 TYPES = {"death_cause": "VARCHAR(16)"}
 
 
-def agent_payloads(n: int) -> list[dict]:
+def agent_columns(n: int) -> AgentColumns:
     registry = AgentRuntimeRegistry(n)
     registry.set_baselines(torch.rand(n) * 100)
     registry.set_epsilon(0.3)
@@ -41,7 +42,7 @@ def agent_payloads(n: int) -> list[dict]:
         torch.randint(1, 200, (n,)), torch.randn(n) * 50, torch.ones(n, dtype=torch.bool),
         torch.full((n,), CAUSE_TIMEOUT), torch.rand(n, len(METERS)),
     )  # fmt: skip
-    return episode_envelope("bench", 1, registry.snapshot())["agents"]
+    return build_agent_columns(registry.snapshot(), 1)
 
 
 def raw_connection(path: Path, *, minimal: bool) -> sqlite3.Connection:
@@ -89,13 +90,14 @@ class RawWriter:
 
 
 class StoreWriter:
-    """townlet's side: ``TelemetryStore.write_episode`` of the DTO dicts the trainer has; ``as_writer``: as the
+    """townlet's side: ``TelemetryStore.write_episode`` of the checked columns the trainer has; ``as_writer``: as the
     background writer calls it (the file-identity check and a short per-transaction busy timeout)."""
 
-    def __init__(self, path: Path, agents: list[dict], *, as_writer: bool = False) -> None:
+    def __init__(self, path: Path, agents: AgentColumns, *, as_writer: bool = False) -> None:
         self.path = path
         self.store = TelemetryStore.open(str(path), write=True)
-        self.run = self.store.create_run(run_uuid="bench", seed=0, device="cpu", num_agents=len(agents), config={})
+        n = agents.num_agents
+        self.run = self.store.create_run(run_uuid="bench", seed=0, device="cpu", num_agents=n, config={})
         self.agents, self.as_writer = agents, as_writer
         self.now = datetime.now(UTC)
 
@@ -140,8 +142,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1024)
     parser.add_argument("--episodes", type=int, default=200)
     args = parser.parse_args()
-    agents = agent_payloads(args.agents)
-    rows = [(1, 1, *(a[f] for f in AGENT_FIELDS)) for a in agents]
+    agents = agent_columns(args.agents)
+    rows = [(1, 1, *row) for row in agents.tuples(AGENT_FIELDS)]
     total = args.agents * args.episodes
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

@@ -18,39 +18,39 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_store import agent_payloads
+from benchmarks.bench_store import agent_columns
 from tests.postgres_server import new_database, postgres_instance
 from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.store import AGENT_COPY_SQL, AGENT_COPY_TYPES, EpisodeMeta, TelemetryStore
+from townlet.telemetry.dto import AgentColumns
 
 NOW = datetime.now(UTC)
 META = EpisodeMeta(1, 100, 1, 0.1, NOW, NOW)
 
 
-def townlet_rows_per_s(url: str, agents: list[dict], episodes: int, *, copy: bool = True) -> float:
+def townlet_rows_per_s(url: str, agents: AgentColumns, episodes: int, *, copy: bool = True) -> float:
     with TelemetryStore.open(url, write=True) as store:
         store.pg_copy = copy
-        run = store.create_run(run_uuid=uuid.uuid4().hex, seed=0, device="cpu", num_agents=len(agents), config={})
+        run = store.create_run(run_uuid=uuid.uuid4().hex, seed=0, device="cpu", num_agents=agents.num_agents, config={})
         started = time.perf_counter()
         for episode in range(1, episodes + 1):
             store.write_episode(run, replace(META, episode=episode), agents)
-        return episodes * len(agents) / (time.perf_counter() - started)
+        return episodes * agents.num_agents / (time.perf_counter() - started)
 
 
-def bare_rows_per_s(url: str, agents: list[dict], episodes: int) -> float:
-    rows = [itemgetter(*AGENT_FIELDS)(a) for a in agents]
+def bare_rows_per_s(url: str, agents: AgentColumns, episodes: int) -> float:
+    rows = list(agents.tuples(AGENT_FIELDS))
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
         run = connection.execute(
             "INSERT INTO runs (run_uuid, started_at, status, seed, device, num_agents, config, code_version, "
             "schema_version) VALUES (%s, now(), 'finished', 0, 'cpu', %s, '{}', 'bench', 2) RETURNING id",
-            (uuid.uuid4().hex, len(agents)),
+            (uuid.uuid4().hex, agents.num_agents),
         ).fetchone()[0]
         connection.commit()
         started = time.perf_counter()
@@ -65,13 +65,13 @@ def bare_rows_per_s(url: str, agents: list[dict], episodes: int) -> float:
                     copy.set_types(AGENT_COPY_TYPES)
                     for row in rows:
                         copy.write_row((pk, 2, *row))
-        return episodes * len(agents) / (time.perf_counter() - started)
+        return episodes * agents.num_agents / (time.perf_counter() - started)
 
 
 def _writer(args: tuple[str, int, int, float]) -> tuple[float, float]:
     """One writer process: waits for a common start time, writes, returns its (start, end) wall times."""
     url, agents, episodes, start_at = args
-    payloads = agent_payloads(agents)
+    payloads = agent_columns(agents)
     time.sleep(max(0.0, start_at - time.time()))  # every process imported and built its rows first
     started = time.time()
     townlet_rows_per_s(url, payloads, episodes)
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=6)
     parser.add_argument("--writers", type=int, default=8)
     args = parser.parse_args()
-    agents = agent_payloads(args.agents)
+    agents = agent_columns(args.agents)
     with postgres_instance() as server:
 
         def fresh() -> str:  # every measurement writes into an empty database: no side gets the bigger index

@@ -12,7 +12,7 @@ from tests.helpers import finished_registry
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.broadcast import FakeBroadcaster
 from townlet.telemetry.dto import SCHEMA_VERSION, SnapshotValidationError, TelemetryLeakError
-from townlet.telemetry.payloads import build_agent_payloads, check_json_safe, episode_envelope
+from townlet.telemetry.payloads import build_agent_columns, check_json_safe, episode_envelope
 from townlet.telemetry.stream import EpisodePublisher
 from townlet.training.loop import Trainer
 
@@ -32,7 +32,7 @@ def _walk(value, path="$"):
 
 
 def test_payloads_are_primitives_only():
-    payloads = build_agent_payloads(finished_registry(5).snapshot(), episode=3)
+    payloads = build_agent_columns(finished_registry(5).snapshot(), episode=3).rows()
     assert len(payloads) == 5
     for path, value in _walk(payloads):
         assert type(value) in PRIMITIVES, f"{path}: {type(value)}"
@@ -60,7 +60,7 @@ def _leaky_snapshot(field: str, agent: int, bad):
 )
 def test_leak_raises_naming_the_field_path(bad, shown):
     with pytest.raises(TelemetryLeakError, match=rf"agents\[3\]\.baseline_survival_steps: {shown}"):
-        build_agent_payloads(_leaky_snapshot("baseline_survival_steps", 3, bad), episode=1)
+        build_agent_columns(_leaky_snapshot("baseline_survival_steps", 3, bad), episode=1)
 
 
 def test_leak_in_a_meter_and_in_an_int_field_is_named_too():
@@ -68,18 +68,18 @@ def test_leak_in_a_meter_and_in_an_int_field_is_named_too():
     meters = [list(column) for column in snapshot.meter_columns]
     meters[0][1] = torch.tensor(0.5)
     with pytest.raises(TelemetryLeakError, match=r"agents\[1\]\.meter_energy: torch\.Tensor"):
-        build_agent_payloads(dataclasses.replace(snapshot, meter_columns=meters), episode=1)
+        build_agent_columns(dataclasses.replace(snapshot, meter_columns=meters), episode=1)
     with pytest.raises(SnapshotValidationError, match=r"3 meter_columns for 4 names"):
-        build_agent_payloads(dataclasses.replace(snapshot, meter_columns=meters[:3]), episode=1)
+        build_agent_columns(dataclasses.replace(snapshot, meter_columns=meters[:3]), episode=1)
     with pytest.raises(TelemetryLeakError, match=r"agents\[2\]\.survival_steps: numpy\.int64"):
-        build_agent_payloads(_leaky_snapshot("survival_steps", 2, np.int64(7)), episode=1)
+        build_agent_columns(_leaky_snapshot("survival_steps", 2, np.int64(7)), episode=1)
 
 
 def test_out_of_range_values_are_refused_naming_the_agent():
     with pytest.raises(SnapshotValidationError, match=r"agents\[0\]\.epsilon: 1\.5"):
-        build_agent_payloads(_leaky_snapshot("epsilon", 0, 1.5), episode=1)
+        build_agent_columns(_leaky_snapshot("epsilon", 0, 1.5), episode=1)
     with pytest.raises(SnapshotValidationError, match=r"agents\[2\]\.death_cause: 'alive'"):
-        build_agent_payloads(_leaky_snapshot("death_cause", 2, "alive"), episode=1)
+        build_agent_columns(_leaky_snapshot("death_cause", 2, "alive"), episode=1)
 
 
 def test_check_json_safe_walks_nested_structures():
@@ -90,10 +90,10 @@ def test_check_json_safe_walks_nested_structures():
 
 def test_multi_agent_scalar_baseline_regression():
     """Every agent's own baseline reaches the payload as a plain float (Hamlet broadcast agent 0's tensor)."""
-    payloads = build_agent_payloads(finished_registry(3, baselines=[100.0, 80.0, 133.25]).snapshot(), episode=1)
+    payloads = build_agent_columns(finished_registry(3, baselines=[100.0, 80.0, 133.25]).snapshot(), episode=1).rows()
     assert [p["baseline_survival_steps"] for p in payloads] == [100.0, 80.0, 133.25]
     assert all(type(p["baseline_survival_steps"]) is float for p in payloads)
-    shared = build_agent_payloads(finished_registry(3).snapshot(), episode=1)
+    shared = build_agent_columns(finished_registry(3).snapshot(), episode=1).rows()
     assert {p["baseline_survival_steps"] for p in shared} == {100.0}
     # finished_registry: agents survive 10, 20, 30 steps; each reward is its own steps minus its own baseline.
     assert [p["survival_steps"] for p in payloads] == [10, 20, 30]

@@ -15,7 +15,6 @@ from townlet.environment.world import AFFORDANCES
 from townlet.telemetry.dto import (
     CURRENT_DTO,
     DEATH_CAUSES,
-    FIELD_NAMES,
     SCHEMA_VERSION,
     AgentTelemetrySnapshotV1,
     AgentTelemetrySnapshotV2,
@@ -25,7 +24,7 @@ from townlet.telemetry.dto import (
 from townlet.telemetry.payloads import (
     UnknownSchemaVersionError,
     agents_from_envelope,
-    build_agent_payloads,
+    build_agent_columns,
     decode,
     encode,
     envelope_from_snapshots,
@@ -88,14 +87,14 @@ def test_envelopes_are_sorted_by_construction_so_encode_skips_the_sort_pass():
 def test_episode_constant_and_range_columns_are_checked_too():
     snapshot = finished_registry(3).snapshot()
     with pytest.raises(SnapshotValidationError, match=r"agents\[\*\]\.episode: 0"):
-        build_agent_payloads(snapshot, episode=0)
+        build_agent_columns(snapshot, episode=0)
     with pytest.raises(TelemetryLeakError, match=r"agents\[\*\]\.episode: numpy\.int64"):
-        build_agent_payloads(snapshot, episode=np.int64(2))
-    columns = {name: [row[name] for row in build_agent_payloads(snapshot, 1)] for name in FIELD_NAMES[CURRENT_DTO]}
+        build_agent_columns(snapshot, episode=np.int64(2))
+    columns = dict(build_agent_columns(snapshot, 1).columns)
     with pytest.raises(SnapshotValidationError, match=r"agents\[0\]\.agent_idx: -1"):
-        CURRENT_DTO.rows_from_columns({**columns, "agent_idx": range(-1, 2)})
+        CURRENT_DTO.check_columns({**columns, "agent_idx": range(-1, 2)})
     with pytest.raises(SnapshotValidationError, match="columns differ"):
-        CURRENT_DTO.rows_from_columns(columns, constants={"episode": 1})  # episode given twice
+        CURRENT_DTO.check_columns(columns, constants={"episode": 1})  # episode given twice
 
 
 def test_bytes_are_identical_across_a_process_boundary():
@@ -154,7 +153,7 @@ def test_decode_refuses_unknown_versions_with_one_line():
 
 def test_column_builder_and_per_agent_dto_agree():
     snapshot = finished_registry(5).snapshot()
-    rows = build_agent_payloads(snapshot, episode=4)
+    rows = build_agent_columns(snapshot, episode=4).rows()
     assert [CURRENT_DTO.from_dict(r).to_dict() for r in rows] == rows
 
 

@@ -8,11 +8,19 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
 from tests.helpers import finished_registry
+from tests.test_telemetry_dto import GOOD_V1
 from tests.test_telemetry_dto import snapshots as dto_strategy
 from townlet.persistence.errors import EpisodeNotFound, RunNotFound
 from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
-from townlet.telemetry.payloads import build_envelope, encode, envelope_from_snapshots, episode_envelope
+from townlet.telemetry.dto import CURRENT_DTO, AgentTelemetrySnapshotV1, SnapshotValidationError
+from townlet.telemetry.payloads import (
+    build_agent_columns,
+    build_envelope,
+    encode,
+    envelope_from_snapshots,
+    episode_envelope,
+)
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -45,7 +53,7 @@ def test_new_database_is_created_at_head(store):
 
 def test_episode_round_trips_to_identical_envelope_bytes(store, run):
     envelope = episode_envelope("a" * 32, 3, finished_registry(4, baselines=[100.0, 80.0, 133.25, 66.5]).snapshot())
-    store.write_episode(run, meta(3), envelope["agents"])
+    store.write_episode(run, meta(3), CURRENT_DTO.check_dicts(envelope["agents"]))
     back = read_back(store, run, 3)
     assert encode(build_envelope("a" * 32, 3, back.agents, back.schema_version)) == encode(envelope)
 
@@ -57,15 +65,16 @@ def test_any_snapshot_round_trips_byte_identically(store, run, dtos):
     episode = 1 if last is None else last[0] + 1  # every example is a new episode of the same run
     dtos = [type(d)(**{**d.to_dict(), "episode": episode}) for d in sorted(dtos, key=lambda d: d.agent_idx)]
     envelope = envelope_from_snapshots("a" * 32, episode, dtos)
-    store.write_episode(run, meta(episode), envelope["agents"])
+    store.write_episode(run, meta(episode), type(dtos[0]).check_dicts(envelope["agents"]))
     back = read_back(store, run, episode)
     assert [type(d).from_dict(agent) for d, agent in zip(dtos, back.agents, strict=True)] == dtos
     assert encode(build_envelope("a" * 32, episode, back.agents, back.schema_version)) == encode(envelope)
 
 
 def test_a_failure_in_the_middle_of_an_episode_leaves_none_of_it(store, run):
-    agents = episode_envelope("a" * 32, 1, finished_registry(6).snapshot())["agents"]
-    broken = [*agents[:3], agents[1], *agents[3:]]  # a duplicate agent row fails mid-insert
+    rows = episode_envelope("a" * 32, 1, finished_registry(6).snapshot())["agents"]
+    broken = CURRENT_DTO.check_dicts([*rows[:3], rows[1], *rows[3:]])  # a duplicate agent row fails mid-insert
+    agents = CURRENT_DTO.check_dicts(rows)
     with pytest.raises(IntegrityError):
         store.write_episode(run, meta(1), broken)
     assert store.count_rows()["episodes"] == 0
@@ -75,7 +84,7 @@ def test_a_failure_in_the_middle_of_an_episode_leaves_none_of_it(store, run):
 
 
 def test_episode_numbers_are_unique_within_a_run(store, run):
-    agents = episode_envelope("a" * 32, 1, finished_registry(2).snapshot())["agents"]
+    agents = build_agent_columns(finished_registry(2).snapshot(), 1)
     store.write_episode(run, meta(1), agents)
     with pytest.raises(IntegrityError):
         store.write_episode(run, meta(1), agents)
@@ -84,7 +93,7 @@ def test_episode_numbers_are_unique_within_a_run(store, run):
 
 def test_last_episode_and_run_status(store, run):
     assert store.last_episode(run) is None
-    agents = episode_envelope("a" * 32, 1, finished_registry(2).snapshot())["agents"]
+    agents = build_agent_columns(finished_registry(2).snapshot(), 1)
     store.write_episode(run, meta(1, stage=1), agents)
     store.write_episode(run, meta(2, stage=3), agents)
     assert store.last_episode(run) == (2, 3)
@@ -102,7 +111,24 @@ def test_unknown_run_and_episode_are_errors_naming_the_fix(store, run):
 
 
 def test_reader_sees_committed_episodes(db_url, store, run):
-    agents = episode_envelope("a" * 32, 1, finished_registry(3).snapshot())["agents"]
+    agents = build_agent_columns(finished_registry(3).snapshot(), 1)
     store.write_episode(run, meta(1), agents)
     with TelemetryReader(db_url) as reader:
         assert len(reader.episode_agents(reader.run(run), 1).agents) == 3
+
+
+def test_version_1_columns_are_stored_as_version_1_rows_with_null_v2_columns(store, run):
+    v1 = [dict(GOOD_V1, agent_idx=i) for i in range(3)]
+    store.write_episode(run, meta(1), AgentTelemetrySnapshotV1.check_dicts(v1))
+    back = read_back(store, run, 1)
+    assert back.schema_version == 1 and back.agents == v1
+    with store.transaction() as c:
+        assert c.exec_driver_sql("SELECT DISTINCT visits_bed, action_entropy FROM agent_snapshots").all() == [
+            (None, None)
+        ]
+
+
+def test_agent_dicts_with_wrong_keys_are_refused_naming_the_agent():
+    rows = [dict(GOOD_V1, agent_idx=0), {k: v for k, v in GOOD_V1.items() if k != "epsilon"}]
+    with pytest.raises(SnapshotValidationError, match=r"agents\[1\]: V1 keys differ: missing \['epsilon'\]"):
+        AgentTelemetrySnapshotV1.check_dicts(rows)

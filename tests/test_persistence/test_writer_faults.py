@@ -122,13 +122,13 @@ def test_an_episode_whose_commit_outcome_was_unknown_is_looked_up_not_written_tw
     db = str(tmp_path / "t.db")
     session = TrainingSession(config(episodes=1, agents=2), db=db)
     report = next(session.trainer.run(1))
-    snapshot = session.publisher.publish_episode(report.episode, report.snapshot)["agents"]
+    agents = session.publisher.publish_episode(report.episode, report.snapshot)
     run = session.result.run
     session.writer.close()
     session._release()
     with CommitOutcomeLost.open(db, write=True) as store:
         writer = BackgroundWriter(store, run)
-        writer.submit(episode_meta(report), snapshot)
+        writer.submit(episode_meta(report), agents)
         writer.close()
         assert store.lost and writer.retries == 1
         assert writer.written == 1 and writer.unwritten == []

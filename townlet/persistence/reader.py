@@ -447,8 +447,8 @@ def payloads_from_rows(
 ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """Stored rows -> ``(schema_version, payloads)`` per run of rows sharing a version.
 
-    Each column is checked with the DTO's own rules (``rows_from_columns``), the same check the write path
-    ran, and the dicts come out in the DTO's key order: what replays is exactly what was written.
+    Each column is checked with the DTO's own rules (``check_columns``), the same check the write path
+    ran, and the dicts come out as the write path builds them: what replays is exactly what was written.
     """
     index = {name: i for i, name in enumerate(names)}
     version_at = index["schema_version"]
@@ -463,4 +463,4 @@ def payloads_from_rows(
                 values[name] = [episode] * len(columns[0])
             else:
                 values[name] = columns[index[name]]
-        yield version, cls.rows_from_columns(values)
+        yield version, cls.check_columns(values).rows()

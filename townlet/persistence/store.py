@@ -2,11 +2,10 @@
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from townlet.persistence.errors import (
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
 from townlet.persistence.run_liveness import run_is_trained
-from townlet.telemetry.dto import SCHEMA_VERSION
+from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
@@ -100,7 +99,6 @@ class TelemetryStore:
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         #: PostgreSQL: agent rows go in with COPY (binary); False falls back to executemany (benchmarks compare).
         self.pg_copy = url.get_backend_name() == "postgresql"
-        self._agent_row = itemgetter(*AGENT_FIELDS)
         self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
         self._in_wal = False  # this store switched the file to WAL: it switches it back on close
 
@@ -333,14 +331,13 @@ class TelemetryStore:
         self,
         run: int,
         episode: EpisodeMeta,
-        snapshots: Sequence[dict[str, Any]],
-        schema_version: int = SCHEMA_VERSION,
+        agents: AgentColumns,
         *,
         checkpoint: StoredCheckpoint | None = None,
         keep_checkpoints: int = 1,
         busy_timeout_ms: int | None = None,
     ) -> None:
-        """Write one episode and all its agents (DTO dicts) in one transaction: whole or not at all.
+        """Write one episode and all its agents (columns the DTO checked) in one transaction: whole or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
         the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too.
@@ -358,42 +355,41 @@ class TelemetryStore:
                     "finished_at": episode.finished_at,
                 },
             ).scalar_one()
-            if snapshots:
-                self._insert_agents(c, episode_pk, snapshots, schema_version)
+            if agents.num_agents:
+                self._insert_agents(c, episode_pk, agents)
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
 
-    def _insert_agents(
-        self, c: Connection, episode_pk: int, snapshots: Sequence[dict[str, Any]], schema_version: int
-    ) -> None:
+    def _insert_agents(self, c: Connection, episode_pk: int, agents: AgentColumns) -> None:
+        rows = agents.tuples(AGENT_FIELDS)  # zipped straight from the checked columns, in table column order
         if self._agent_insert_sql is not None:
-            # SQLite fast path: each row is one C-level itemgetter call fed lazily to executemany; the
-            # episode key is last_insert_rowid(), i.e. the episodes row just inserted (inserts into a
-            # WITHOUT ROWID table leave it unchanged), so the statement text never changes and stays cached.
-            sql = self._agent_insert_sql.format(schema_version=int(schema_version))
+            # SQLite fast path: the tuples go lazily to executemany; the episode key is last_insert_rowid(), i.e.
+            # the episodes row just inserted (inserts into a WITHOUT ROWID table leave it unchanged), so the
+            # statement text never changes and stays cached.
+            sql = self._agent_insert_sql.format(schema_version=agents.schema_version)
             cursor = c.connection.driver_connection.cursor()
             try:
-                cursor.executemany(sql, map(self._agent_row, snapshots))
+                cursor.executemany(sql, rows)
             except sqlite3.Error as exc:  # surface exactly as SQLAlchemy would (IntegrityError, ...)
                 raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
             finally:
                 cursor.close()
         elif self.pg_copy:
             # PostgreSQL fast path: psycopg's binary COPY on the transaction's own connection, one row per agent.
-            key = (episode_pk, int(schema_version))
+            key = (episode_pk, agents.schema_version)
             raw = c.connection.driver_connection
             try:
                 with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
                     copy.set_types(AGENT_COPY_TYPES)
-                    for row in map(self._agent_row, snapshots):
+                    for row in rows:
                         copy.write_row(key + row)
             except Exception as exc:  # a psycopg error: surface exactly as SQLAlchemy would
                 if not isinstance(exc, raw.Error):
                     raise
                 raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
         else:
-            extra = {"episode_pk": episode_pk, "schema_version": schema_version}
-            c.execute(insert(AGENTS), [{**agent, **extra} for agent in snapshots])
+            key = {"episode_pk": episode_pk, "schema_version": agents.schema_version}
+            c.execute(insert(AGENTS), [dict(zip(AGENT_FIELDS, row, strict=True), **key) for row in rows])
 
     @staticmethod
     def _insert_checkpoint(c: Connection, run: int, checkpoint: StoredCheckpoint, keep: int) -> None:

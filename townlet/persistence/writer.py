@@ -13,11 +13,11 @@ next ``submit()`` or at ``close()``; it is never swallowed.
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.store import EpisodeMeta, StoredCheckpoint, TelemetryStore
+from townlet.telemetry.dto import AgentColumns
 
 #: How long one write attempt waits for another process's SQLite lock before the writer backs off.
 ATTEMPT_BUSY_MS = 500
@@ -28,7 +28,7 @@ POLL_S = 0.2
 #: After Ctrl-C, how long a failing database gets to recover before the writer gives up.
 GRACE_S = 1.0
 
-Item = tuple[EpisodeMeta, Sequence[dict[str, Any]], StoredCheckpoint | None]
+Item = tuple[EpisodeMeta, AgentColumns, StoredCheckpoint | None]
 
 
 def never() -> bool:
@@ -92,7 +92,7 @@ class BackgroundWriter:
     def submit(
         self,
         episode: EpisodeMeta,
-        snapshots: Sequence[dict[str, Any]],
+        agents: AgentColumns,
         *,
         checkpoint: StoredCheckpoint | None = None,
         stop: Callable[[], bool] = never,
@@ -105,7 +105,7 @@ class BackgroundWriter:
         unwritten) and the caller should stop training.
         """
         self._raise_if_failed()
-        item = (episode, snapshots, checkpoint)
+        item = (episode, agents, checkpoint)
         try:
             self._queue.put_nowait(item)
             return True
@@ -185,7 +185,7 @@ class BackgroundWriter:
 
     def _write(self, item: Item) -> bool:
         """Write one episode, waiting out retryable faults; False when given up before it was written."""
-        episode, snapshots, checkpoint = item
+        episode, agents, checkpoint = item
         delay, failed_before = FIRST_BACKOFF_S, False
         while not self._abandon.is_set():
             try:
@@ -195,7 +195,7 @@ class BackgroundWriter:
                     self.store.write_episode(
                         self.run,
                         episode,
-                        snapshots,
+                        agents,
                         checkpoint=checkpoint,
                         keep_checkpoints=self.keep_checkpoints,
                         busy_timeout_ms=ATTEMPT_BUSY_MS,

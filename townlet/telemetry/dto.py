@@ -6,7 +6,7 @@ same rules check one instance (``__post_init__``) or whole columns at once (``va
 """
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from itertools import repeat
 from operator import countOf
@@ -139,20 +139,25 @@ class AgentTelemetrySnapshotV1:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AgentTelemetrySnapshotV1":
         """Rebuild (and re-validate) a DTO from ``to_dict()`` output; unknown or missing keys are refused."""
-        expected = FIELD_NAMES[cls]
-        if set(data) != set(expected):
-            missing, extra = sorted(set(expected) - set(data)), sorted(set(data) - set(expected))
-            raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} keys differ: missing {missing}, unknown {extra}")
+        cls._require_keys(data)
         return cls(**data)
 
     @classmethod
-    def rows_from_columns(
-        cls, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Validate whole columns with the same rules as one instance, then return one dict per agent.
+    def _require_keys(cls, data: Mapping[str, Any], where: str = "") -> None:
+        expected = set(FIELD_NAMES[cls])
+        if data.keys() != expected:
+            missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
+            version = cls.SCHEMA_VERSION
+            raise SnapshotValidationError(f"{where}V{version} keys differ: missing {missing}, unknown {extra}")
 
-        The fast path of the payload builder: same checks, same key order as ``to_dict()``, no per-agent object.
-        ``constants`` are fields with one value for every agent (the episode number): checked once.
+    @classmethod
+    def check_columns(
+        cls, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any] | None = None
+    ) -> "AgentColumns":
+        """Validate whole columns with the same rules as one instance: the fast path of the payload builder.
+
+        ``constants`` are fields with one value for every agent (the episode number): checked once. The result
+        hands the same values on as dicts (the envelope) or tuples (the store) without a second check.
         """
         names = FIELD_NAMES[cls]
         constants = constants or {}
@@ -167,7 +172,14 @@ class AgentTelemetrySnapshotV1:
         if len(lengths) > 1:
             raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns have different lengths {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
-        return cls.rows(*(columns[f] if f in columns else repeat(constants[f], n) for f in names))
+        return AgentColumns(cls, {f: columns[f] if f in columns else [constants[f]] * n for f in names}, n)
+
+    @classmethod
+    def check_dicts(cls, dicts: Sequence[Mapping[str, Any]]) -> "AgentColumns":
+        """Agent dicts of this version (``to_dict()`` output, a decoded envelope's agents) -> checked columns."""
+        for i, data in enumerate(dicts):
+            cls._require_keys(data, f"agents[{i}]: ")
+        return cls.check_columns({name: [data[name] for data in dicts] for name in FIELD_NAMES[cls]})
 
 
 _VISITS = FieldRule(int, 0)
@@ -226,8 +238,7 @@ def _row_builders(names: tuple[str, ...]) -> tuple[Callable[..., dict[str, Any]]
     """
     args, literal = ", ".join(names), "{" + ", ".join(f"{n!r}: {n}" for n in sorted(names)) + "}"
     source = (
-        f"def row({args}):\n    return {literal}\n"
-        f"def rows({args}):\n    return [{literal} for {args} in zip({args})]\n"
+        f"def row({args}):\n    return {literal}\ndef rows({args}):\n    return [{literal} for {args} in zip({args})]\n"
     )
     namespace: dict[str, Any] = {}
     exec(source, namespace)  # names are this module's own field identifiers
@@ -240,3 +251,28 @@ for _cls in DTO_BY_VERSION.values():
 
 #: The affordance visit counters of the current schema, ``visits_<affordance>`` in the world's order.
 VISIT_FIELDS: tuple[str, ...] = tuple(f for f in FIELD_NAMES[CURRENT_DTO] if f.startswith("visits_"))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentColumns:
+    """One episode's agent records as columns already checked by one DTO's rules: what the choke point hands on.
+
+    ``rows()`` gives the envelope's dicts (keys sorted), ``tuples(names)`` the store's rows in its column
+    order; neither checks again. ``columns`` holds every field of ``dto``, one list per field.
+    """
+
+    dto: type[AgentTelemetrySnapshotV1]
+    columns: Mapping[str, Sequence[Any]]
+    num_agents: int
+
+    @property
+    def schema_version(self) -> int:
+        return self.dto.SCHEMA_VERSION
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per agent, keys sorted (the same dicts ``to_dict()`` gives)."""
+        return self.dto.rows(*(self.columns[name] for name in FIELD_NAMES[self.dto]))
+
+    def tuples(self, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """One tuple per agent of ``names``' values; a field this version lacks is ``None`` (a NULL column)."""
+        return zip(*(self.columns[name] if name in self.columns else repeat(None) for name in names), strict=False)

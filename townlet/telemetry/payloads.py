@@ -14,6 +14,7 @@ from townlet.telemetry.dto import (
     CURRENT_DTO,
     DTO_BY_VERSION,
     SCHEMA_VERSION,
+    AgentColumns,
     AgentTelemetrySnapshot,
     SnapshotValidationError,
     TelemetryLeakError,
@@ -59,12 +60,13 @@ def check_json_safe(value: object, path: str) -> None:
         raise TelemetryLeakError(f"{path}: {type_name(value)}")
 
 
-def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dict[str, Any]]:
-    """One primitive dict per agent, keyed and validated by ``CURRENT_DTO``, from a registry snapshot.
+def build_agent_columns(snapshot: "RegistrySnapshot", episode: int) -> AgentColumns:
+    """The choke point: a registry snapshot's columns, keyed and validated by ``CURRENT_DTO``.
 
     The registry has already converted each field with one ``.tolist()``. Every column is checked with the
     DTO's rules: a tensor, numpy scalar, NaN or Infinity raises ``TelemetryLeakError`` naming its path
     (``agents[3].baseline_survival_steps: torch.Tensor``); an out-of-range value ``SnapshotValidationError``.
+    The result feeds the store (tuples) and the envelope (dicts, ``episode_envelope``) without a second check.
     """
     columns: dict[str, Any] = {
         "agent_idx": range(snapshot.num_agents),
@@ -78,7 +80,7 @@ def build_agent_payloads(snapshot: "RegistrySnapshot", episode: int) -> list[dic
     columns.update(_named_columns("meter_", snapshot.meter_names, snapshot.meter_columns))
     columns.update(_named_columns("visits_", snapshot.affordance_names, snapshot.visit_columns))
     columns["action_entropy"] = snapshot.action_entropy
-    return CURRENT_DTO.rows_from_columns(columns, constants={"episode": episode})
+    return CURRENT_DTO.check_columns(columns, constants={"episode": episode})
 
 
 def _named_columns(prefix: str, names: tuple[str, ...], columns: list[list[Any]]) -> dict[str, Any]:
@@ -103,9 +105,10 @@ def build_envelope(
     }
 
 
-def episode_envelope(run_id: str, episode: int, snapshot: "RegistrySnapshot") -> Envelope:
-    """Registry snapshot of one finished episode -> its envelope."""
-    return Envelope(build_envelope(run_id, episode, build_agent_payloads(snapshot, episode)))
+def episode_envelope(run_id: str, episode: int, snapshot: "RegistrySnapshot | AgentColumns") -> Envelope:
+    """One finished episode (its registry snapshot, or the columns already built from it) -> its envelope."""
+    agents = snapshot if isinstance(snapshot, AgentColumns) else build_agent_columns(snapshot, episode)
+    return Envelope(build_envelope(run_id, episode, agents.rows(), agents.schema_version))
 
 
 def envelope_from_snapshots(run_id: str, episode: int, dtos: list[AgentTelemetrySnapshot]) -> Envelope:

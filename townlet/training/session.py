@@ -1,9 +1,9 @@
 """``TrainingSession``: one run end to end — its row in the store, the trainer, the live stream, the writer.
 
-Every finished episode becomes one envelope (the single DTO choke point); the live stream and the database
-both take that envelope. Every ``checkpoint_every`` episodes, and after the last episode of the session
-(finished or stopped by Ctrl-C), the whole learner goes with its episode as a checkpoint, so ``--resume``
-continues the same experiment. A run ends ``finished`` when every requested episode ran and was written,
+Every finished episode's snapshot is checked once, as columns (the single DTO choke point); the live stream
+takes its envelope and the database its rows. Every ``checkpoint_every`` episodes, and after the last episode
+of the session (finished or stopped by Ctrl-C), the whole learner goes with its episode as a checkpoint, so
+``--resume`` continues the same experiment. A run ends ``finished`` when every requested episode ran and was written,
 ``interrupted`` when Ctrl-C stopped it, ``crashed`` when it failed — and only after the writer flushed every
 queued episode it could.
 """
@@ -197,9 +197,9 @@ class TrainingSession:
                 if stopping or report.episode == last or _due(report.episode, t.checkpoint_every):
                     checkpoint = capture(self.trainer, report.episode)
                     result.checkpoint = (report.episode, len(checkpoint.blob))
-                envelope = self.publisher.publish_episode(report.episode, report.snapshot)
+                agents = self.publisher.publish_episode(report.episode, report.snapshot)
                 queued = self.writer.submit(
-                    episode_meta(report), envelope["agents"], checkpoint=checkpoint, stop=stop, on_wait=on_wait
+                    episode_meta(report), agents, checkpoint=checkpoint, stop=stop, on_wait=on_wait
                 )
                 on_episode(report)
                 if not queued or stopping:

@@ -10,8 +10,10 @@ import torch
 
 from tests.helpers import finished_registry
 from townlet.config import load_config, with_overrides
+from townlet.environment.world import METERS
+from townlet.population.snapshots import ColumnFacts
 from townlet.telemetry.broadcast import FakeBroadcaster
-from townlet.telemetry.dto import SCHEMA_VERSION, SnapshotValidationError, TelemetryLeakError
+from townlet.telemetry.dto import CURRENT_DTO, SCHEMA_VERSION, SnapshotValidationError, TelemetryLeakError
 from townlet.telemetry.payloads import build_agent_columns, check_json_safe, episode_envelope
 from townlet.telemetry.stream import EpisodePublisher
 from townlet.training.loop import Trainer
@@ -127,3 +129,29 @@ def test_envelope_has_the_documented_shape():
         "visits_bed", "visits_shower", "visits_fridge", "visits_job", "action_entropy",
     ])  # fmt: skip
     assert {a["episode"] for a in envelope["agents"]} == {7}
+
+
+def test_bad_values_in_the_registrys_tensors_are_named_even_when_the_snapshot_carries_facts():
+    registry = finished_registry(4)
+    registry._baseline[2] = float("nan")
+    registry._meters[1, METERS.index("money")] = 1.5
+    snapshot = registry.snapshot()
+    assert snapshot.facts  # the registry's own snapshot: the facts are there, and they give the bad values away
+    with pytest.raises(TelemetryLeakError, match=r"agents\[2\]\.baseline_survival_steps: non-finite float nan"):
+        build_agent_columns(snapshot, episode=1)
+    registry._baseline[2] = 1.0
+    with pytest.raises(SnapshotValidationError, match=r"agents\[1\]\.meter_money: 1\.5 is outside \[0\.0, 1\.0\]"):
+        build_agent_columns(registry.snapshot(), episode=1)
+
+
+@pytest.mark.parametrize(
+    ("facts", "admitted"),
+    [
+        (ColumnFacts(float, 0.0, 1.0), True),
+        (ColumnFacts(float, 0.0, 1.5), False),  # above the range
+        (ColumnFacts(float, math.nan, math.nan), False),  # a NaN somewhere
+        (ColumnFacts(int, 0, 1), False),  # ints where the rule wants floats
+    ],
+)
+def test_facts_admit_a_column_only_when_they_prove_every_value(facts, admitted):
+    assert CURRENT_DTO.RULES["meter_energy"].admits(facts) is admitted

@@ -57,8 +57,8 @@ def test_stage_change_updates_registry_stage_baseline_and_world_depletion():
     curriculum, env, registry = _setup(window=1)
     curriculum.end_episode(99.0, env, registry)
     snapshot = registry.snapshot()
-    assert snapshot.curriculum_stage == [2, 2, 2]
-    assert snapshot.baseline_survival_steps == [80.0, 80.0, 80.0]
+    assert snapshot.curriculum_stage == (2, 2, 2)
+    assert snapshot.baseline_survival_steps == (80.0, 80.0, 80.0)
     assert env._depletion.tolist() == pytest.approx([0.0125, 0.01, 0.0, 0.0])
 
 

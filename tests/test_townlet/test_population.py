@@ -81,7 +81,7 @@ def test_only_agents_that_acted_are_stored():
 def test_epsilon_decays_per_episode_and_is_published_to_the_registry():
     population, _ = _population(epsilon_start=1.0, epsilon_end=0.2, epsilon_decay=0.5)
     population.end_episode()
-    assert population.runtime_registry.snapshot().epsilon == [0.5] * 4
+    assert population.runtime_registry.snapshot().epsilon == (0.5,) * 4
     population.end_episode()
     population.end_episode()
     assert population.epsilon == 0.2

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from tests.helpers import finished_registry
 from townlet.environment.world import CAUSE_TIMEOUT, METERS
 from townlet.population.runtime_registry import AgentRuntimeRegistry
+from townlet.population.snapshots import ColumnFacts
 
 
 def test_initial_baselines_default_to_zero_tensor_on_device(device):
@@ -145,12 +147,13 @@ def test_batched_snapshot_matches_per_agent_snapshots(device):
     )
     batched = registry.snapshot()
     assert batched.agents() == [registry.get_snapshot_for_agent(i) for i in range(3)]
-    assert batched.death_cause == ["alive", METERS[0], "timeout"]
+    assert batched.death_cause == ("alive", METERS[0], "timeout")
     json.dumps([dataclasses.asdict(a) for a in batched.agents()], allow_nan=False)
 
 
-def test_batched_snapshot_uses_one_tolist_per_field_and_never_item(monkeypatch):
-    registry = AgentRuntimeRegistry(64)
+@pytest.mark.parametrize("agents", [2, 64])
+def test_batched_snapshot_converts_per_field_never_per_agent_and_never_with_item(monkeypatch, agents):
+    registry = AgentRuntimeRegistry(agents)
     calls = {"tolist": 0, "item": 0}
     real_tolist, real_item = torch.Tensor.tolist, torch.Tensor.item
 
@@ -165,7 +168,17 @@ def test_batched_snapshot_uses_one_tolist_per_field_and_never_item(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     registry.snapshot()
-    assert calls == {"tolist": 9, "item": 0}  # 9 fields, whatever the number of agents
+    # 9 fields, and the facts (min and max) of the 8 numeric ones: the same count whatever the number of agents
+    assert calls == {"tolist": 9 + 8, "item": 0}
+
+
+def test_snapshot_facts_are_each_fields_type_min_and_max():
+    snapshot = finished_registry(5).snapshot()
+    steps = snapshot.survival_steps
+    assert snapshot.facts["survival_steps"] == ColumnFacts(int, min(steps), max(steps))
+    meters = [v for column in snapshot.meter_columns for v in column]
+    assert snapshot.facts["meter_columns"] == ColumnFacts(float, min(meters), max(meters))
+    assert dataclasses.replace(snapshot, epsilon=(0.5,) * 5).facts == {}  # another column: no facts vouch for it
 
 
 def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():
@@ -180,10 +193,10 @@ def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():
     )
     registry.begin_episode()
     snap = registry.snapshot()
-    assert snap.survival_steps == [0, 0]
-    assert snap.episode_reward == [0.0, 0.0]
-    assert snap.death_cause == ["alive", "alive"]
-    assert snap.baseline_survival_steps == [50.0, 50.0]
+    assert snap.survival_steps == (0, 0)
+    assert snap.episode_reward == (0.0, 0.0)
+    assert snap.death_cause == ("alive", "alive")
+    assert snap.baseline_survival_steps == (50.0, 50.0)
 
 
 def test_snapshot_never_carries_negative_zero():
@@ -232,7 +245,7 @@ def test_visit_counters_and_action_entropy_on_a_hand_built_sequence(device):
     # Entropy of the empirical action frequencies, in nats: agent 0 chose up 2/4, interact 2/4 -> ln 2;
     # agent 1 acted once -> 0; agent 2 always interact -> 0.
     assert snapshot.action_entropy[0] == pytest.approx(math.log(2), abs=1e-6)
-    assert snapshot.action_entropy[1:] == [0.0, 0.0]
+    assert snapshot.action_entropy[1:] == (0.0, 0.0)
     assert all(type(v) is float for v in snapshot.action_entropy)
     assert all(type(v) is int for column in snapshot.visit_columns for v in column)
 
@@ -262,5 +275,5 @@ def test_begin_episode_resets_visits_and_action_counts(device):
     )  # fmt: skip
     registry.begin_episode()
     snapshot = registry.snapshot()
-    assert snapshot.visit_columns == [[0, 0]] * 4  # one column per affordance
-    assert snapshot.action_entropy == [0.0, 0.0]
+    assert snapshot.visit_columns == ((0, 0),) * 4  # one column per affordance
+    assert snapshot.action_entropy == (0.0, 0.0)

@@ -6,11 +6,12 @@ training step (``get_baseline_tensor()``) and Python scalars to everyone else (`
 """
 
 import math
+from typing import Any
 
 import torch
 
 from townlet.environment.world import ACTIONS, AFFORDANCES, CAUSE_ALIVE, CAUSE_TIMEOUT, METERS, cause_name
-from townlet.population.snapshots import AgentRuntimeSnapshot, RegistrySnapshot
+from townlet.population.snapshots import AgentRuntimeSnapshot, ColumnFacts, RegistrySnapshot
 
 Number = float | int
 AFFORDANCE_NAMES: tuple[str, ...] = tuple(a.name for a in AFFORDANCES)
@@ -160,23 +161,30 @@ class AgentRuntimeRegistry:
     # -- snapshots: the only way out as Python values -------------------------------------------
 
     def snapshot(self) -> RegistrySnapshot:
-        """Every agent's state as Python lists: exactly one ``.tolist()`` per field (meters and visits
-        transposed first, so they arrive one list per meter and per affordance).
+        """Every agent's state as Python tuples: exactly one ``.tolist()`` per field (meters and visits
+        transposed first, so they arrive one column per meter and per affordance), with each field's facts.
 
-        Float fields are ``+ 0.0`` first, which turns any negative zero into 0.0 (telemetry has no -0.0).
+        Float fields are ``+ 0.0`` first, which turns any negative zero into 0.0 (telemetry has no -0.0). The
+        facts (each tensor's value type, min and max: one ``aminmax`` per field, ~25 us for all at 1024 agents)
+        let the DTO accept a column without walking its values.
         """
-        return RegistrySnapshot(
-            baseline_survival_steps=(self._baseline + 0.0).tolist(),
-            survival_steps=self._survival_steps.tolist(),
-            curriculum_stage=self._stage.tolist(),
-            epsilon=(self._epsilon + 0.0).tolist(),
-            episode_reward=(self._episode_reward + 0.0).tolist(),
-            death_cause=list(map(_CAUSE_NAMES.__getitem__, self._death_cause.tolist())),
-            meter_columns=(self._meters + 0.0).t().tolist(),
+        tensors = {
+            "baseline_survival_steps": self._baseline + 0.0,
+            "survival_steps": self._survival_steps,
+            "curriculum_stage": self._stage,
+            "epsilon": self._epsilon + 0.0,
+            "episode_reward": self._episode_reward + 0.0,
+            "meter_columns": (self._meters + 0.0).t(),
+            "visit_columns": self._visits.t(),
+            "action_entropy": self.action_entropy() + 0.0,
+        }
+        columns = {name: _as_tuples(tensor.tolist()) for name, tensor in tensors.items()}
+        return RegistrySnapshot.from_registry(
+            _facts(tensors) if self.num_agents else {},
+            **columns,
+            death_cause=tuple(map(_CAUSE_NAMES.__getitem__, self._death_cause.tolist())),
             meter_names=METERS,
-            visit_columns=self._visits.t().tolist(),
             affordance_names=AFFORDANCE_NAMES,
-            action_entropy=(self.action_entropy() + 0.0).tolist(),
         )
 
     def get_snapshot_for_agent(self, agent_idx: int) -> AgentRuntimeSnapshot:
@@ -226,3 +234,18 @@ class AgentRuntimeRegistry:
         if not math.isfinite(number) or number < 0:
             raise ValueError(f"{what} is {number}: pass a finite number of steps >= 0")
         return tensor
+
+
+def _as_tuples(values: list[Any]) -> tuple[Any, ...]:
+    """``.tolist()`` output as tuples (a 2-d one as a tuple of tuples): a snapshot's columns cannot change."""
+    return tuple(map(tuple, values)) if values and type(values[0]) is list else tuple(values)
+
+
+def _facts(tensors: dict[str, torch.Tensor]) -> dict[str, ColumnFacts]:
+    """Each tensor's Python value type after ``.tolist()`` (the registry's fields are float or integer
+    tensors), min and max (NaN propagates into both): one two-value ``.tolist()`` per field, never ``.item()``."""
+    facts = {}
+    for name, tensor in tensors.items():
+        low, high = torch.stack(torch.aminmax(tensor)).tolist()
+        facts[name] = ColumnFacts(float if tensor.is_floating_point() else int, low, high)
+    return facts

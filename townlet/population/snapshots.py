@@ -1,6 +1,21 @@
 """Registry snapshots: the registry's state as Python values (torch-free, so readers never import torch)."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnFacts:
+    """What the registry knows of one snapshot column from the tensor it came out of: the Python type
+    ``.tolist()`` gave every value, and the smallest and largest value (NaN when any value is NaN).
+
+    The DTO rules accept a column whose facts already prove every value good, instead of walking its values.
+    """
+
+    kind: type
+    low: Any
+    high: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,24 +36,36 @@ class AgentRuntimeSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
-    """All agents' runtime state, one Python list per field (column order: agent index).
+    """All agents' runtime state, one tuple per field (column order: agent index).
 
     The 2-d fields are column-major too: ``meter_columns[m][i]`` is meter ``meter_names[m]`` of agent ``i``,
-    ``visit_columns[a][i]`` agent ``i``'s visits to ``affordance_names[a]`` (one list per name, which is the
+    ``visit_columns[a][i]`` agent ``i``'s visits to ``affordance_names[a]`` (one column per name, which is the
     shape the payload builder and the store consume, and a cheaper ``.tolist()`` than one list per agent).
+
+    ``facts`` (by field name) are set only by the registry, from the tensors the columns came out of; the
+    columns are tuples, so they cannot go stale. A snapshot made any other way, or by ``dataclasses.replace``,
+    has none, and the DTO walks every value.
     """
 
-    baseline_survival_steps: list[float]
-    survival_steps: list[int]
-    curriculum_stage: list[int]
-    epsilon: list[float]
-    episode_reward: list[float]
-    death_cause: list[str]
-    meter_columns: list[list[float]]
+    baseline_survival_steps: Sequence[float]
+    survival_steps: Sequence[int]
+    curriculum_stage: Sequence[int]
+    epsilon: Sequence[float]
+    episode_reward: Sequence[float]
+    death_cause: Sequence[str]
+    meter_columns: Sequence[Sequence[float]]
     meter_names: tuple[str, ...]
-    visit_columns: list[list[int]]
+    visit_columns: Sequence[Sequence[int]]
     affordance_names: tuple[str, ...]
-    action_entropy: list[float]
+    action_entropy: Sequence[float]
+    facts: Mapping[str, ColumnFacts] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @classmethod
+    def from_registry(cls, facts: Mapping[str, ColumnFacts], **columns: Any) -> "RegistrySnapshot":
+        """A snapshot with the facts its producer (the registry) measured on the tensors."""
+        snapshot = cls(**columns)
+        object.__setattr__(snapshot, "facts", dict(facts))  # frozen: facts are set once, here
+        return snapshot
 
     @property
     def num_agents(self) -> int:

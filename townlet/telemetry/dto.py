@@ -13,6 +13,7 @@ from operator import countOf
 from typing import Any, ClassVar
 
 from townlet.environment.world import ACTIONS, VITAL_METERS
+from townlet.population.snapshots import ColumnFacts
 
 
 class SnapshotValidationError(ValueError):
@@ -38,12 +39,15 @@ class FieldRule:
     high: float = math.inf
     choices: frozenset[str] | None = None
 
-    def check_column(self, name: str, column: Sequence[Any]) -> None:
+    def check_column(self, name: str, column: Sequence[Any], facts: ColumnFacts | None = None) -> None:
         """Check every value of one field; name the first bad one as ``agents[i].name``.
 
-        Whole-column passes in C first (exact type count, a sum for finiteness, min/max for the range); only a
-        column that fails one is walked value by value, to name the first bad value.
+        ``facts`` that prove every value good (``admits``) are enough. Otherwise whole-column passes in C
+        (exact type count, a sum for finiteness, min/max for the range); only a column that fails one is walked
+        value by value, to name the first bad value.
         """
+        if facts is not None and self.admits(facts):
+            return
         if type(column) is range and self.kind is int:  # ints by construction: its ends are its extremes
             if column and (min(column[0], column[-1]) < self.low or max(column[0], column[-1]) > self.high):
                 self._find(name, column, lambda v: not self.low <= v <= self.high)
@@ -60,6 +64,15 @@ class FieldRule:
             self._find(name, column, lambda v: not math.isfinite(v))
         if (self.low != -math.inf and min(column) < self.low) or (self.high != math.inf and max(column) > self.high):
             self._find(name, column, lambda v: not self.low <= v <= self.high)
+
+    def admits(self, facts: ColumnFacts) -> bool:
+        """Whether a column's facts alone prove every value passes: exact type, finite, within range (a NaN
+        makes both ends NaN, which no comparison admits)."""
+        if facts.kind is not self.kind or self.choices is not None:
+            return False
+        if self.kind is float and not (math.isfinite(facts.low) and math.isfinite(facts.high)):
+            return False
+        return self.low <= facts.low and facts.high <= self.high
 
     def _find(self, name: str, column: Sequence[Any], bad: Any) -> None:
         for i, value in enumerate(column):
@@ -152,12 +165,16 @@ class AgentTelemetrySnapshotV1:
 
     @classmethod
     def check_columns(
-        cls, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any] | None = None
+        cls,
+        columns: Mapping[str, Sequence[Any]],
+        constants: Mapping[str, Any] | None = None,
+        facts: Mapping[str, ColumnFacts] | None = None,
     ) -> "AgentColumns":
         """Validate whole columns with the same rules as one instance: the fast path of the payload builder.
 
-        ``constants`` are fields with one value for every agent (the episode number): checked once. The result
-        hands the same values on as dicts (the envelope) or tuples (the store) without a second check.
+        ``constants`` are fields with one value for every agent (the episode number): checked once. ``facts``
+        (by field) come from the registry's tensors; a column whose facts prove it good is not walked. The
+        result hands the same values on as dicts (the envelope) or tuples (the store) without a second check.
         """
         names = FIELD_NAMES[cls]
         constants = constants or {}
@@ -166,8 +183,9 @@ class AgentTelemetrySnapshotV1:
             raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns differ from {names}: got {given}")
         for name, value in constants.items():
             cls.RULES[name].check_value(f"agents[*].{name}", value)
+        facts = facts or {}
         for name, column in columns.items():
-            cls.RULES[name].check_column(name, column)
+            cls.RULES[name].check_column(name, column, facts.get(name))
         lengths = {len(column) for column in columns.values()}
         if len(lengths) > 1:
             raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns have different lengths {sorted(lengths)}")

@@ -76,18 +76,20 @@ def build_agent_columns(snapshot: "RegistrySnapshot", episode: int) -> AgentColu
         "epsilon": snapshot.epsilon,
         "curriculum_stage": snapshot.curriculum_stage,
         "death_cause": snapshot.death_cause,
+        "action_entropy": snapshot.action_entropy,
     }
-    columns.update(_named_columns("meter_", snapshot.meter_names, snapshot.meter_columns))
-    columns.update(_named_columns("visits_", snapshot.affordance_names, snapshot.visit_columns))
-    columns["action_entropy"] = snapshot.action_entropy
-    return CURRENT_DTO.check_columns(columns, constants={"episode": episode})
-
-
-def _named_columns(prefix: str, names: tuple[str, ...], columns: list[list[Any]]) -> dict[str, Any]:
-    """A 2-d field's columns (meters, visits: one list per name) keyed ``<prefix><name>``."""
-    if len(columns) != len(names):
-        raise SnapshotValidationError(f"{len(columns)} {prefix}columns for {len(names)} names {list(names)}")
-    return {f"{prefix}{name}": column for name, column in zip(names, columns, strict=True)}
+    facts = {name: snapshot.facts[name] for name in columns if name in snapshot.facts}
+    for prefix, names, matrix, field in (
+        ("meter_", snapshot.meter_names, snapshot.meter_columns, "meter_columns"),
+        ("visits_", snapshot.affordance_names, snapshot.visit_columns, "visit_columns"),
+    ):
+        if len(matrix) != len(names):
+            raise SnapshotValidationError(f"{len(matrix)} {field} for {len(names)} names {list(names)}")
+        for name, column in zip(names, matrix, strict=True):
+            columns[prefix + name] = column
+            if field in snapshot.facts:  # one min and max over every column of the field
+                facts[prefix + name] = snapshot.facts[field]
+    return CURRENT_DTO.check_columns(columns, constants={"episode": episode}, facts=facts)
 
 
 def build_envelope(

@@ -33,9 +33,9 @@ def build(db: Path, agents: int, episodes: int) -> int:
         now = datetime.now(UTC)
         pool = [agent_columns(agents) for _ in range(8)]  # varied values, like a real run's
         for episode in range(1, episodes + 1):
-            payloads = [dict(a, episode=episode) for a in random.choice(pool)]
-            store.write_episode(run, EpisodeMeta(episode, 100, 1, 0.1, now, now), payloads)
-            rows += len(payloads)
+            agents_of_episode = random.choice(pool)  # the agent rows do not store the episode: its row does
+            store.write_episode(run, EpisodeMeta(episode, 100, 1, 0.1, now, now), agents_of_episode)
+            rows += agents_of_episode.num_agents
         store.set_run_status(run, "finished")
     return rows
 

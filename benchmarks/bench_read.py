@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from townlet.environment.world import CAUSE_TIMEOUT, METERS
+from townlet.persistence.revisions import HEAD_REVISION
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.population.runtime_registry import AgentRuntimeRegistry
 from townlet.telemetry.payloads import build_agent_columns
@@ -77,8 +78,9 @@ def build(path: Path, agents: int, episodes: int) -> None:
 
 
 def bench_database(agents: int, episodes: int) -> Path:
-    """The benchmark database of this size, cached in the temp dir (built the first time: ~40 s for 10 M rows)."""
-    db = Path(tempfile.gettempdir()) / f"townlet-bench-read-{agents}x{episodes}.db"
+    """The benchmark database of this size, cached in the temp dir (built the first time: ~40 s for 10 M rows);
+    one per database revision, so a cache an older townlet built is never read by a newer one."""
+    db = Path(tempfile.gettempdir()) / f"townlet-bench-read-{agents}x{episodes}-r{HEAD_REVISION}.db"
     if not db.exists():
         print(f"building {db} ({agents * episodes:,} agent rows) ...", file=sys.stderr)
         build(db, agents, episodes)

@@ -163,8 +163,7 @@ class _SqlAlchemyRows:
         return set(self._run(lambda: inspect(self.connection).get_table_names()))
 
     def run_is_trained(self, run: int) -> bool:
-        sqlite_file = (self.url.database or "") if self.url.get_backend_name() == "sqlite" else None
-        return run_is_trained(run, sqlite_file, lambda sql, params: self.all(sql, params)[1][0][0])
+        return run_is_trained(run, self.url, lambda sql, params: self.all(sql, params)[1][0][0])
 
     def close(self) -> None:
         try:
@@ -457,10 +456,6 @@ def payloads_from_rows(
         if cls is None:
             raise DatabaseTooNew(f"a row was written under schema version {version}, unknown here: upgrade townlet")
         columns = list(zip(*group, strict=True))
-        values: dict[str, Sequence[Any]] = {}
-        for name in FIELD_NAMES[cls]:
-            if name == "episode" and episode is not None:
-                values[name] = [episode] * len(columns[0])
-            else:
-                values[name] = columns[index[name]]
-        yield version, cls.check_columns(values).rows()
+        constants = {} if episode is None else {"episode": episode}  # one episode's rows: its number, checked once
+        values = {name: columns[index[name]] for name in FIELD_NAMES[cls] if name not in constants}
+        yield version, cls.check_columns(values, constants).rows()

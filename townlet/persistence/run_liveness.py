@@ -57,9 +57,10 @@ def sqlite_lock_held(path: Path | str, run: int) -> bool:
     return True
 
 
-def run_is_trained(run: int, sqlite_file: str | Path | None, scalar: Callable[[str, dict[str, Any]], Any]) -> bool:
-    """Whether a process holds run ``run``'s lock: on SQLite (``sqlite_file``) by probing its socket, on
-    PostgreSQL by asking the server, ``scalar(PG_LOCK_HELD_SQL, {"run": run})``, on the caller's connection."""
-    if sqlite_file is not None:
-        return sqlite_lock_held(sqlite_file, run)
+def run_is_trained(run: int, url: Any, scalar: Callable[[str, dict[str, Any]], Any]) -> bool:
+    """Whether a process holds run ``run``'s lock in the database at ``url`` (a SQLAlchemy URL): on SQLite by
+    probing its socket, on PostgreSQL by asking the server, ``scalar(PG_LOCK_HELD_SQL, {"run": run})``, on the
+    caller's connection."""
+    if url.get_backend_name() == "sqlite":
+        return sqlite_lock_held(url.database or "", run)
     return bool(scalar(PG_LOCK_HELD_SQL, {"run": run}))

@@ -265,8 +265,7 @@ class TelemetryStore:
 
     def run_is_trained(self, connection: Connection, run: int) -> bool:
         """Whether a process holds the run's lock right now (``run_liveness``)."""
-        sqlite_file = (self.url.database or "") if is_sqlite(self.url) else None
-        return run_is_trained(run, sqlite_file, lambda sql, params: connection.execute(text(sql), params).scalar_one())
+        return run_is_trained(run, self.url, lambda sql, params: connection.execute(text(sql), params).scalar_one())
 
     def get_run(self, run: int) -> RunInfo:
         with self.transaction() as c:

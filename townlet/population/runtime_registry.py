@@ -178,7 +178,7 @@ class AgentRuntimeRegistry:
             "visit_columns": self._visits.t(),
             "action_entropy": self.action_entropy() + 0.0,
         }
-        columns = {name: _as_tuples(tensor.tolist()) for name, tensor in tensors.items()}
+        columns = {name: _as_tuples(tensor) for name, tensor in tensors.items()}
         return RegistrySnapshot.from_registry(
             _facts(tensors) if self.num_agents else {},
             **columns,
@@ -236,9 +236,10 @@ class AgentRuntimeRegistry:
         return tensor
 
 
-def _as_tuples(values: list[Any]) -> tuple[Any, ...]:
-    """``.tolist()`` output as tuples (a 2-d one as a tuple of tuples): a snapshot's columns cannot change."""
-    return tuple(map(tuple, values)) if values and type(values[0]) is list else tuple(values)
+def _as_tuples(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """One ``.tolist()`` as tuples (a 2-d tensor as a tuple of tuples): a snapshot's columns cannot change."""
+    values = tensor.tolist()
+    return tuple(map(tuple, values)) if tensor.dim() == 2 else tuple(values)
 
 
 def _facts(tensors: dict[str, torch.Tensor]) -> dict[str, ColumnFacts]:

@@ -228,21 +228,45 @@ def current(db: DbOption = DEFAULT) -> None:
 
 @app.command()
 def check(db: DbOption = DEFAULT) -> None:
-    """Check that the models and the migrated database agree (like `alembic check`); exit 1 when they differ.
+    """Check that the models and the migrated database agree (like `alembic check`), and that every stored
+    learner checkpoint is intact (its size and sha256 digest; a format 1 checkpoint's CRC-32s); exit 1 on
+    any difference or damaged checkpoint, naming each.
 
     Example: townlet-telemetry db check --db townlet.db
     """
     from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
     from townlet.persistence.store import TelemetryStore
+    from townlet.training.checkpoint_seal import CheckpointDamaged, unseal
 
     console = make_console()
-    with TelemetryStore.open(db, write=False) as store, store.transaction() as connection:
-        differences = migrate.model_differences(connection)
-    if differences:
+    problems = 0
+    with TelemetryStore.open(db, write=False) as store:
+        with store.transaction() as connection:
+            differences = migrate.model_differences(connection)
         for difference in differences:
             console.print(f"difference: {difference}", markup=False)
+        checked = 0
+        for run, checkpoint in store.checkpoints():
+            checked += 1
+            try:
+                unseal(checkpoint.blob, format_version=checkpoint.format_version, size_bytes=checkpoint.size_bytes)
+            except CheckpointDamaged as exc:
+                problems += 1
+                console.print(
+                    f"damaged checkpoint: run {run}'s checkpoint after episode {checkpoint.episode} ({exc}): "
+                    f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
+                    markup=False,
+                )
+    if differences or problems:
         raise typer.Exit(code=1)
-    console.print(f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}")
+    console.print(
+        f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
+        f"{_count(checked, 'checkpoint')} intact"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command()

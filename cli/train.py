@@ -62,6 +62,24 @@ def train(
             max=INT64_MAX,
         ),
     ] = None,
+    from_checkpoint: Annotated[
+        int | None,
+        typer.Option(
+            "--from-checkpoint",
+            help="With --resume: continue from the checkpoint after this episode instead of the newest "
+            "(the episodes after it are trained again).",
+            min=1,
+            max=INT64_MAX,
+        ),
+    ] = None,
+    fresh_learner: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-learner",
+            help="With --resume: keep every stored episode and continue after the last one with a new learner "
+            "(new networks, epsilon from the start, empty replay), ignoring the run's checkpoints.",
+        ),
+    ] = False,
     live: Annotated[
         str | None,
         typer.Option("--live", help="Serve each episode's envelope on a websocket, e.g. 127.0.0.1:8765."),
@@ -89,11 +107,17 @@ def train(
 
     --resume RUN continues a stopped run from its last checkpoint exactly: on CPU, 20 episodes plus a resume
     of 10 store the same telemetry as 30 in one go. If the run has episodes after that checkpoint (its process
-    was killed), they are deleted and trained again, and the command says so. A run without a checkpoint
-    (trained before townlet 0.4) resumes after its last episode with a fresh learner. The run's stored settings
-    hold: --agents, --seed or a --config that contradicts them is refused (--episodes, --device and
-    training.threads/write_queue/checkpoint_every/checkpoints_kept may change). A checkpoint from another
-    device type needs an explicit --device. A run another process is training is refused.
+    was killed), they are deleted and trained again in full, then --episodes more follow; the command says so.
+    A resume never shrinks a run.
+
+    Every checkpoint is checked before it is loaded (its size and sha256 digest, then its structure and
+    shapes against the trainer's). A damaged one is refused in one line, exit 2, changing nothing: choose
+    --from-checkpoint EPISODE (an older, intact checkpoint; the command names it) or --fresh-learner.
+
+    A run without a checkpoint (trained before townlet 0.4) resumes after its last episode with a fresh learner.
+    The run's stored settings hold: --agents, --seed or a --config that contradicts them is refused (--episodes,
+    --device and training.threads/write_queue/checkpoint_every/checkpoints_kept may change). A checkpoint from
+    another device type needs an explicit --device. A run another process is training is refused.
 
     Example: townlet-telemetry train --episodes 30 --agents 8 --seed 0 --device cpu
     """
@@ -107,8 +131,12 @@ def train(
     from townlet.telemetry.live import parse_address
 
     live_address = parse_address(live) if live is not None else None
+    if resume is None and (from_checkpoint is not None or fresh_learner):
+        raise typer.BadParameter("--from-checkpoint and --fresh-learner choose how --resume RUN continues: add it")
+    if from_checkpoint is not None and fresh_learner:
+        raise typer.BadParameter("--from-checkpoint and --fresh-learner exclude each other: choose one")
     from townlet.training.interrupt import StopAfterEpisode  # torch is imported only by commands that train
-    from townlet.training.session import TrainingSession
+    from townlet.training.session import LearnerChoice, TrainingSession
 
     console = make_console()
     if live_address is not None:
@@ -118,14 +146,21 @@ def train(
         db=db,
         live=live_address,
         resume=resume,
+        learner=LearnerChoice(from_checkpoint=from_checkpoint, fresh=fresh_learner),
         on_live_start=lambda url: console.print(f"live telemetry on {url} (watch with: townlet-telemetry watch {url})"),
         explicit=explicit,
     )
     t = session.config.training
     first = session.result.first_episode
     verb = f"resuming run {session.result.run} at episode {first}:" if resume is not None else "training"
+    replaced = session.result.replaced
+    count = (
+        f"{session.result.planned} episodes ({replaced} trained again, then {t.episodes} new)"
+        if replaced
+        else (f"{t.episodes} episodes")
+    )
     console.print(
-        f"{verb} {t.agents} agents for {t.episodes} episodes on {session.trainer.device} "
+        f"{verb} {t.agents} agents for {count} on {session.trainer.device} "
         f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
@@ -149,7 +184,6 @@ def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", c
     """Run the session under a progress bar; returns once training has ended and Ctrl-C is settled."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    t = session.config.training
     columns = (
         TextColumn("[bold]episode"),
         MofNCompleteColumn(),
@@ -163,7 +197,7 @@ def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", c
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(
-            "train", total=t.episodes, survival=0.0, baseline=0.0, epsilon=1.0, stage=1, database=""
+            "train", total=session.result.planned, survival=0.0, baseline=0.0, epsilon=1.0, stage=1, database=""
         )
 
         def on_episode(report: "EpisodeReport") -> None:

@@ -63,3 +63,15 @@ def processes():
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def straight(tmp_path_factory) -> list[tuple]:
+    """The exact-resume reference: 30 episodes of ``resume_reference.config`` in one session, on SQLite."""
+    from tests.resume_reference import config, telemetry
+    from townlet.training.session import TrainingSession
+
+    db = str(tmp_path_factory.mktemp("straight") / "t.db")
+    result = TrainingSession(config(30), db=db).run()
+    assert result.status == "finished"
+    return telemetry(db)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, fixture_copy, wait_for
-from townlet.config import load_config, with_overrides
+from tests.resume_reference import AGENTS, config, telemetry
 from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.run_lock import RunLock
@@ -27,37 +27,12 @@ from townlet.training.session import TrainingSession
 from townlet_cli.app import app
 
 runner = CliRunner()
-AGENTS = 3
-TELEMETRY_SQL = (
-    f"SELECT e.episode, e.steps, e.curriculum_stage, {', '.join(f'a.{f}' for f in AGENT_FIELDS)} "
-    "FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id WHERE e.run_id = :run "
-    "ORDER BY e.episode, a.agent_idx"
-)
-
-
-def config(episodes: int, **training: int):
-    return with_overrides(load_config(), "training", episodes=episodes, agents=AGENTS, seed=0, device="cpu", **training)
-
-
-def telemetry(db: str, run: int = 1) -> list[tuple]:
-    """Every stored field of every episode and agent of a run, except timestamps and durations."""
-    with TelemetryStore.open(db, write=False) as store, store.transaction() as connection:
-        return [tuple(row) for row in connection.execute(text(TELEMETRY_SQL), {"run": run})]
 
 
 def checkpoints(db: Path, run: int = 1) -> list[int]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         rows = connection.execute("SELECT episode FROM checkpoints WHERE run_id = ? ORDER BY episode", (run,))
         return [episode for (episode,) in rows]
-
-
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> list[tuple]:
-    """The reference: 30 episodes in one session, on SQLite."""
-    db = str(tmp_path_factory.mktemp("straight") / "t.db")
-    result = TrainingSession(config(30), db=db).run()
-    assert result.status == "finished"
-    return telemetry(db)
 
 
 def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight):
@@ -80,11 +55,12 @@ def test_episodes_after_the_newest_checkpoint_are_replaced_in_one_go_and_continu
     TrainingSession(config(12, checkpoint_every=5), db=db_url).run()
     with TelemetryStore.open(db_url, write=True) as store, store.transaction() as connection:
         connection.execute(text("DELETE FROM checkpoints WHERE episode = 12"))  # as if killed after episode 12
-    resumed = TrainingSession(config(20), db=db_url, resume=1)
+    resumed = TrainingSession(config(18), db=db_url, resume=1)  # 18 more after the 12 stored: never fewer
     assert resumed.result.first_episode == 11
+    assert (resumed.result.planned, resumed.result.replaced) == (20, 2)
     assert (
-        "run 1 has episodes up to 12 but its last checkpoint is after episode 10 (its process died before the "
-        "next one): episodes 11-12 are deleted and trained again from that checkpoint"
+        "run 1 has episodes up to 12 but resumes from the checkpoint after episode 10 (its process died before "
+        "the next one): episodes 11-12 are deleted and trained again from that checkpoint, then 18 more"
     ) in resumed.result.notices
     assert resumed.run().status == "finished"
     assert telemetry(db_url) == straight
@@ -159,11 +135,15 @@ def test_kill_9_after_the_last_checkpoint_replaces_the_later_episodes_and_contin
     assert last_checkpoint == done // 4 * 4  # whole or absent: each went in with its episode
     listed = json.loads(runner.invoke(app, ["runs", "--json", "--db", str(db)]).stdout)
     assert listed[0]["status"] == "stale"  # stored as running; nobody holds its lock any more
-    resumed = runner.invoke(app, ["train", "--resume", "1", "--episodes", str(30 - last_checkpoint), "--db", str(db)])
+    resumed = runner.invoke(app, ["train", "--resume", "1", "--episodes", str(30 - done), "--db", str(db)])
     assert resumed.exit_code == 0, resumed.output
     if done > last_checkpoint:
-        said = f"episodes {last_checkpoint + 1}-{done} are deleted and trained again from that checkpoint"
-        assert said in " ".join(resumed.stdout.split())
+        said = " ".join(resumed.stdout.split())
+        assert f"episodes {last_checkpoint + 1}-{done} are deleted and trained again from that checkpoint" in said
+        assert (
+            f"for {30 - last_checkpoint} episodes ({done - last_checkpoint} trained again, then {30 - done} new)"
+            in said
+        )
     assert telemetry(str(db)) == straight
     assert json.loads(runner.invoke(app, ["runs", "--json", "--db", str(db)]).stdout)[0]["status"] == "finished"
 
@@ -184,7 +164,7 @@ def test_a_run_without_a_checkpoint_resumes_as_before_and_says_learning_restarts
 @pytest.mark.parametrize(
     ("change", "refusal"),
     [
-        ("format_version = 99", "has format 99, this townlet reads format 1: resume it with the townlet that"),
+        ("format_version = 99", "has format 99, this townlet reads formats 1 and 2: resume it with the townlet"),
         ("device = 'cuda'", "was trained on cuda, this session would train on cpu: pass --device cuda to continue"),
     ],
 )

@@ -37,6 +37,7 @@ from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
+CHECKPOINT_COLUMNS = ("episode", "format_version", "device", "blob", "size_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,15 @@ class EpisodeMeta:
 
 @dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
-    """One learner checkpoint: after which episode, its format version, the device type it was trained on, and
-    its bytes (``townlet.training.checkpoint`` makes and reads them; the store only keeps them)."""
+    """One learner checkpoint: after which episode, its format version, the device type it was trained on, its
+    bytes and the size stored beside them (``townlet.training.checkpoint`` makes, checks and reads them; the
+    store only keeps them)."""
 
     episode: int
     format_version: int
     device: str
     blob: bytes
+    size_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,10 @@ class TelemetryStore:
         return f"--db {self.label}"
 
     @classmethod
-    def open(cls, db: str, *, write: bool, must_exist: bool = False) -> "TelemetryStore":
-        """``must_exist``: a writer that may not create the database (``--resume``) refuses a missing file."""
+    def open(cls, db: str, *, write: bool, must_exist: bool = False, wal: bool = True) -> "TelemetryStore":
+        """``must_exist``: a writer that may not create the database (``--resume``) refuses a missing file.
+        ``wal=False``: a writer that may still refuse leaves the file's journal mode alone until it calls
+        ``use_wal()``, so a refusal leaves an existing SQLite file byte-identical."""
         url = database_url(db)
         if must_exist and is_sqlite(url):
             sqlite_path(url.database or "", read_only=True)  # raises DatabaseNotFound, creating nothing
@@ -119,7 +124,7 @@ class TelemetryStore:
                     store.created = migrate.prepare_for_writing(connection, store.label, db_flag=store.db_flag)
                 else:
                     migrate.require_current(connection, store.label, db_flag=store.db_flag)
-            if write:
+            if write and wal:
                 store.use_wal()
         except BaseException:
             store.close()
@@ -293,16 +298,24 @@ class TelemetryStore:
             ).one_or_none()
         return None if row is None else (row.episode, row.curriculum_stage)
 
-    def latest_checkpoint(self, run: int) -> StoredCheckpoint | None:
-        """The run's newest learner checkpoint, or None (a run trained before revision 0003 has none)."""
+    def checkpoint(self, run: int, episode: int | None = None) -> StoredCheckpoint | None:
+        """The run's checkpoint after ``episode`` (default: its newest), or None (a run trained before revision
+        0003 has none)."""
         with self.transaction() as c:
-            row = c.execute(
-                select(CHECKPOINTS.c.episode, CHECKPOINTS.c.format_version, CHECKPOINTS.c.device, CHECKPOINTS.c.blob)
-                .where(CHECKPOINTS.c.run_id == run)
-                .order_by(CHECKPOINTS.c.episode.desc())
-                .limit(1)
-            ).one_or_none()
-        return None if row is None else StoredCheckpoint(row.episode, row.format_version, row.device, bytes(row.blob))
+            query = select(*(CHECKPOINTS.c[name] for name in CHECKPOINT_COLUMNS)).where(CHECKPOINTS.c.run_id == run)
+            if episode is not None:
+                query = query.where(CHECKPOINTS.c.episode == episode)
+            row = c.execute(query.order_by(CHECKPOINTS.c.episode.desc()).limit(1)).one_or_none()
+        return None if row is None else _stored_checkpoint(row)
+
+    def checkpoints(self) -> Iterator[tuple[int, StoredCheckpoint]]:
+        """Every stored checkpoint as ``(run, checkpoint)``, one read at a time (``db check`` verifies them)."""
+        with self.transaction() as c:
+            keys = c.execute(select(CHECKPOINTS.c.run_id, CHECKPOINTS.c.episode).order_by("run_id", "episode")).all()
+        for run, episode in keys:
+            checkpoint = self.checkpoint(run, episode)
+            if checkpoint is not None:  # pruned meanwhile by a trainer
+                yield run, checkpoint
 
     def checkpoint_sizes(self, run: int) -> dict[int, int]:
         """Episode -> bytes of each checkpoint the run keeps."""
@@ -432,6 +445,10 @@ AGENT_COPY_TYPES = [
     else "int4"
     for name in AGENT_COPY_COLUMNS
 ]
+
+
+def _stored_checkpoint(row: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(row.episode, row.format_version, row.device, bytes(row.blob), row.size_bytes)
 
 
 def _positional_insert(table: Any) -> str:

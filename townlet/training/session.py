@@ -22,13 +22,15 @@ from townlet.errors import DeviceError, TelemetryError
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.location import INT64_MAX
 from townlet.persistence.run_lock import RunLock
-from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.persistence.store import EpisodeMeta, RunInfo, StoredCheckpoint, TelemetryStore
 from townlet.persistence.writer import ATTEMPT_BUSY_MS, BackgroundWriter, ignore, never
 from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
 from townlet.telemetry.stream import EpisodePublisher
-from townlet.training.checkpoint import capture, require_loadable, restore
+from townlet.training.checkpoint import CheckpointRefused, capture, require_loadable, restore, verify_bytes
+from townlet.training.checkpoint import describe as describe_checkpoint
+from townlet.training.checkpoint_seal import CheckpointDamaged
 from townlet.training.loop import EpisodeReport, Trainer
 
 
@@ -39,6 +41,8 @@ class SessionResult:
     run: int
     run_uuid: str
     first_episode: int
+    planned: int = 0  # episodes this session trains: --episodes, plus any replaced ones a resume trains again
+    replaced: int = 0  # of those, episodes past the checkpoint that a resume deleted and trains again
     status: str = "running"
     notices: list[str] = field(default_factory=list)  # one line each, for the user, before training starts
     reports: list[EpisodeReport] = field(default_factory=list)
@@ -51,6 +55,15 @@ class SessionResult:
     live_published: int = 0
     live_clients: int = 0
     live_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerChoice:
+    """How ``--resume`` picks its learner: the newest checkpoint (default), the checkpoint after a chosen
+    episode (``--from-checkpoint``), or a fresh learner after the last stored episode (``--fresh-learner``)."""
+
+    from_checkpoint: int | None = None
+    fresh: bool = False
 
 
 class ResumeConflict(TelemetryError):
@@ -72,6 +85,7 @@ class TrainingSession:
         db: str,
         live: tuple[str, int] | None = None,
         resume: int | None = None,
+        learner: LearnerChoice | None = None,
         on_live_start: Callable[[str], None] = lambda url: None,
         sinks: Sequence[Broadcaster] = (),
         explicit: Collection[str] = (),
@@ -83,7 +97,7 @@ class TrainingSession:
             if resume is None:
                 self._start_new(config, db, live)
             else:
-                self._resume(config, db, live, resume, explicit)
+                self._resume(config, db, live, resume, explicit, learner or LearnerChoice())
             self.publisher = EpisodePublisher(self.result.run_uuid, [*sinks, *filter(None, [self.broadcaster])])
             self.writer = BackgroundWriter(
                 self.store,
@@ -116,7 +130,9 @@ class TrainingSession:
             config=config.to_dict(),
             before_commit=self._lock_run,  # held before any other process can see the run
         )
-        self.result = SessionResult(run=run, run_uuid=run_uuid, first_episode=1, notices=notices)
+        self.result = SessionResult(
+            run=run, run_uuid=run_uuid, first_episode=1, notices=notices, planned=config.training.episodes
+        )
 
     def _relock(self) -> None:
         if self.lock is not None:
@@ -127,10 +143,17 @@ class TrainingSession:
         self.lock = RunLock(self.store.url, run, self.store.label).acquire()
 
     def _resume(
-        self, config: TownletConfig, db: str, live: tuple[str, int] | None, resume: int, explicit: Collection[str]
+        self,
+        config: TownletConfig,
+        db: str,
+        live: tuple[str, int] | None,
+        resume: int,
+        explicit: Collection[str],
+        learner: LearnerChoice,
     ) -> None:
         device = resolve_device(config.training.device)
-        self.store = TelemetryStore.open(db, write=True, must_exist=True)
+        # Every refusal comes before the first write or journal-mode switch: a refused resume leaves the file as is.
+        self.store = TelemetryStore.open(db, write=True, must_exist=True, wal=False)
         info = self.store.get_run(resume)
         stored = config_from_mapping(info.config, where=f"run {resume}'s stored config")
         _refuse_conflicts(resume, stored, config, explicit)
@@ -138,16 +161,23 @@ class TrainingSession:
             stored, "training", **{key: getattr(config.training, key) for key in RESUME_MAY_CHANGE}
         )
         self._lock_run(info.id)
-        notices = _stale_notices(self.store.mark_stale_runs())
+        notices: list[str] = []
         last = self.store.last_episode(info.id)
-        checkpoint = self.store.latest_checkpoint(info.id)
+        # --fresh-learner: as if the run had none (its checkpoints stay; newer ones shadow them from now on).
+        checkpoint = None if learner.fresh else self.store.checkpoint(info.id, learner.from_checkpoint)
+        if learner.from_checkpoint is not None and checkpoint is None:
+            raise CheckpointRefused(
+                f"run {info.id} has no checkpoint after episode {learner.from_checkpoint}: "
+                f"{_checkpoint_list(self.store, info.id)}"
+            )
         replace_after: int | None = None
         if checkpoint is None:
             first, stage = (1, 1) if last is None else (last[0] + 1, last[1])
             self.trainer = _build_trainer(self.config, device, stage=stage, first=first)
             if last is not None:
+                why = "--fresh-learner" if learner.fresh else _why_no_checkpoint(info, last[0])
                 notices.append(
-                    f"run {info.id} has no learner checkpoint ({_why_no_checkpoint(info.code_version)}): learning "
+                    f"run {info.id} has no learner checkpoint ({why}): learning "
                     f"restarts from scratch at episode {first} (new networks, epsilon "
                     f"{self.config.population.epsilon_start:g}, empty replay buffer)"
                 )
@@ -155,13 +185,17 @@ class TrainingSession:
             require_loadable(checkpoint, info.id, device, device_given="training.device" in explicit)
             first = checkpoint.episode + 1
             self.trainer = _build_trainer(self.config, device, stage=1, first=first)
-            restore(self.trainer, checkpoint)
+            try:
+                restore(self.trainer, checkpoint)
+            except CheckpointDamaged as exc:
+                raise _damaged(self.store, info.id, checkpoint, str(exc), last) from None
             if last is not None and last[0] > checkpoint.episode:
                 replace_after = checkpoint.episode
+                died = "" if learner.from_checkpoint else " (its process died before the next one)"
                 notices.append(
-                    f"run {info.id} has episodes up to {last[0]} but its last checkpoint is after episode "
-                    f"{checkpoint.episode} (its process died before the next one): episodes {first}-{last[0]} "
-                    "are deleted and trained again from that checkpoint"
+                    f"run {info.id} has episodes up to {last[0]} but resumes from the checkpoint after episode "
+                    f"{checkpoint.episode}{died}: episodes {first}-{last[0]} are deleted and trained again from that "
+                    f"checkpoint, then {self.config.training.episodes} more"
                 )
             population = self.trainer.population
             notices.append(
@@ -170,8 +204,19 @@ class TrainingSession:
                 f"stage {self.trainer.curriculum.stage}"
             )
         self.broadcaster = _bind(live)
+        self.store.use_wal()
+        notices[:0] = _stale_notices(self.store.mark_stale_runs())
         self.store.resume_run(info.id, after=replace_after)  # the last step: everything refusable was checked
-        self.result = SessionResult(run=info.id, run_uuid=info.run_uuid, first_episode=first, notices=notices)
+        # Resume never shrinks a run: replaced episodes are trained again in full, and --episodes counts after them.
+        replaced = 0 if replace_after is None or last is None else last[0] - replace_after
+        self.result = SessionResult(
+            run=info.id,
+            run_uuid=info.run_uuid,
+            first_episode=first,
+            notices=notices,
+            planned=self.config.training.episodes + replaced,
+            replaced=replaced,
+        )
 
     def run(
         self,
@@ -189,8 +234,8 @@ class TrainingSession:
         outcome = "crashed"
         try:
             t = self.config.training
-            last = result.first_episode + t.episodes - 1
-            for report in self.trainer.run(t.episodes, first_episode=result.first_episode):
+            last = result.first_episode + result.planned - 1
+            for report in self.trainer.run(result.planned, first_episode=result.first_episode):
                 result.reports.append(report)
                 stopping = stop()  # asked once per episode, after it: this one is then the session's last
                 checkpoint = None
@@ -204,7 +249,7 @@ class TrainingSession:
                 on_episode(report)
                 if not queued or stopping:
                     break
-            outcome = "finished" if len(result.reports) == t.episodes else "interrupted"
+            outcome = "finished" if len(result.reports) == result.planned else "interrupted"
         except KeyboardInterrupt:  # a second Ctrl-C in the middle of an episode
             outcome = "interrupted"
             raise
@@ -279,14 +324,53 @@ def _due(episode: int, every: int) -> bool:
 CHECKPOINTS_SINCE = (0, 4)
 
 
-def _why_no_checkpoint(code_version: str) -> str:
+def _why_no_checkpoint(info: RunInfo, last: int) -> str:
     try:
-        version = tuple(int(part) for part in code_version.split(".")[:2])
+        version = tuple(int(part) for part in info.code_version.split(".")[:2])
     except ValueError:
         version = CHECKPOINTS_SINCE
     if version < CHECKPOINTS_SINCE:
-        return f"it was trained by townlet {code_version}, before checkpoints"
+        return f"it was trained by townlet {info.code_version}, before checkpoints"
+    every = int(info.config.get("training", {}).get("checkpoint_every", 0) or 0)
+    if info.status == "finished" or (every > 0 and last >= every):  # a checkpoint was stored, and is gone
+        return "its checkpoints were dropped: `db downgrade` below revision 0003 drops them"
     return "its process died before the first one was stored"
+
+
+def _checkpoint_list(store: TelemetryStore, run: int) -> str:
+    episodes = list(store.checkpoint_sizes(run))
+    if not episodes:
+        return "it has none (resume with --fresh-learner)"
+    return "its checkpoints are after episode " + ", ".join(map(str, episodes))
+
+
+def _damaged(
+    store: TelemetryStore, run: int, checkpoint: StoredCheckpoint, reason: str, last: tuple[int, int] | None
+) -> CheckpointDamaged:
+    """The one-line refusal of a damaged checkpoint, naming both ways out; nothing has been changed."""
+    newest = last[0] if last is not None else checkpoint.episode
+    intact = None
+    for episode in sorted(store.checkpoint_sizes(run), reverse=True):
+        older = store.checkpoint(run, episode) if episode < checkpoint.episode else None
+        if older is None:
+            continue
+        try:
+            verify_bytes(older)
+        except CheckpointDamaged:
+            continue
+        intact = episode
+        break
+    ways = []
+    if intact is not None:
+        ways.append(
+            f"resume from the intact checkpoint after episode {intact} with `--resume {run} --from-checkpoint "
+            f"{intact}` (episodes {intact + 1}-{newest} are trained again)"
+        )
+    ways.append(f"keep episodes up to {newest} and restart learning with `--resume {run} --fresh-learner`")
+    return CheckpointDamaged(
+        f"{describe_checkpoint(checkpoint, run)} is damaged ({reason}) and was not loaded; nothing was changed: "
+        + ", or ".join(ways)
+    )
 
 
 def _stale_notices(runs: list[int]) -> list[str]:

@@ -1,6 +1,6 @@
 """``townlet-telemetry serve``: the web dashboard over the stored runs (and a running trainer's live stream)."""
 
-import contextlib
+import signal
 import socket
 from typing import Annotated
 
@@ -38,7 +38,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve a web dashboard of the database's runs at http://HOST:PORT (read-only; Ctrl-C stops it).
+    """Serve a web dashboard of the database's runs at http://HOST:PORT (read-only; Ctrl-C or SIGTERM stops it).
 
     Pages: the runs; a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
     agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
@@ -68,10 +68,27 @@ def serve(
     following = f", following {live}" if live else ""
     console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(create_app(db, live, audits_above), log_level="warning", lifespan="off"))
-    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal: here it is how a server is stopped.
-    with contextlib.suppress(KeyboardInterrupt):
+    # uvicorn shuts down gracefully on Ctrl-C or SIGTERM (answering the requests in flight), restores the
+    # handlers it found and re-raises the signal: these handlers turn that into the one line below, exit 0.
+    previous = signal.signal(signal.SIGTERM, _stopped_by)
+    try:
         server.run(sockets=[sock])
-    console.print("stopped")
+        how = ""
+    except KeyboardInterrupt:
+        how = " (Ctrl-C)"
+    except _Stopped:
+        how = " (SIGTERM)"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(f"stopped{how}")
+
+
+class _Stopped(Exception):
+    """SIGTERM reached ``serve`` after uvicorn's graceful shutdown."""
+
+
+def _stopped_by(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -1,5 +1,6 @@
 """``townlet-telemetry train``: run the trainer with a live progress bar and a summary."""
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -8,7 +9,7 @@ import typer
 from townlet import defaults
 from townlet_cli.console import make_console
 from townlet_cli.network import warn_if_reachable
-from townlet_cli.options import DEFAULT, INT64_MAX, INTERRUPTED, DbOption
+from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -89,7 +90,10 @@ def train(
 
     Flags override the \\[training] table of --config (the defaults shown are the built-in config's).
 
-    Ctrl-C stops cleanly after the current episode (exit code 130); press it twice to stop at once.
+    Ctrl-C stops cleanly after the current episode (exit code 130); press it twice to stop at once. SIGTERM
+    (kill, timeout, SLURM or Kubernetes preemption) and SIGHUP (a closed terminal) mean the same and exit 143
+    and 129: the episode finishes, the final checkpoint is stored, the run is marked interrupted, the
+    summary is printed. A second signal, or 20 s passing, stops at once (what is queued is still written).
 
     --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`). The stream is
     unauthenticated: bind 127.0.0.1 (a warning is printed for any other address).
@@ -168,16 +172,16 @@ def train(
         console.print(notice, style="yellow")
     with StopAfterEpisode() as stop:
         result = _train_with_progress(session, stop, console)
-        _print_summary(console, result)
-        if stop.requested:
-            status = f"marked {result.status}" if result.status_saved else "status not saved"
-            unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
-            typer.echo(
-                f"interrupted by Ctrl-C: run {result.run} {status}, {result.written} episodes written{unwritten}",
-                err=True,
-            )
+        # After SIGHUP the terminal may be gone: the summary is then lost, never the run's state (already saved).
+        with contextlib.suppress(OSError):
+            _print_summary(console, result, stop.name if stop.requested else None)
+            if stop.requested:
+                status = f"marked {result.status}" if result.status_saved else "status not saved"
+                unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
+                written = f"{result.written} episodes written{unwritten}"
+                typer.echo(f"interrupted by {stop.how}: run {result.run} {status}, {written}", err=True)
     if stop.requested:
-        raise typer.Exit(code=INTERRUPTED)
+        raise typer.Exit(code=stop.exit_code)
 
 
 def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", console: "Console") -> "SessionResult":
@@ -235,7 +239,7 @@ def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", c
     return result
 
 
-def _print_summary(console: "Console", result: "SessionResult") -> None:
+def _print_summary(console: "Console", result: "SessionResult", stopped_by: str | None) -> None:
     from rich.table import Table
 
     reports = result.reports
@@ -244,7 +248,7 @@ def _print_summary(console: "Console", result: "SessionResult") -> None:
         console.print(f"no episode finished; run {result.run} marked {result.status}")
         return
     first, last = reports[0], reports[-1]
-    stopped = " (stopped by Ctrl-C)" if result.status == "interrupted" else ""
+    stopped = f" (stopped by {stopped_by or 'Ctrl-C'})" if result.status == "interrupted" else ""
     table = Table(title=f"training summary{stopped}")
     table.add_column("")
     table.add_column("first episode", justify="right")

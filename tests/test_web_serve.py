@@ -1,10 +1,14 @@
 """``townlet-telemetry serve`` as a process: it refuses what it cannot serve in one line, before listening."""
 
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -97,3 +101,57 @@ def test_a_newer_database_is_refused_naming_the_upgrade_of_townlet(db, tmp_path)
     with sqlite3.connect(newer) as connection:
         connection.execute(f"UPDATE {VERSION_TABLE} SET version_num = '0099'")
     refused(["--db", str(newer)], "database is at revision 0099, newer than this townlet", "upgrade townlet")
+
+
+@pytest.fixture(scope="module")
+def wide_db(tmp_path_factory):
+    """Enough agent rows that a run-wide answer takes a while: requests are in flight when the signal comes."""
+    path = tmp_path_factory.mktemp("serve-wide") / "t.db"
+    result = runner.invoke(app, ["train", "--episodes", "6", "--agents", "512", "--device", "cpu", "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [(signal.SIGTERM, "stopped (SIGTERM)"), (signal.SIGINT, "stopped (Ctrl-C)")],
+    ids=["TERM", "INT"],
+)
+def test_a_stop_signal_with_requests_in_flight_answers_them_and_logs_no_traceback(wide_db, processes, signum, said):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(wide_db), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(proc)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        paths = ["/api/runs/1/flags", "/api/runs/1/rewards", "/api/runs/1/episodes", "/api/runs/1/heatmap"]
+        i = 0
+        while not stop.is_set():
+            path = paths[i % len(paths)] + f"?nocache={i}"
+            i += 1
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+            except OSError:  # not listening (yet, or any more)
+                time.sleep(0.05)
+
+    askers = [threading.Thread(target=ask, daemon=True) for _ in range(6)]
+    for asker in askers:
+        asker.start()
+    wait_for(lambda: len(statuses) >= 12, "the dashboard answering", timeout=60)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    stop.set()
+    for asker in askers:
+        asker.join(30)
+    assert proc.returncode == 0, err
+    assert said in out
+    assert "Traceback" not in err and "ERROR" not in err, err
+    assert set(statuses) == {200}, sorted(set(statuses))

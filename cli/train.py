@@ -268,7 +268,7 @@ def _print_summary(console: "Console", result: "SessionResult", stopped_by: str 
             f"live stream: {result.live_published} envelopes, {result.live_clients} client(s), "
             f"{result.live_dropped} dropped for slow clients"
         )
-    if result.checkpoint is not None and result.checkpoint[0] not in result.unwritten:
+    if result.checkpoint is not None and result.checkpoint_stored:
         episode, size = result.checkpoint
         console.print(
             f"learner checkpoint after episode {episode} stored ({size / 1e6:.1f} MB): "
@@ -283,6 +283,12 @@ def _print_unwritten(console: "Console", result: "SessionResult") -> None:
         console.print(
             f"{len(result.unwritten)} episodes could not be written (the database stayed {result.database_state}): "
             f"{episodes}",
+            style="red",
+        )
+    if result.in_flight is not None:
+        console.print(
+            f"episode {result.in_flight} was being written when training stopped: it may or may not be stored "
+            f"(see townlet-telemetry episodes --run {result.run} --last 1)",
             style="red",
         )
     if not result.status_saved:

@@ -208,3 +208,31 @@ def test_a_running_run_nobody_holds_is_listed_stale_and_the_next_train_stores_it
             assert store.get_run(alive).status == "running"
         with TelemetryReader(db_url) as reader:
             assert reader.run(alive).status == "stale"
+
+
+@pytest.mark.parametrize(("episodes", "every", "why"), [
+    (2, 10, "its checkpoints were dropped: `db downgrade` below revision 0003 drops them"),  # finished: had one
+    (12, 5, "its checkpoints were dropped: `db downgrade` below revision 0003 drops them"),
+])  # fmt: skip
+def test_after_a_downgrade_and_upgrade_a_resume_says_the_checkpoints_were_dropped(tmp_path, episodes, every, why):
+    db = tmp_path / "t.db"
+    TrainingSession(config(episodes, checkpoint_every=every), db=str(db)).run()
+    for step in (["downgrade", "0002", "--yes", "--no-backup"], ["upgrade", "--no-backup"]):
+        done = runner.invoke(app, ["db", *step, "--db", str(db)])
+        assert done.exit_code == 0, done.output
+    result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert f"run 1 has no learner checkpoint ({why}): learning restarts" in " ".join(result.stdout.split())
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_so_when_resumed(tmp_path):
+    db = tmp_path / "t.db"
+    TrainingSession(config(3, checkpoint_every=10), db=str(db)).run()
+    with sqlite3.connect(db) as connection:  # as if killed after episode 3, before any checkpoint
+        connection.execute("DELETE FROM checkpoints")
+        connection.execute("UPDATE runs SET status = 'stale'")
+    connection.close()
+    result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "run 1 has no learner checkpoint (its process died before the first one was stored)" in said

@@ -11,13 +11,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.helpers import Lines, townlet, wait_for
+from tests.helpers import Lines, finished_registry, townlet, wait_for
 from tests.postgres_server import PostgresServer, new_database, postgres_instance
+from townlet.persistence.run_lock import RunBusy, RunLock
+from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.persistence.writer import BackgroundWriter
+from townlet.telemetry.payloads import build_agent_columns
 
 
 def conninfo(url: str) -> str:
@@ -168,3 +173,62 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
     run("train", "--resume", "1", "--episodes", "1", "--device", "cpu")
     assert [e["episode"] for e in json.loads(run("episodes", "--run", "1", "--json").stdout)] == [1, 2, 3]
     assert list(tmp_path.iterdir()) == []  # nothing written beside it: it all went to the server
+
+
+def _meta(episode: int) -> EpisodeMeta:
+    now = datetime.now(UTC)
+    return EpisodeMeta(episode, 10, 1, 0.1, now, now)
+
+
+def _held_by_someone_else(url: str, run: int) -> bool:
+    """Whether a second trainer would be refused the run (its lock is held by the writer under test)."""
+    with TelemetryStore.open(url, write=False) as store:
+        other = RunLock(store.url, run, store.label)
+        try:
+            other.acquire()
+        except RunBusy:
+            return True
+        other.release()
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["idle", "writing"])
+def test_the_run_lock_is_taken_again_before_the_first_write_after_any_server_restart(own_server, when):
+    """Idle: the server restarts between two episodes and the next write reconnects without an error (the
+    pool pings first), so only verifying the lock before each write notices. Writing: it restarts between the
+    lock check and the write, which then fails and is retried."""
+    url = new_database(own_server.url)
+    columns = build_agent_columns(finished_registry(2).snapshot(), 1)
+    restarts: list[str] = []
+    with TelemetryStore.open(url, write=True) as store:
+        lock_box: list[RunLock] = []
+        run = store.create_run(
+            run_uuid="c" * 32, seed=0, device="cpu", num_agents=2, config={},
+            before_commit=lambda run: lock_box.append(RunLock(store.url, run, store.label).acquire()),
+        )  # fmt: skip
+        lock = lock_box[0]
+
+        def before_write() -> None:
+            lock.ensure()
+            if when == "writing" and len(restarts) == 1:  # the second episode's first attempt: cut it off
+                restarts.append("during the write")
+                own_server.restart()
+
+        writer = BackgroundWriter(store, run, before_write=before_write, guard=lock.require_held)
+        try:
+            writer.submit(_meta(1), columns)
+            wait_for(lambda: writer.written == 1, "episode 1 written")
+            assert _held_by_someone_else(url, run)
+            restarts.append("while idle" if when == "idle" else "armed")
+            if when == "idle":
+                own_server.restart()
+            writer.submit(_meta(2), columns)
+            wait_for(lambda: writer.written == 2, "episode 2 written after the restart", timeout=60)
+            assert (writer.retries == 0) == (when == "idle")  # idle: no failed write told anyone
+            assert _held_by_someone_else(url, run)  # the lock was taken again before episode 2 went in
+            writer.close()
+        finally:
+            writer.give_up()
+            lock.release()
+    assert [e for (e,) in query(url, "SELECT episode FROM episodes ORDER BY episode")] == [1, 2]

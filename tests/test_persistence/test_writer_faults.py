@@ -1,6 +1,8 @@
 """Faults are waited out, not fatal; data is written exactly once: real train processes, real SQLite locks."""
 
+import contextlib
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -167,8 +169,38 @@ def test_a_second_ctrl_c_stops_at_once_with_one_line_and_exit_130(tmp_path, proc
     err = out.stderr(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1
-    assert err.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ")
+    assert err.startswith("interrupted by Ctrl-C twice, stopped at once: run 1 marked interrupted, ")
     stored = [e for e, _ in episodes_of(db)]
     assert stored == list(range(1, len(stored) + 1))
     assert f"{len(stored)} episodes written" in err
     assert f"run 1 interrupted: {len(stored)} episodes written" in out.text()
+
+
+@pytest.mark.slow
+def test_a_double_ctrl_c_on_a_locked_database_counts_only_what_committed(tmp_path, processes):
+    """The summary's every number comes from what was committed: the unwritten episodes are exactly the trained
+    ones that are not in the database, and a checkpoint is said to be stored only when it is."""
+    db = tmp_path / "t.db"
+    out = _training(db, processes, "--episodes", "10000", queue=16)
+    proc = out.proc
+    with _write_lock_held(db, out):
+        wait_for(lambda: out.has("training waits: database busy") and proc.poll() is None, "the trainer waiting")
+        time.sleep(1.5)  # the queue fills: 16 episodes wait, and the trainer with them
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        err = out.stderr()
+    assert proc.returncode == 130, err
+    text = " ".join(out.text().split())
+    stored = {e for e, _ in episodes_of(db)}
+    trained = int(re.search(r"(\d+) episodes in [\d.]+s", text).group(1))
+    said = re.search(r"(\d+) episodes could not be written \(the database stayed busy\): ([\d, ]+)", text)
+    assert said is not None, text
+    unwritten = {int(e) for e in said.group(2).split(", ")}
+    assert unwritten == set(range(1, trained + 1)) - stored and len(unwritten) == int(said.group(1)) > 1
+    assert f"{len(stored)} episodes written, {len(unwritten)} not written" in err
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        checkpoints = {e for (e,) in connection.execute("SELECT episode FROM checkpoints")}
+    claimed = re.search(r"learner checkpoint after episode (\d+) stored", text)
+    assert claimed is None or int(claimed.group(1)) in checkpoints

@@ -30,6 +30,10 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 """
 
 
+#: Whether the backend ``:pid`` holds the run's advisory lock (a writer's check inside its own transaction).
+PG_LOCK_HELD_BY_SQL = PG_LOCK_HELD_SQL.replace("AND granted", "AND granted AND pid = :pid")
+
+
 def sqlite_lock_name(path: Path | str, run: int) -> str:
     """The run lock's name for the SQLite file at ``path`` (which must exist)."""
     stat = os.stat(path)

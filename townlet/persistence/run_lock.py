@@ -16,13 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from townlet.persistence.engine import is_sqlite, make_engine
 from townlet.persistence.errors import DatabaseError, DatabaseRetryable
-from townlet.persistence.run_liveness import ADVISORY_NAMESPACE, sqlite_lock_name
+from townlet.persistence.run_liveness import ADVISORY_NAMESPACE, PG_LOCK_HELD_BY_SQL, sqlite_lock_name
 
 
 class RunBusy(DatabaseError):
@@ -35,6 +35,7 @@ class RunLock:
     def __init__(self, url: URL, run: int, label: str) -> None:
         self.url, self.run, self.label = url, run, label
         self._held: Any = None
+        self._pid: int | None = None  # PostgreSQL: the backend that holds the advisory lock
 
     def acquire(self) -> "RunLock":
         """Take the lock or raise ``RunBusy`` at once (never waits)."""
@@ -47,16 +48,20 @@ class RunLock:
         return self
 
     def ensure(self) -> None:
-        """After a database outage: on PostgreSQL the server dropped the lock with its connection, so take it
-        again (``RunBusy`` if another process took the run meanwhile). A SQLite lock cannot be lost."""
-        if not isinstance(self._held, tuple) or _alive(self._held[1]):
+        """Before every write: on PostgreSQL, if the lock's own connection died (a server restart, an outage,
+        noticed or not), the lock went with it, so take it again (``RunBusy`` if another process took the run
+        meanwhile). One ``SELECT 1`` on a live connection. A SQLite lock cannot be lost."""
+        if is_sqlite(self.url) or (isinstance(self._held, tuple) and _alive(self._held[1])):
             return
-        self.release()  # the connection died, and the lock with it
+        self.release()  # the connection died, and the lock with it (or an earlier attempt to re-take it failed)
         try:
             taken = self._postgresql()
         except DBAPIError as exc:
             message = str(exc.orig or exc).strip().splitlines()[0]
-            raise DatabaseRetryable(f"cannot take run {self.run}'s lock again ({message})", message) from None
+            # No connection to take the lock on: the server cannot be reached (stopped, restarting, the network).
+            raise DatabaseRetryable(
+                f"cannot take run {self.run}'s lock again ({message})", message, unavailable=True
+            ) from None
         if not taken:
             raise RunBusy(
                 f"run {self.run} in {self.label} was taken by another process while the database was "
@@ -107,17 +112,37 @@ class RunLock:
 
     def _postgresql(self) -> bool:
         engine = make_engine(self.url, read_only=False)
-        connection = engine.connect()
-        taken = connection.execute(
-            text("SELECT pg_try_advisory_lock(:namespace, :run)"), {"namespace": ADVISORY_NAMESPACE, "run": self.run}
-        ).scalar_one()
+        try:
+            connection = engine.connect()
+        except BaseException:
+            engine.dispose()
+            raise
+        taken, pid = connection.execute(
+            text("SELECT pg_try_advisory_lock(:namespace, :run), pg_backend_pid()"),
+            {"namespace": ADVISORY_NAMESPACE, "run": self.run},
+        ).one()
         connection.commit()
         if not taken:
             connection.close()
             engine.dispose()
             return False
         self._held = (engine, connection)
+        self._pid = pid
         return True
+
+    def require_held(self, connection: Connection) -> None:
+        """Inside a write transaction on ``connection``: refuse to commit unless this lock's own connection
+        still holds the run's lock (a server restart between ``ensure()`` and the write dropped it, and the
+        pool reconnected without a word). The write is then retried, after ``ensure()`` has taken it again."""
+        if is_sqlite(self.url):
+            return
+        held = (
+            self._held is not None
+            and connection.execute(text(PG_LOCK_HELD_BY_SQL), {"run": self.run, "pid": self._pid}).scalar_one()
+        )
+        if not held:
+            reason = "the run's lock went with a lost connection"
+            raise DatabaseRetryable(f"cannot write {self.label} ({reason}): taking it again", reason)
 
 
 def _alive(connection: Any) -> bool:

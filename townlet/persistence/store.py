@@ -348,13 +348,16 @@ class TelemetryStore:
         checkpoint: StoredCheckpoint | None = None,
         keep_checkpoints: int = 1,
         busy_timeout_ms: int | None = None,
+        guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
         """Write one episode and all its agents (columns the DTO checked) in one transaction: whole or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
-        the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too.
+        the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too. ``guard``
+        runs first inside the transaction (the trainer checks there that it still holds its run's lock).
         """
         with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
+            guard(c)
             episode_pk = c.execute(
                 insert(EPISODES).returning(EPISODES.c.id),
                 {

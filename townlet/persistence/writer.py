@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.store import EpisodeMeta, StoredCheckpoint, TelemetryStore
 from townlet.telemetry.dto import AgentColumns
@@ -27,6 +29,8 @@ FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.05, 2.0
 POLL_S = 0.2
 #: After Ctrl-C, how long a failing database gets to recover before the writer gives up.
 GRACE_S = 1.0
+#: How long giving up waits for the write attempt in progress to end (commit or fail) before the summary.
+GIVE_UP_WAIT_S = 5.0
 
 Item = tuple[EpisodeMeta, AgentColumns, StoredCheckpoint | None]
 
@@ -51,21 +55,26 @@ class BackgroundWriter:
         *,
         max_queued: int = 16,
         keep_checkpoints: int = 1,
-        on_recovered: Callable[[], object] = lambda: None,
+        before_write: Callable[[], object] = lambda: None,
+        guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
-        """``on_recovered`` runs on the writer thread after the first write that follows a fault (the session
-        re-takes its run lock there: a server restart dropped it)."""
+        """``before_write`` runs on the writer thread before every write attempt: the session verifies its run
+        lock there and re-takes it when the connection holding it died (a server restart drops it, even one
+        that happened while the writer was idle and whose reconnect nobody noticed). A retryable error from it
+        is waited out like a failed write; any other (another process took the run) stops training. ``guard``
+        runs inside each episode's transaction (``TelemetryStore.write_episode``)."""
         self.store = store
         self.run = run
         self.keep_checkpoints = keep_checkpoints
-        self.on_recovered = on_recovered
+        self.before_write = before_write
+        self.guard = guard
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=max_queued)
         self._closing = threading.Event()
         self._abandon = threading.Event()
         self._lock = threading.Lock()
         self._current: Item | None = None
         self._error: BaseException | None = None
-        self.written = 0
+        self.committed: list[int] = []  # episodes whose transaction committed, in order: what summaries count
         self.blocked_s = 0.0
         self.blocked_count = 0
         self.retries = 0
@@ -76,6 +85,17 @@ class BackgroundWriter:
         self._thread.start()
 
     # -- training thread ------------------------------------------------------------------------
+
+    @property
+    def written(self) -> int:
+        """Episodes committed so far."""
+        return len(self.committed)
+
+    def in_flight(self) -> int | None:
+        """After ``close()``: the episode whose write attempt was still running when the writer gave up (it may
+        yet commit, or not), or None. Summaries call it neither written nor unwritten."""
+        current = self._current
+        return current[0].episode if current is not None and self._thread.is_alive() else None
 
     @property
     def queued(self) -> int:
@@ -150,9 +170,10 @@ class BackgroundWriter:
         self._raise_if_failed()
 
     def give_up(self) -> None:
-        """Stop retrying: whatever is not written now is listed in ``unwritten``. Returns within ~1 s."""
+        """Stop retrying: whatever is not written now is listed in ``unwritten``. Returns once the attempt in
+        progress has ended (within ~1 s on SQLite), or after ``GIVE_UP_WAIT_S``, when ``in_flight()`` names it."""
         self._abandon.set()
-        self._thread.join(ATTEMPT_BUSY_MS / 1000 + 1.0)
+        self._thread.join(GIVE_UP_WAIT_S)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -172,7 +193,8 @@ class BackgroundWriter:
             self._current = item
             try:
                 if self._error is None and not self._abandon.is_set() and self._write(item):
-                    self.written += 1
+                    with self._lock:
+                        self.committed.append(item[0].episode)
                 else:
                     with self._lock:
                         self.unwritten.append(item[0].episode)
@@ -190,6 +212,7 @@ class BackgroundWriter:
         while not self._abandon.is_set():
             try:
                 self.store.require_same_file()
+                self.before_write()
                 # After a failed attempt the commit may have happened (a connection lost during COMMIT).
                 if not (failed_before and self.store.has_episode(self.run, episode.episode, ATTEMPT_BUSY_MS)):
                     self.store.write_episode(
@@ -199,9 +222,8 @@ class BackgroundWriter:
                         checkpoint=checkpoint,
                         keep_checkpoints=self.keep_checkpoints,
                         busy_timeout_ms=ATTEMPT_BUSY_MS,
+                        guard=self.guard,
                     )
-                if failed_before:
-                    self.on_recovered()
                 self.fault = None
                 return True
             except DatabaseRetryable as exc:

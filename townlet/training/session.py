@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import torch
+from sqlalchemy import Connection
 
 from townlet.config import TownletConfig, config_from_mapping, with_overrides
 from townlet.devices import resolve_device
@@ -47,8 +48,10 @@ class SessionResult:
     notices: list[str] = field(default_factory=list)  # one line each, for the user, before training starts
     reports: list[EpisodeReport] = field(default_factory=list)
     checkpoint: tuple[int, int] | None = None  # (episode, bytes) of the session's last learner checkpoint
-    written: int = 0
-    unwritten: list[int] = field(default_factory=list)
+    written: int = 0  # episodes this session committed
+    unwritten: list[int] = field(default_factory=list)  # trained, and certainly not committed
+    in_flight: int | None = None  # trained, its write still running when the writer gave up: maybe committed
+    checkpoint_stored: bool = False  # the session's last checkpoint committed with its episode
     database_state: str = "busy"  # what the last fault said of the database: "busy" or "unavailable"
     status_saved: bool = True
     writer_blocked_s: float = 0.0
@@ -104,7 +107,8 @@ class TrainingSession:
                 self.result.run,
                 max_queued=self.config.training.write_queue,
                 keep_checkpoints=self.config.training.checkpoints_kept,
-                on_recovered=self._relock,
+                before_write=self._relock,
+                guard=self._require_lock,
             )
         except BaseException:
             self._release()
@@ -137,6 +141,10 @@ class TrainingSession:
     def _relock(self) -> None:
         if self.lock is not None:
             self.lock.ensure()
+
+    def _require_lock(self, connection: Connection) -> None:
+        if self.lock is not None:
+            self.lock.require_held(connection)
 
     def _lock_run(self, run: int) -> None:
         assert self.store is not None
@@ -266,8 +274,14 @@ class TrainingSession:
             outcome = "crashed"  # a write failed for good
             raise
         finally:
-            result.written = self.writer.written
-            result.unwritten = sorted(self.writer.unwritten)
+            # Counted from what committed, never from what was queued: an episode trained but not committed is
+            # unwritten, unless its write attempt was still running when the writer gave up (then it is unknown).
+            committed = set(self.writer.committed)
+            result.written = len(committed)
+            result.in_flight = self.writer.in_flight()
+            trained = {report.episode for report in result.reports}
+            result.unwritten = sorted(trained - committed - {result.in_flight})
+            result.checkpoint_stored = result.checkpoint is not None and result.checkpoint[0] in committed
             result.database_state = self.writer.fault_state
             result.writer_blocked_s = self.writer.blocked_s
             self.publisher.close()

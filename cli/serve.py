@@ -1,5 +1,6 @@
 """``townlet-telemetry serve``: the web dashboard over the stored runs (and a running trainer's live stream)."""
 
+import logging
 import signal
 import socket
 from typing import Annotated
@@ -37,6 +38,13 @@ def serve(
             "--live", help="A trainer's live stream (train --live) for the page to follow, e.g. ws://127.0.0.1:8765."
         ),
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests for this host name (repeatable), e.g. a name other machines use for this one.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a web dashboard of the database's runs at http://HOST:PORT (read-only; Ctrl-C or SIGTERM stops it).
 
@@ -47,6 +55,12 @@ def serve(
     --audits-above rows the page runs them when asked. The JSON endpoints under /api answer what the
     matching --json commands print (docs/telemetry_schema.md). The server never writes the database; the
     page loads nothing from other sites.
+
+    It answers only requests addressed to it by an IP address, as localhost, by the --host given, by this
+    machine's name (when --host is 0.0.0.0 or ::) or by an --allow-host name; any other Host gets 421 (a
+    page on another site that points its own name here, DNS rebinding, reads nothing). A connection must
+    send its request head within 10 s and may idle 5 s between requests; beyond 256 open connections, new
+    ones are closed at once.
 
     Example: townlet-telemetry serve --db townlet.db --live ws://127.0.0.1:8765
     """
@@ -67,7 +81,14 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     following = f", following {live}" if live else ""
     console.print(f"serving {label} on http://{shown}:{bound}{following} (Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(create_app(db, live, audits_above), log_level="warning", lifespan="off"))
+    from townlet.web.guard import KEEP_ALIVE_S, BoundedH11Protocol, RateLimitedLog, allowed_hosts
+
+    app = create_app(db, live, audits_above, hosts=allowed_hosts(host, allow_host or ()))
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", http=BoundedH11Protocol, timeout_keep_alive=KEEP_ALIVE_S
+    )
+    server = uvicorn.Server(config)
+    logging.getLogger("asyncio").addFilter(RateLimitedLog())  # a failing accept() in a flood: one line per 10 s
     # uvicorn shuts down gracefully on Ctrl-C or SIGTERM (answering the requests in flight), restores the
     # handlers it found and re-raises the signal: these handlers turn that into the one line below, exit 0.
     previous = signal.signal(signal.SIGTERM, _stopped_by)

@@ -136,7 +136,7 @@ def test_the_installed_package_serves_the_dashboard_and_its_vendored_library(ins
     probe = (
         "from starlette.testclient import TestClient\n"
         "from townlet.web.app import STATIC, create_app\n"
-        "client = TestClient(create_app('unused.db'))\n"
+        "client = TestClient(create_app('unused.db'), base_url='http://127.0.0.1')\n"
         "script = client.get('/static/vendor/uPlot.iife.min.js')\n"
         "assert script.status_code == 200\n"
         "assert script.content == (STATIC / 'vendor' / 'uPlot.iife.min.js').read_bytes()\n"

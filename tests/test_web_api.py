@@ -37,7 +37,7 @@ def db(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def client(db) -> TestClient:
-    return TestClient(create_app(str(db)))
+    return TestClient(create_app(str(db)), base_url="http://127.0.0.1")
 
 
 def cli_bytes(*args: str) -> bytes:
@@ -90,7 +90,7 @@ def test_a_runs_flags_are_the_baseline_audits_flags(tmp_path):
     with sqlite3.connect(db) as connection:  # agent 1 at episode 2: a baseline nobody else has
         connection.execute("UPDATE agent_snapshots SET baseline_survival_steps = 55.5 WHERE agent_idx = 1 "
                            "AND episode_pk = (SELECT id FROM episodes WHERE episode = 2)")  # fmt: skip
-    flags = TestClient(create_app(str(db))).get("/api/runs/1/flags").json()
+    flags = TestClient(create_app(str(db)), base_url="http://127.0.0.1").get("/api/runs/1/flags").json()
     audit = json.loads(cli_bytes("audit", "baselines", "--run", "1", "--json", "--db", str(db)))
     assert flags["thresholds"] == audit["thresholds"] == {"below": 0.5, "streak": 5}
     assert flags["flags"] == [{"agent_idx": a["agent_idx"], **f} for a in audit["agents"] for f in a["flags"]]
@@ -157,7 +157,7 @@ def test_every_page_path_is_the_one_page_app_with_a_strict_policy(client, path):
 
 
 def test_the_live_stream_is_the_only_other_place_the_page_may_connect_to(db):
-    client = TestClient(create_app(str(db), live="ws://127.0.0.1:8765"))
+    client = TestClient(create_app(str(db), live="ws://127.0.0.1:8765"), base_url="http://127.0.0.1")
     assert "connect-src 'self' ws://127.0.0.1:8765;" in client.get("/").headers["content-security-policy"]
     assert client.get("/api/config").json()["live"] == "ws://127.0.0.1:8765"
 
@@ -185,7 +185,7 @@ def test_browsing_changes_nothing_on_disk(db, client):
 def test_a_v1_database_upgraded_serves_its_v1_episodes_as_version_1(tmp_path):
     db = v1_copy(tmp_path)
     assert runner.invoke(cli, ["db", "upgrade", "--db", str(db), "--no-backup"]).exit_code == 0
-    client = TestClient(create_app(str(db)))
+    client = TestClient(create_app(str(db)), base_url="http://127.0.0.1")
     envelope = client.get("/api/runs/1/episodes/1")
     assert envelope.json()["schema_version"] == 1
     assert envelope.content == cli_bytes("replay", "--run", "1", "--episode", "1", "--json", "--db", str(db))
@@ -193,7 +193,7 @@ def test_a_v1_database_upgraded_serves_its_v1_episodes_as_version_1(tmp_path):
 
 def test_the_read_endpoints_on_postgresql_answer_what_the_commands_print(db_url):
     train_into(db_url, episodes=3)
-    client = TestClient(create_app(db_url))
+    client = TestClient(create_app(db_url), base_url="http://127.0.0.1")
     for endpoint, command in (
         ("/api/runs", ["runs", "--json"]),
         ("/api/runs/1/episodes", ["episodes", "--run", "1", "--json"]),
@@ -208,7 +208,7 @@ def test_the_read_endpoints_on_postgresql_answer_what_the_commands_print(db_url)
 def test_run_answers_are_fresh_when_the_run_grows(tmp_path):
     db = tmp_path / "t.db"
     train_into(str(db), episodes=2)
-    client = TestClient(create_app(str(db)))
+    client = TestClient(create_app(str(db)), base_url="http://127.0.0.1")
     assert [e["episode"] for e in client.get("/api/runs/1").json()["episodes"]] == [1, 2]
     assert client.get("/api/runs/1/heatmap").json()["columns"] == 2
     resumed = runner.invoke(cli, ["train", "--episodes", "1", "--device", "cpu", "--db", str(db), "--resume", "1"])

@@ -40,6 +40,7 @@ from townlet.persistence.location import INT64_MAX
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import DTO_BY_VERSION
 from townlet.telemetry.payloads import build_envelope, encode
+from townlet.web.guard import HostGuard, allowed_hosts
 from townlet.web.heatmap import survival_heatmap
 
 STATIC = Path(__file__).parent / "static"
@@ -213,8 +214,14 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(db: str, live: str | None = None, audits_above: int = AUDITS_ABOVE) -> Starlette:
-    """The dashboard for the database ``db`` (a path or URL), following the live stream ``live`` if given."""
+def create_app(
+    db: str,
+    live: str | None = None,
+    audits_above: int = AUDITS_ABOVE,
+    hosts: frozenset[str] = allowed_hosts("127.0.0.1"),
+) -> Starlette:
+    """The dashboard for the database ``db`` (a path or URL), following the live stream ``live`` if given,
+    answering only requests whose ``Host`` is an IP literal or one of ``hosts`` (``guard``)."""
     board = Dashboard(db, live, audits_above)
     api: list[tuple[str, Callable[[Request], Response]]] = [
         ("/api/config", board.config),
@@ -236,6 +243,10 @@ def create_app(db: str, live: str | None = None, audits_above: int = AUDITS_ABOV
     return Starlette(
         routes=routes,
         # gzip: a 10-million-row run's per-episode series (10 000 episodes) ships in a few hundred KB.
-        middleware=[Middleware(SecurityHeaders, live=live), Middleware(GZipMiddleware, minimum_size=1024)],
+        middleware=[
+            Middleware(HostGuard, allowed=hosts),  # outermost: a rebinding page learns nothing, not even a 404
+            Middleware(SecurityHeaders, live=live),
+            Middleware(GZipMiddleware, minimum_size=1024),
+        ],
         exception_handlers={TelemetryError: _errors, 404: _not_found},
     )

@@ -1,5 +1,7 @@
 """The Typer app behind ``townlet-telemetry``; user-fixable errors and usage errors are caught here, once."""
 
+import errno
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -19,6 +21,9 @@ from townlet_cli.serve import serve
 from townlet_cli.train import train
 from townlet_cli.watch import watch
 
+#: Output that cannot be written for want of space (or a failing disk): one line, exit 2, like any refusal.
+OUTPUT_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
 
 def error_line(message: str) -> None:
     """The CLI's one way to refuse: ``error: ...`` in one line on stderr."""
@@ -34,13 +39,22 @@ class TownletGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, not at exit: a full disk under a redirected stdout is one line too
+            return result
         except TelemetryError as exc:
             error_line(str(exc))
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             error_line("interrupted (Ctrl-C)")
             raise typer.Exit(code=INTERRUPTED) from None
+        except OSError as exc:
+            if exc.errno not in OUTPUT_FAULTS:
+                raise
+            where = exc.filename or "standard output"
+            error_line(f"cannot write {where} ({exc.strerror}): free some space, or write somewhere else")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what is still buffered must not fail again at exit
+            raise typer.Exit(code=2) from None
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any

@@ -298,8 +298,9 @@ def copy(
     console, errors = make_console(), make_console(stderr=True)
     with TelemetryStore.open(src, write=False) as source:
         listed = runs_to_copy(source, run)  # SRC's refusals before DST is even created
-        with TelemetryStore.open(dst, write=True) as target:
+        with TelemetryStore.open(dst, write=True, wal=False) as target:
             plan = plan_into(target, listed, source.label, skip_existing=skip_existing)  # refusals before writes
+            target.use_wal()  # only now: a refused copy leaves an existing DST byte-identical
             columns = (TextColumn("copy agent rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=errors, disable=not errors.is_terminal) as progress:
                 task = progress.add_task("copy", total=plan.agent_rows)

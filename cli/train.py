@@ -278,10 +278,12 @@ def _print_summary(console: "Console", result: "SessionResult", stopped_by: str 
 
 
 def _print_unwritten(console: "Console", result: "SessionResult") -> None:
+    from townlet.persistence.errors import FAULT_WORDS
+
     if result.unwritten:
         episodes = ", ".join(map(str, result.unwritten))
         console.print(
-            f"{len(result.unwritten)} episodes could not be written (the database stayed {result.database_state}): "
+            f"{len(result.unwritten)} episodes could not be written ({FAULT_WORDS[result.database_state][1]}): "
             f"{episodes}",
             style="red",
         )
@@ -293,6 +295,6 @@ def _print_unwritten(console: "Console", result: "SessionResult") -> None:
         )
     if not result.status_saved:
         console.print(
-            f"run {result.run}'s status could not be saved (database {result.database_state}): it still says "
+            f"run {result.run}'s status could not be saved ({FAULT_WORDS[result.database_state][0]}): it still says "
             "running (listed stale once this process has exited)"
         )

@@ -147,7 +147,7 @@ def test_a_disk_that_refuses_writes_for_a_while_is_waited_out(tmp_path, processe
     _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, hard))
     try:
-        wait_for(lambda: out.has("training waits: database busy"), "the trainer saying it waits")
+        wait_for(lambda: out.has("training waits: disk write failing"), "the trainer saying it waits")
         time.sleep(1.0)
     finally:
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
@@ -204,3 +204,25 @@ def test_a_double_ctrl_c_on_a_locked_database_counts_only_what_committed(tmp_pat
         checkpoints = {e for (e,) in connection.execute("SELECT episode FROM checkpoints")}
     claimed = re.search(r"learner checkpoint after episode (\d+) stored", text)
     assert claimed is None or int(claimed.group(1)) in checkpoints
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_trainer_waiting_on_a_full_disk_is_one_line_with_no_traceback(tmp_path, processes):
+    """The file stays in WAL mode when the disk cannot take the switch back: said in one line, never raised
+    from close over the real outcome."""
+    db = tmp_path / "t.db"
+    out = _training(db, processes, "--episodes", "10000")
+    proc = out.proc
+    _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, hard))  # every write fails, as on a full disk
+    wait_for(lambda: out.has("training waits: disk write failing"), "the trainer saying the disk fails")
+    proc.send_signal(signal.SIGINT)
+    err = out.stderr(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err + out.text(), err
+    lines = err.splitlines()
+    assert lines[-1].startswith("interrupted by Ctrl-C: run 1 status not saved, ") and " not written" in lines[-1]
+    assert all(line.startswith("note: ") for line in lines[:-1]), err
+    assert "episodes could not be written (the disk kept failing writes)" in out.text()
+    stored = [e for e, _ in episodes_of(db)]
+    assert stored == list(range(1, len(stored) + 1)) and len(stored) >= 2  # what committed is all there

@@ -32,13 +32,36 @@ class DatabaseRetryable(DatabaseUnavailable):
 
     The background writer retries it with backoff while training goes on; elsewhere it is one line.
     ``reason`` is the driver's own words (``database is locked``, ``database or disk is full``); ``state`` is
-    ``unavailable`` when the server cannot be reached (stopped, restarting, the network), else ``busy``.
+    ``unavailable`` when the server cannot be reached (stopped, restarting, the network), ``full`` when the
+    disk refuses the write for want of space, ``failing`` when it refuses it otherwise (an I/O error, a
+    file-size limit), else ``busy``; ``FAULT_WORDS`` says each to the user.
     """
 
-    def __init__(self, message: str, reason: str = "", *, unavailable: bool = False) -> None:
+    def __init__(self, message: str, reason: str = "", *, unavailable: bool = False, state: str = "busy") -> None:
         super().__init__(message)
         self.reason = reason or message
-        self.state = "unavailable" if unavailable else "busy"
+        self.state = "unavailable" if unavailable else state
+
+
+#: How a fault state reads in the progress line and the summary: (what it is, what it stayed).
+FAULT_WORDS = {
+    "busy": ("database busy", "the database stayed busy"),
+    "unavailable": ("database unavailable", "the database stayed unavailable"),
+    "full": ("disk full", "the disk stayed full"),
+    "failing": ("disk write failing", "the disk kept failing writes"),
+}
+
+#: Driver words that mean the disk refused a write for want of space, or for another reason.
+FULL_MARKERS = ("disk is full", "no space left", "quota exceeded")
+FAILING_MARKERS = ("disk i/o error", "file too large")
+
+
+def fault_state(message: str) -> str:
+    """``full``, ``failing`` or ``busy``: what a driver's words say of a failed write (the server reachable)."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in FULL_MARKERS):
+        return "full"
+    return "failing" if any(marker in lowered for marker in FAILING_MARKERS) else "busy"
 
 
 class DatabaseFileGone(DatabaseUnavailable):

@@ -1,5 +1,6 @@
 """``TelemetryStore``: runs, episodes and agent rows in and out of the database, one transaction each."""
 
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -29,12 +30,14 @@ from townlet.persistence.errors import (
     DatabaseUnavailable,
     NotATownletDatabase,
     RunNotFound,
+    fault_state,
 )
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
 from townlet.persistence.run_liveness import run_is_trained
 from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
+LOG = logging.getLogger("townlet")
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
 CHECKPOINT_COLUMNS = ("episode", "format_version", "device", "blob", "size_bytes")
@@ -175,8 +178,16 @@ class TelemetryStore:
             connection.execute("PRAGMA journal_mode = DELETE").fetchall()
         except sqlite3.OperationalError as exc:
             # Expected: someone else still has it open (they switch it as they close), or it cannot be
-            # written at all (then it was never switched to WAL by us). Anything else is a real fault.
-            if not any(word in str(exc) for word in ("locked", "busy", "readonly")):
+            # written at all (then it was never switched to WAL by us). A full disk or an I/O error leaves it in
+            # WAL mode, which is safe: said in one line, never raised from close (it would mask the real error).
+            # Anything else is a real fault.
+            message = str(exc)
+            if fault_state(message) != "busy":
+                LOG.warning(
+                    f"note: {self.label} stays in WAL mode ({message}): its -wal and -shm files go when the next "
+                    "townlet writer closes it"
+                )
+            elif not any(word in message for word in ("locked", "busy", "readonly")):
                 raise
         finally:
             connection.close()
@@ -525,5 +536,6 @@ def _explain(exc: DBAPIError, label: str) -> Exception:
             f"cannot use database {label} ({message}): {connection_hint(message)}",
             message,
             unavailable=unreachable,
+            state=fault_state(message),
         )
     return exc

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
-from townlet.persistence.errors import DatabaseRetryable
+from townlet.persistence.errors import FAULT_WORDS, DatabaseRetryable
 from townlet.persistence.store import EpisodeMeta, StoredCheckpoint, TelemetryStore
 from townlet.telemetry.dto import AgentColumns
 
@@ -79,7 +79,7 @@ class BackgroundWriter:
         self.blocked_count = 0
         self.retries = 0
         self.fault: str | None = None  # the retryable fault being waited out; None while writes succeed
-        self.fault_state = "busy"  # "busy" or "unavailable": what the last fault said of the database
+        self.fault_state = "busy"  # "busy", "unavailable" or "full": what the last fault said (FAULT_WORDS)
         self.unwritten: list[int] = []  # episodes given up (Ctrl-C) or drained after a fatal error
         self._thread = threading.Thread(target=self._work, name="townlet-writer", daemon=True)
         self._thread.start()
@@ -107,7 +107,7 @@ class BackgroundWriter:
         fault = self.fault
         if fault is None:
             return ""
-        return f"database {self.fault_state}, {self.queued} episodes queued, retrying ({fault})"
+        return f"{FAULT_WORDS[self.fault_state][0]}, {self.queued} episodes queued, retrying ({fault})"
 
     def submit(
         self,

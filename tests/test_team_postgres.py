@@ -232,3 +232,26 @@ def test_the_run_lock_is_taken_again_before_the_first_write_after_any_server_res
             writer.give_up()
             lock.release()
     assert [e for (e,) in query(url, "SELECT episode FROM episodes ORDER BY episode")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_source_outage_during_db_copy_is_blamed_on_the_source(own_server, tmp_path):
+    from tests.resume_reference import config
+    from townlet.errors import TelemetryError
+    from townlet.persistence.copy import copy_runs, plan_into, runs_to_copy
+    from townlet.training.session import TrainingSession
+
+    url = new_database(own_server.url)
+    TrainingSession(config(2), db=url).run()
+    with (
+        TelemetryStore.open(url, write=False) as source,
+        TelemetryStore.open(str(tmp_path / "dst.db"), write=True) as target,
+    ):
+        plan = plan_into(target, runs_to_copy(source, None), source.label)
+        try:  # the server stops after the first batch of agent rows: both transactions are open then
+            with pytest.raises(TelemetryError) as refused:
+                copy_runs(source, target, plan, on_rows=lambda n: own_server.stop())
+        finally:
+            own_server.start()
+    assert str(refused.value).startswith(f"cannot use database {source.label} ("), str(refused.value)
+    assert target.label not in str(refused.value)

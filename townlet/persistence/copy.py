@@ -103,19 +103,30 @@ def copy_runs(
     report = CopyReport()
     for run in plan.todo:
         with src.transaction() as source, dst.transaction() as target:
-            report.copied[run] = _copy_run(source, target, run, on_rows, report)
+            report.copied[run] = _copy_run(source, target, run, on_rows, report, src)
     return report
 
 
 def _copy_run(
-    source: Connection, target: Connection, run: int, on_rows: Callable[[int], object], report: CopyReport
+    source: Connection,
+    target: Connection,
+    run: int,
+    on_rows: Callable[[int], object],
+    report: CopyReport,
+    src: TelemetryStore,
 ) -> int:
-    row = source.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one()
+    """Every read of ``source`` is ``src.blamed()``: it runs inside the destination's transaction, whose
+    handler would otherwise name the destination for a source outage."""
+    with src.blamed():
+        row = source.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one()
+        episodes = (
+            source.execute(select(EPISODES).where(EPISODES.c.run_id == run).order_by(EPISODES.c.episode))
+            .mappings()
+            .all()
+        )
     new_run = target.execute(insert(RUNS).returning(RUNS.c.id), _moved(row)).scalar_one()
     episode_pk: dict[int, int] = {}
-    for episode in source.execute(
-        select(EPISODES).where(EPISODES.c.run_id == run).order_by(EPISODES.c.episode)
-    ).mappings():
+    for episode in episodes:
         moved = _moved(episode, run_id=new_run)
         episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), moved).scalar_one()
     agents = (
@@ -124,12 +135,20 @@ def _copy_run(
         .where(EPISODES.c.run_id == run)
         .order_by(EPISODES.c.episode, AGENTS.c.agent_idx)
     )
-    result = source.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(agents).mappings()
-    for batch in result.partitions(BATCH_ROWS):
+    with src.blamed():
+        result = source.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(agents).mappings()
+        batches = iter(result.partitions(BATCH_ROWS))
+    while True:
+        with src.blamed():
+            batch = next(batches, None)
+        if batch is None:
+            break
         target.execute(insert(AGENTS), [dict(r) | {"episode_pk": episode_pk[r["episode_pk"]]} for r in batch])
         report.agent_rows += len(batch)
         on_rows(len(batch))
-    for checkpoint in source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings():
+    with src.blamed():
+        checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
+    for checkpoint in checkpoints:
         target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
     return new_run
 

@@ -6,6 +6,7 @@ queue on the busy timeout instead of failing on a lock upgrade, and DDL is trans
 the file with ``mode=ro``: it never creates or changes it.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,9 @@ def make_engine(url: URL, *, read_only: bool) -> Engine:
     connect_args: dict[str, Any] = {}
     if read_only and url.get_backend_name() == "postgresql":
         connect_args["options"] = "-c default_transaction_read_only=on"
+    # psycopg logs a WARNING ("error ignored terminating <psycopg.Pipeline [BAD]>") for the secondary error of
+    # a pipeline whose connection died; the primary error is raised and reported in one line: not a second one.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
         return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except Exception as exc:  # a missing driver, a malformed URL: name the URL and the reason, once

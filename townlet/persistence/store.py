@@ -225,6 +225,15 @@ class TelemetryStore:
         except DBAPIError as exc:
             raise _explain(exc, self.label) from exc
 
+    @contextmanager
+    def blamed(self) -> Iterator[None]:
+        """Driver errors raised inside become this database's one-line errors, even inside another store's
+        transaction (``db copy`` reads the source inside the destination's: a source outage names the source)."""
+        try:
+            yield
+        except DBAPIError as exc:
+            raise _explain(exc, self.label) from exc
+
     # -- runs -----------------------------------------------------------------------------------
 
     def create_run(

@@ -190,7 +190,9 @@ def _progress(
 
     from townlet_cli.console import make_console
 
-    with Progress(console=make_console(stderr=True), transient=False) as progress:
+    # Transient: a failed export leaves only its one error line (a finished one says what it wrote after).
+    console = make_console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("export rows", total=total)
         for version, agents in batches:
             yield version, agents

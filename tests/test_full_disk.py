@@ -134,3 +134,21 @@ def test_output_redirected_onto_a_full_disk_is_one_line_exit_2(wide, args):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: cannot write standard output (No space left on device)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_out_onto_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, wide, fmt):
+    seen = on_a_small_disk(
+        tmp_path,
+        "16k",
+        f"""
+        proc = townlet("export", "--db", {str(wide)!r}, "--format", {fmt!r}, "--out", os.path.join(disk, "o.{fmt}"))
+        out, err = proc.communicate(timeout=120)
+        print(json.dumps({{"rc": proc.returncode, "out": out, "err": err, "left": os.listdir(disk)}}))
+        """,
+    )
+    err = seen["err"]
+    assert seen["rc"] == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "No space left on device" in err, err
+    assert seen["left"] == []  # the partial file is removed; nothing half-written at --out

@@ -109,6 +109,9 @@ class SlowStore:
     def require_same_file(self) -> None:
         pass
 
+    def bound_wal(self) -> bool:
+        return False
+
     def write_episode(self, run, episode, agents, checkpoint=None, keep_checkpoints=1, busy_timeout_ms=None, **_):
         time.sleep(self.delay)
         if episode.episode == self.fail_at:

@@ -38,6 +38,10 @@ from townlet.persistence.run_liveness import run_is_trained
 from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
 LOG = logging.getLogger("townlet")
+#: A SQLite writer truncates its ``-wal`` once it passes this size (``TelemetryStore.bound_wal``).
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+#: How long that checkpoint waits for readers of older snapshots to finish.
+WAL_CHECKPOINT_WAIT_MS = 2000
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
 CHECKPOINT_COLUMNS = ("episode", "format_version", "device", "blob", "size_bytes")
@@ -149,6 +153,40 @@ class TelemetryStore:
         finally:
             raw.close()
         self._in_wal = True
+
+    def bound_wal(self, busy_timeout_ms: int = WAL_CHECKPOINT_WAIT_MS) -> bool:
+        """Keep a SQLite file's ``-wal`` bounded while readers come and go: once it passes
+        ``WAL_TRUNCATE_BYTES``, checkpoint it and truncate it to zero (``PRAGMA wal_checkpoint(TRUNCATE)``).
+
+        SQLite's own automatic checkpoints copy pages back but cannot restart the log while any reader holds
+        an older snapshot, so under back-to-back dashboard reads the file grew without bound. TRUNCATE waits
+        (up to ``busy_timeout_ms``) for the readers of older snapshots to finish; new readers read the newest
+        snapshot and do not hold it up. Returns whether it truncated; a checkpoint still busy after the wait
+        is tried again after the next episode. Called by the background writer after each committed episode
+        (one ``stat`` when the log is small). No-op for a file this store did not put in WAL mode.
+        """
+        if not self._in_wal:
+            return False
+        try:
+            size = os.stat(f"{self.url.database}-wal").st_size
+        except FileNotFoundError:
+            return False
+        if size < WAL_TRUNCATE_BYTES:
+            return False
+        sql = "PRAGMA wal_checkpoint(TRUNCATE)"
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            driver.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            try:
+                busy, _, _ = driver.execute(sql).fetchone()
+            finally:
+                driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:  # a full disk, an I/O error: a fault like any failed write
+            raise _explain(DBAPIError.instance(sql, None, exc, sqlite3.Error), self.label) from exc
+        finally:
+            raw.close()
+        return busy == 0
 
     @classmethod
     def open_unchecked(cls, db: str, *, write: bool) -> "TelemetryStore":

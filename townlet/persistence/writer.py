@@ -224,6 +224,7 @@ class BackgroundWriter:
                         busy_timeout_ms=ATTEMPT_BUSY_MS,
                         guard=self.guard,
                     )
+                self.store.bound_wal()  # a dashboard reading beside the trainer never lets the -wal grow unbounded
                 self.fault = None
                 return True
             except DatabaseRetryable as exc:

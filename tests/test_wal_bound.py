@@ -23,7 +23,7 @@ from townlet.persistence.store import WAL_TRUNCATE_BYTES
 #: What the docs promise: the truncate threshold plus what the writer adds before its next check (one
 #: episode and its checkpoint, a few MB at 512 agents) and the wait for the readers; twice the threshold.
 BOUND = 2 * WAL_TRUNCATE_BYTES
-READ_FOR_S = 45
+READ_FOR_S = 30
 
 
 def _episodes_written(db: Path) -> int:

@@ -39,7 +39,7 @@ from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
 LOG = logging.getLogger("townlet")
 #: A SQLite writer truncates its ``-wal`` once it passes this size (``TelemetryStore.bound_wal``).
-WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
 #: How long that checkpoint waits for readers of older snapshots to finish.
 WAL_CHECKPOINT_WAIT_MS = 2000
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__

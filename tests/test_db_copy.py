@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, fixture_copy, townlet
@@ -117,3 +118,20 @@ def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fi
     refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0003", f"--db {old}")
     refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
     assert not (tmp_path / "new.db").exists()  # refused before the destination was created
+
+
+def test_a_run_being_trained_is_refused_and_dst_is_not_created(db_url, tmp_path):
+    """A trainer holds the run's lock (SQLite or PostgreSQL alike): a copy would be a snapshot of a moving run."""
+    from tests.resume_reference import config
+    from townlet.persistence.run_lock import RunLock
+    from townlet.persistence.store import TelemetryStore
+    from townlet.training.session import TrainingSession
+
+    TrainingSession(config(1), db=db_url).run()
+    with TelemetryStore.open(db_url, write=True) as store, store.transaction() as connection:
+        connection.execute(text("UPDATE runs SET status = 'running'"))
+    dst = tmp_path / "dst.db"
+    with TelemetryStore.open(db_url, write=False) as store, RunLock(store.url, 1, store.label):
+        refused(townlet("db", "copy", db_url, str(dst)), "run 1 in", "is being trained now: copy it once it has")
+    assert not dst.exists()
+    ok("db", "copy", db_url, str(dst))  # once nobody trains it (it is then stale), it copies

@@ -90,3 +90,25 @@ def test_a_later_export_removes_what_a_killed_one_left_and_says_so(db, tmp_path)
     assert not leftover.exists() and alive.exists()
     assert out.read_text().count("\n") == 1 + 3 * 4
     alive.unlink()
+
+
+@pytest.mark.parametrize("batch", [7, 64])
+def test_parquet_is_written_one_zstd_row_group_per_batch(db, tmp_path, batch):
+    """What keeps a Parquet export's memory flat whatever the run's size: each batch the reader streams goes
+    out as its own compressed row group, never gathered into one table first."""
+    import pyarrow.parquet as pq
+
+    from townlet.persistence.reader import TelemetryReader
+    from townlet.telemetry.columnar import write_parquet
+
+    out = tmp_path / "run.parquet"
+    with TelemetryReader(str(db)) as reader, out.open("wb") as handle:
+        run = reader.run(None)
+        write_parquet(run.id, reader.agent_payloads(run, batch=batch), handle)
+        rows = run.episodes * run.num_agents
+    metadata = pq.ParquetFile(out).metadata
+    assert metadata.num_rows == rows
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert sizes == [batch] * (rows // batch) + ([rows % batch] if rows % batch else [])
+    codecs = {metadata.row_group(i).column(j).compression for i in range(len(sizes)) for j in range(3)}
+    assert codecs == {"ZSTD"}

@@ -155,3 +155,17 @@ def test_bad_values_in_the_registrys_tensors_are_named_even_when_the_snapshot_ca
 )
 def test_facts_admit_a_column_only_when_they_prove_every_value(facts, admitted):
     assert CURRENT_DTO.RULES["meter_energy"].admits(facts) is admitted
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf], ids=["inf", "-inf"])
+@pytest.mark.parametrize("field", ["episode_reward", "baseline_survival_steps"])
+def test_an_infinity_in_an_unbounded_float_column_of_the_registry_is_refused_naming_the_field(field, value):
+    """Those columns have no range to fall outside: only the facts' finiteness check keeps an Infinity (which
+    would reach the envelope as ``null``) from passing on the facts alone."""
+    registry = finished_registry(4)
+    tensor = registry._episode_reward if field == "episode_reward" else registry._baseline
+    tensor[3] = value
+    snapshot = registry.snapshot()
+    assert snapshot.facts[field].high == value or snapshot.facts[field].low == value  # the facts carry it
+    with pytest.raises(TelemetryLeakError, match=rf"agents\[3\]\.{field}: non-finite float {value}"):
+        build_agent_columns(snapshot, episode=1)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, fixture_copy, wait_for
 from tests.resume_reference import AGENTS, config, telemetry
+from townlet.config import with_overrides
 from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.run_lock import RunLock
@@ -236,3 +237,41 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_when_resumed(tmp_path)
     assert result.exit_code == 0, result.output
     said = " ".join(result.stdout.split())
     assert "run 1 has no learner checkpoint (its process died before the first one was stored)" in said
+
+
+def test_resume_restores_the_curriculum_window_through_a_stage_change(tmp_path):
+    """The checkpoint after episode 17 falls inside the window that advances the stage after episode 19: a
+    resume that lost the window (or the stage) would advance later, or never, and store other telemetry."""
+
+    def advancing(episodes: int):
+        return with_overrides(config(episodes), "curriculum", advance_threshold=0.55)
+
+    straight_db, split_db = str(tmp_path / "straight.db"), str(tmp_path / "split.db")
+    reference = TrainingSession(advancing(24), db=straight_db).run()
+    changes = [r.episode for r in reference.reports if r.stage_change is not None]
+    assert changes and 17 < changes[0] < 24  # the stage changes after the checkpoint, inside the resumed part
+    TrainingSession(advancing(17), db=split_db).run()
+    TrainingSession(advancing(7), db=split_db, resume=1).run()
+    assert telemetry(split_db) == telemetry(straight_db)
+    assert {row[2] for row in telemetry(split_db) if row[0] > changes[0]} == {2}
+
+
+def test_a_stale_runs_end_is_its_last_episodes_end_as_listed_and_as_stored(db_url):
+    TrainingSession(config(3), db=db_url).run()
+    with TelemetryStore.open(db_url, write=True) as store, store.transaction() as connection:
+        # as if killed -9 mid-run: still running, no end, nobody holding its lock
+        connection.execute(text("UPDATE runs SET status = 'running', ended_at = NULL"))
+        last_end = connection.execute(text("SELECT max(finished_at) FROM episodes")).scalar_one()
+        started = connection.execute(text("SELECT started_at FROM runs")).scalar_one()
+    with TelemetryReader(db_url) as reader:
+        listed = reader.run(1)
+        shown_last = reader.runs()[0]
+    assert listed.status == "stale" and shown_last.ended_at == listed.ended_at
+    with TelemetryStore.open(db_url, write=True) as store:
+        assert store.mark_stale_runs() == [1]
+    with TelemetryReader(db_url) as reader:
+        stored = reader.run(1)
+    assert stored.status == "stale" and stored.ended_at == listed.ended_at  # listed before = stored after
+    with TelemetryStore.open(db_url, write=False) as store, store.transaction() as connection:
+        ended = connection.execute(text("SELECT ended_at FROM runs")).scalar_one()
+    assert str(ended) == str(last_end) != str(started)

@@ -2,10 +2,12 @@
 against real ``serve`` and ``train --live`` processes. Screenshots of each page go to $TOWNLET_TEST_ARTIFACTS
 (or a temp folder): never into the checkout."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -279,6 +281,38 @@ def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser
     resumed.send_signal(signal.SIGINT)
     resumed.communicate(timeout=60)
     assert not [e for e in console_errors(browser) if "ws://" not in e["message"]]  # the lost socket may log
+
+
+def test_the_live_page_never_shows_an_episode_twice_when_a_resume_trains_episodes_again(browser, tmp_path, processes):
+    """A run killed after its checkpoint: the resume trains episodes 5-6 again and streams them; the page,
+    which already shows them, must not append them a second time (its count stays equal to its last)."""
+    db, live_port = tmp_path / "live.db", free_port()
+    settings = tmp_path / "often.toml"
+    settings.write_text("[training]\ncheckpoint_every = 4\n")
+    args = ["--episodes", "6", "--agents", "4", "--device", "cpu", "--db", str(db), "--config", str(settings)]
+    first = runner.invoke(cli, ["train", *args])
+    assert first.exit_code == 0, first.output
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("DELETE FROM checkpoints WHERE episode = 6")  # as if killed after episode 6
+    base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
+    open_page(browser, f"{base}/runs/1", "#episode-count")
+    assert browser.find_element(By.ID, "episode-count").text == "6 episodes shown, the last 6"
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--device", "cpu",
+         "--db", str(db), "--resume", "1", "--live", f"127.0.0.1:{live_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(resumed)
+
+    def shown() -> tuple[int, int]:
+        words = browser.find_element(By.ID, "episode-count").text.split()  # "N episodes shown, the last E"
+        return int(words[0]), int(words[-1])
+
+    WebDriverWait(browser, 90).until(lambda d: shown()[1] >= 9)  # episodes 5 and 6 again, then 7, 8, 9 ...
+    count, last = shown()
+    assert count == last, f"{count} episodes shown up to episode {last}: some were shown twice"
+    resumed.send_signal(signal.SIGINT)
+    resumed.communicate(timeout=60)
 
 
 def test_an_unknown_schema_version_on_the_live_stream_shows_a_banner(browser, demo, processes):

@@ -319,12 +319,13 @@ class TelemetryReader:
     def _run_summary(self, row: Sequence[Any]) -> RunSummary:
         """A runs row as listed; a ``running`` run whose lock nobody holds is ``stale`` (its process died)."""
         summary = RunSummary(*row)
-        status = summary.status
+        status, ended = summary.status, summary.ended_at
         if status == "running" and not self._rows.run_is_trained(summary.id):
+            # Ended when its last episode did (as ``mark_stale_runs`` will store it), or at its start.
             status = "stale"
-        return summary._replace(
-            started_at=timestamp(summary.started_at), ended_at=timestamp(summary.ended_at), status=status
-        )
+            last = self._rows.all("SELECT max(finished_at) FROM episodes WHERE run_id = :run", {"run": summary.id})
+            ended = last[1][0][0] or summary.started_at
+        return summary._replace(started_at=timestamp(summary.started_at), ended_at=timestamp(ended), status=status)
 
     # -- episodes -------------------------------------------------------------------------------
 

@@ -186,6 +186,25 @@ function appendEpisode(s, e) {
   s.rmax.push(e.reward_max); s.epsilon.push(e.epsilon_mean); s.stage.push(e.curriculum_stage);
 }
 
+// Add the episodes the series does not show yet, keeping episode order; never one twice (the stream, a catch-up
+// after a reconnect and a resume that trains episodes again can all bring the same episode). True if any was new.
+function addEpisodes(s, episodes) {
+  const fresh = episodes.filter((e) => !s.episode.includes(e.episode));
+  if (!fresh.length) return false;
+  const all = s.episode.map((episode, i) => ({ episode, survival_mean: s.mean[i], survival_min: s.min[i], survival_max: s.max[i],
+    baseline_mean: s.baseline[i], reward_mean: s.reward[i], reward_min: s.rmin[i], reward_max: s.rmax[i],
+    epsilon_mean: s.epsilon[i], curriculum_stage: s.stage[i] })).concat(fresh).sort((a, b) => a.episode - b.episode);
+  for (const key of Object.keys(s)) s[key].length = 0;
+  for (const e of all) appendEpisode(s, e);
+  return true;
+}
+
+// After a (re)connect: what was stored while the page was not listening, from the database.
+async function catchUp(page) {
+  const stored = await api(`/api/runs/${page.runId}/episodes`).catch(() => null);
+  if (stored && current === page && addEpisodes(page.s, stored)) page.redraw();
+}
+
 // An episode envelope (from the live stream) -> the same aggregates `episodes --json` has.
 function aggregate(envelope) {
   const agents = envelope.agents;
@@ -384,10 +403,9 @@ function follow(url) {
       if (message.kind === "hello") {
         liveRun = message;
         status(`live: run ${message.run ?? message.run_id} (connected)`, "connected");
+        if (current && current.uuid === message.run_id) catchUp(current);  // episodes stored while disconnected
       } else if (message.kind === "episode_snapshot" && current && current.uuid === message.run_id) {
-        if (current.s.episode.includes(message.episode)) return;  // already stored and shown
-        appendEpisode(current.s, aggregate(message));
-        current.redraw();
+        if (addEpisodes(current.s, [aggregate(message)])) current.redraw();
       }
     };
     socket.onclose = () => {

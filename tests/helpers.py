@@ -101,3 +101,23 @@ def townlet(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         [sys.executable, "-m", "townlet_cli", *args],
         capture_output=True, text=True, timeout=300, check=False, cwd=cwd, env=env,
     )  # fmt: skip
+
+
+def trained(path: Path, *, episodes: int, agents: int) -> Path:
+    """A database at ``path`` holding one finished run, trained by ``townlet-telemetry train`` (in-process)."""
+    from typer.testing import CliRunner
+
+    from townlet_cli.app import app
+
+    args = ["train", "--episodes", str(episodes), "--agents", str(agents), "--device", "cpu", "--db", str(path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def serve(db: Path | str, port: int, *extra: str) -> subprocess.Popen:
+    """``townlet-telemetry serve`` on ``db`` at 127.0.0.1:``port`` as a real process, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import trained
 from townlet.persistence.errors import FAULT_WORDS, DatabaseRetryable
-from townlet_cli.app import app
 
 runner = CliRunner()
 
@@ -95,10 +95,7 @@ def test_ctrl_c_of_a_trainer_waiting_on_a_full_disk_is_one_line_and_keeps_what_c
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("wide") / "src.db"
-    result = runner.invoke(app, ["train", "--episodes", "12", "--agents", "512", "--device", "cpu", "--db", str(db)])
-    assert result.exit_code == 0, result.output
-    return db
+    return trained(tmp_path_factory.mktemp("wide") / "src.db", episodes=12, agents=512)
 
 
 @pytest.mark.slow

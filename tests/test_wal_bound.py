@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Lines, free_port, wait_for
+from tests.helpers import Lines, free_port, serve, wait_for
 from townlet.persistence.store import WAL_TRUNCATE_BYTES
 
 #: What the docs promise: the truncate threshold plus what the writer adds before its next check (one
@@ -50,10 +50,7 @@ def test_the_wal_stays_under_its_bound_while_the_dashboard_reads_beside_a_traine
     trainer_out = Lines(trainer)
     wait_for(lambda: _episodes_written(db) >= 2, "the trainer writing")
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    server = serve(db, port)
     processes.append(server)
     answered: list[int] = []
     stop = threading.Event()

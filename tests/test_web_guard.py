@@ -8,35 +8,27 @@ import http.client
 import resource
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, serve, trained, wait_for
 from townlet.web.guard import HEADER_TIMEOUT_S, MAX_CONNECTIONS, allowed_hosts, host_name
-from townlet_cli.app import app
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("guard") / "t.db"
-    result = runner.invoke(app, ["train", "--episodes", "2", "--agents", "2", "--device", "cpu", "--db", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
+    return trained(tmp_path_factory.mktemp("guard") / "t.db", episodes=2, agents=2)
 
 
 @contextlib.contextmanager
 def serving(db, *args: str) -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = serve(db, port, *args)
     try:
         wait_for(lambda: status(port, "127.0.0.1") == 200, "the dashboard answering", timeout=60)
         yield port, proc
@@ -133,10 +125,7 @@ def test_a_connection_flood_beyond_the_cap_evicts_the_oldest_waiting_ones_and_a_
 @pytest.mark.slow
 def test_a_failing_accept_in_a_flood_logs_one_line_per_ten_seconds(db, processes):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = serve(db, port)
     processes.append(proc)
     wait_for(lambda: status(port, "127.0.0.1") == 200, "the dashboard answering", timeout=60)
     soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)

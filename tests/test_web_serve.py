@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import free_port, v1_copy, wait_for
+from tests.helpers import free_port, serve, trained, v1_copy, wait_for
 from townlet.persistence.revisions import VERSION_TABLE
 from townlet_cli.app import app
 
@@ -31,10 +31,7 @@ def refused(args: list[str], *fragments: str) -> None:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "t.db"
-    result = runner.invoke(app, ["train", "--episodes", "2", "--agents", "2", "--device", "cpu", "--db", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
+    return trained(tmp_path_factory.mktemp("serve") / "t.db", episodes=2, agents=2)
 
 
 def test_a_missing_database_is_refused_and_not_created(tmp_path):
@@ -106,10 +103,7 @@ def test_a_newer_database_is_refused_naming_the_upgrade_of_townlet(db, tmp_path)
 @pytest.fixture(scope="module")
 def wide_db(tmp_path_factory):
     """Enough agent rows that a run-wide answer takes a while: requests are in flight when the signal comes."""
-    path = tmp_path_factory.mktemp("serve-wide") / "t.db"
-    result = runner.invoke(app, ["train", "--episodes", "6", "--agents", "512", "--device", "cpu", "--db", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
+    return trained(tmp_path_factory.mktemp("serve-wide") / "t.db", episodes=6, agents=512)
 
 
 @pytest.mark.slow
@@ -120,10 +114,7 @@ def wide_db(tmp_path_factory):
 )
 def test_a_stop_signal_with_requests_in_flight_answers_them_and_logs_no_traceback(wide_db, processes, signum, said):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "serve", "--db", str(wide_db), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = serve(wide_db, port)
     processes.append(proc)
     statuses: list[int] = []
     stop = threading.Event()

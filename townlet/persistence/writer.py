@@ -79,7 +79,7 @@ class BackgroundWriter:
         self.blocked_count = 0
         self.retries = 0
         self.fault: str | None = None  # the retryable fault being waited out; None while writes succeed
-        self.fault_state = "busy"  # "busy", "unavailable" or "full": what the last fault said (FAULT_WORDS)
+        self.fault_state = "busy"  # what the last fault said: a FAULT_WORDS key (busy, unavailable, full, failing)
         self.unwritten: list[int] = []  # episodes given up (Ctrl-C) or drained after a fatal error
         self._thread = threading.Thread(target=self._work, name="townlet-writer", daemon=True)
         self._thread.start()

@@ -52,7 +52,7 @@ class SessionResult:
     unwritten: list[int] = field(default_factory=list)  # trained, and certainly not committed
     in_flight: int | None = None  # trained, its write still running when the writer gave up: maybe committed
     checkpoint_stored: bool = False  # the session's last checkpoint committed with its episode
-    database_state: str = "busy"  # what the last fault said: "busy", "unavailable" or "full" (FAULT_WORDS)
+    database_state: str = "busy"  # what the last fault said: a FAULT_WORDS key (busy, unavailable, full, failing)
     status_saved: bool = True
     writer_blocked_s: float = 0.0
     live_published: int = 0

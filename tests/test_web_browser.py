@@ -69,6 +69,16 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def own_console(browser) -> Iterator[None]:
+    """Each test reads only its own pages' console: the browser is shared by the module, and a page left
+    following a live stream goes on logging its reconnect attempts until it is navigated away."""
+    browser.get("about:blank")
+    browser.get_log("browser")
+    yield
+    browser.get("about:blank")
+
+
 def _serve(db: Path | str, processes: list, *extra: str) -> str:
     """A real ``serve`` process on a free port; its base URL once it answers."""
     port = free_port()

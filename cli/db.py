@@ -236,7 +236,7 @@ def check(db: DbOption = DEFAULT) -> None:
     """
     from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
     from townlet.persistence.store import TelemetryStore
-    from townlet.training.checkpoint_seal import CheckpointDamaged, unseal
+    from townlet.training.checkpoint_seal import CheckpointDamaged, describe, verify
 
     console = make_console()
     problems = 0
@@ -249,11 +249,11 @@ def check(db: DbOption = DEFAULT) -> None:
         for run, checkpoint in store.checkpoints():
             checked += 1
             try:
-                unseal(checkpoint.blob, format_version=checkpoint.format_version, size_bytes=checkpoint.size_bytes)
+                verify(checkpoint)
             except CheckpointDamaged as exc:
                 problems += 1
                 console.print(
-                    f"damaged checkpoint: run {run}'s checkpoint after episode {checkpoint.episode} ({exc}): "
+                    f"damaged checkpoint: {describe(checkpoint, run)} ({exc}): "
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )

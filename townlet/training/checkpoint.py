@@ -16,7 +16,7 @@ import torch
 
 from townlet.errors import TelemetryError
 from townlet.persistence.store import StoredCheckpoint
-from townlet.training.checkpoint_seal import CheckpointDamaged, seal, unseal
+from townlet.training.checkpoint_seal import CheckpointDamaged, describe, seal, verify
 from townlet.training.loop import Trainer
 
 #: The layout of a checkpoint's bytes and of the dict inside them; bump it when either changes.
@@ -37,10 +37,6 @@ def capture(trainer: Trainer, episode: int) -> StoredCheckpoint:
     return StoredCheckpoint(episode, CHECKPOINT_FORMAT, trainer.device.type, blob, len(blob))
 
 
-def describe(checkpoint: StoredCheckpoint, run: int) -> str:
-    return f"run {run}'s checkpoint after episode {checkpoint.episode}"
-
-
 def require_loadable(checkpoint: StoredCheckpoint, run: int, device: torch.device, *, device_given: bool) -> None:
     """Refuse, in one line, a checkpoint of an unknown format, or of another device type unless --device chose."""
     where = describe(checkpoint, run)
@@ -57,18 +53,13 @@ def require_loadable(checkpoint: StoredCheckpoint, run: int, device: torch.devic
         )
 
 
-def verify_bytes(checkpoint: StoredCheckpoint) -> bytes:
-    """The checkpoint's ``torch.save`` payload after its integrity check (``CheckpointDamaged`` otherwise)."""
-    return unseal(checkpoint.blob, format_version=checkpoint.format_version, size_bytes=checkpoint.size_bytes)
-
-
 def restore(trainer: Trainer, checkpoint: StoredCheckpoint) -> None:
     """Load a checkpoint (already checked by ``require_loadable``) into a trainer built from the run's config.
 
     Raises ``CheckpointDamaged`` (reason only) before the trainer is touched when the bytes fail their check,
     do not load as tensors and plain values, or hold a state of another structure than this trainer's.
     """
-    payload = verify_bytes(checkpoint)
+    payload = verify(checkpoint)
     try:
         state = torch.load(io.BytesIO(payload), map_location=trainer.device, weights_only=True)
     except Exception as exc:  # any unpickling failure: the bytes are not a checkpoint townlet can trust

@@ -11,6 +11,7 @@ import io
 import zipfile
 
 from townlet.errors import TelemetryError
+from townlet.persistence.store import StoredCheckpoint
 
 #: What the sealed bytes of a format 2 checkpoint start with.
 MAGIC = b"townlet-checkpoint\x00"
@@ -43,6 +44,16 @@ def unseal(blob: bytes, *, format_version: int, size_bytes: int) -> bytes:
     if hashlib.sha256(payload).digest() != blob[len(MAGIC) : head]:
         raise CheckpointDamaged("its sha256 digest does not match its bytes")
     return payload
+
+
+def verify(checkpoint: StoredCheckpoint) -> bytes:
+    """A stored checkpoint's ``torch.save`` payload after its integrity check (``CheckpointDamaged`` otherwise)."""
+    return unseal(checkpoint.blob, format_version=checkpoint.format_version, size_bytes=checkpoint.size_bytes)
+
+
+def describe(checkpoint: StoredCheckpoint, run: int) -> str:
+    """``run 1's checkpoint after episode 20``: how messages name a checkpoint."""
+    return f"run {run}'s checkpoint after episode {checkpoint.episode}"
 
 
 def _require_intact_zip(blob: bytes) -> None:

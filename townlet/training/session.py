@@ -29,9 +29,9 @@ from townlet.telemetry.broadcast import Broadcaster
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
 from townlet.telemetry.stream import EpisodePublisher
-from townlet.training.checkpoint import CheckpointRefused, capture, require_loadable, restore, verify_bytes
-from townlet.training.checkpoint import describe as describe_checkpoint
-from townlet.training.checkpoint_seal import CheckpointDamaged
+from townlet.training.checkpoint import CheckpointRefused, capture, require_loadable, restore
+from townlet.training.checkpoint_seal import CheckpointDamaged, verify
+from townlet.training.checkpoint_seal import describe as describe_checkpoint
 from townlet.training.loop import EpisodeReport, Trainer
 
 
@@ -369,7 +369,7 @@ def _damaged(
         if older is None:
             continue
         try:
-            verify_bytes(older)
+            verify(older)
         except CheckpointDamaged:
             continue
         intact = episode

@@ -364,16 +364,15 @@ def _damaged(
     """The one-line refusal of a damaged checkpoint, naming both ways out; nothing has been changed."""
     newest = last[0] if last is not None else checkpoint.episode
     intact = None
-    for episode in sorted(store.checkpoint_sizes(run), reverse=True):
-        older = store.checkpoint(run, episode) if episode < checkpoint.episode else None
-        if older is None:
-            continue
+    for episode in sorted((e for e in store.checkpoint_sizes(run) if e < checkpoint.episode), reverse=True):
+        older = store.checkpoint(run, episode)
         try:
-            verify(older)
+            if older is not None:  # None: pruned meanwhile
+                verify(older)
+                intact = episode
+                break
         except CheckpointDamaged:
             continue
-        intact = episode
-        break
     ways = []
     if intact is not None:
         ways.append(

@@ -1,13 +1,14 @@
 # Two commands for a fresh clone:  `make demo` (the main job)  and  `make test` (the whole suite).
 # Both create .venv if absent and install townlet into it, torch==2.13.0 first (a local CPU wheel here),
-# so the torch range in pyproject.toml never pulls a multi-gigabyte CUDA build.
+# so the torch range in pyproject.toml never pulls a multi-gigabyte CUDA build. `make test` first installs what the
+# suite needs from the machine when it is missing (scripts/test-machine.sh: PostgreSQL, Chromium, chromedriver).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.townlet-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo machine test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +20,10 @@ demo: $(STAMP)
 	$(BIN)/townlet-telemetry train --episodes 30 --agents 8 --seed 0
 	@echo "Open the demo run in a browser: $(BIN)/townlet-telemetry serve   (then http://127.0.0.1:8000)"
 
-test: $(STAMP)
+machine:  # what the suite needs beyond python3 and make; installed when missing (root or sudo), else one line
+	sh scripts/test-machine.sh
+
+test: machine $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -n 2
 

@@ -42,7 +42,8 @@ class PostgresServer:
         self.url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}"
 
     def _pg_ctl(self, *args: str) -> None:
-        subprocess.run(["pg_ctl", "-D", str(self.data), *args], check=True, capture_output=True, **self.run_as)
+        pg_ctl = [str(server_binary("pg_ctl")), "-D", str(self.data)]
+        subprocess.run([*pg_ctl, *args], check=True, capture_output=True, **self.run_as)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
@@ -67,12 +68,21 @@ class PostgresServer:
         self.start()
 
 
+def server_binary(name: str) -> str | None:
+    """A PostgreSQL server binary: on PATH, else where Debian's packages put it (the newest version there)."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    debian = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    return str(debian[-1]) if debian else None
+
+
 @contextmanager
 def postgres_instance() -> Iterator[PostgresServer]:
     """A fresh server on 127.0.0.1, stopped and deleted afterwards."""
-    missing = [b for b in ("initdb", "pg_ctl", "postgres") if shutil.which(b) is None]
+    missing = [b for b in ("initdb", "pg_ctl", "postgres") if server_binary(b) is None]
     if missing:
-        pytest.fail(f"PostgreSQL server binaries not on PATH ({', '.join(missing)}): install postgresql-15")
+        pytest.fail(f"PostgreSQL server binaries not found ({', '.join(missing)}): run scripts/test-machine.sh")
     run_as = _as_server_user()
     root = Path(tempfile.mkdtemp(prefix="townlet-pg-"))
     root.chmod(0o755)
@@ -83,7 +93,8 @@ def postgres_instance() -> Iterator[PostgresServer]:
         shutil.chown(root, "postgres", "postgres")
     try:
         subprocess.run(
-            ["initdb", "-D", str(server.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+            [str(server_binary("initdb")), "-D", str(server.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+             "--no-sync"],
             check=True, capture_output=True, **run_as,
         )  # fmt: skip
         server.start()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import ClickException, UsageError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
@@ -62,6 +62,8 @@ class TownletGroup(TyperGroup):
         standalone = extra.pop("standalone_mode", True)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except NoArgsIsHelpError:
+            code = 0  # a bare `townlet-telemetry`, `audit` or `db`: its help is printed (on stdout), as --help
         except UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "townlet-telemetry"
             error_line(f"{exc.format_message()} (see `{where} --help`)")

@@ -22,8 +22,9 @@ from townlet.audit.reports import (
 from townlet.audit.visits import AFFORDANCES, AgentVisits
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import VISIT_FIELDS
+from townlet.wording import counted
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, INT64_MAX, AgentOption, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.options import DEFAULT, AgentOption, AtLeast, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import fmt, machine_format, write_csv, write_json
 
 app = typer.Typer(
@@ -65,7 +66,7 @@ def baselines(
     streak: Annotated[
         int,
         typer.Option(
-            "--streak", help="Episodes in a row far below baseline before it is flagged.", min=1, max=INT64_MAX
+            "--streak", help="Episodes in a row far below baseline before it is flagged.", click_type=AtLeast(1)
         ),
     ] = 5,
     as_json: JsonFlag = False,
@@ -129,7 +130,7 @@ def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) 
         else "a bar per episode"
     )
     table = Table(
-        title=f"baselines of run {run.id} in {label} ({run.episodes} episodes)",
+        title=f"baselines of run {run.id} in {label} ({counted(run.episodes, 'episode')})",
         caption=f"b baseline, s survival: {per}",
     )
     table.add_column("agent", justify="right", width=AGENT_W)
@@ -143,7 +144,7 @@ def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) 
         flags = ", ".join(sorted({f.flag for f in audit.flags})) or "none"
         table.add_row(
             str(audit.agent_idx),
-            f"{span}\n{len(audit.episodes)} episodes",
+            f"{span}\n{counted(len(audit.episodes), 'episode')}",
             f"b {audit.sparkline(width)}\ns {audit.survival_sparkline(width)}",
             changes,
             f"[red]{flags}[/]" if audit.flags else flags,
@@ -163,7 +164,7 @@ def rewards(
     db: DbOption = DEFAULT,
     run: RunOption = None,
     episode: Annotated[
-        int | None, typer.Option("--episode", "-e", help="Only this episode.", min=1, max=INT64_MAX)
+        int | None, typer.Option("--episode", "-e", help="Only this episode.", click_type=AtLeast(1))
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -194,7 +195,7 @@ def rewards(
         if len(mismatches) > SHOWN_FLAGS:
             console.print(f"... and {len(mismatches) - SHOWN_FLAGS} more (--json lists them all)")
         verdict = f"{len(mismatches)} mismatches" if mismatches else "every reward matches"
-        console.print(f"{scope} in {reader.label}: {checked} rewards checked, {verdict}")
+        console.print(f"{scope} in {reader.label}: {counted(checked, 'reward')} checked, {verdict}")
     if mismatches:
         raise typer.Exit(code=1)
 
@@ -241,22 +242,24 @@ def visits(
 def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missing: int) -> None:
     from rich.table import Table
 
-    counted = len(audits[0].episodes) if audits else 0
+    shown = len(audits[0].episodes) if audits else 0
     console = make_console()
     width = bars_that_fit(console.width, columns=1 + len(AFFORDANCES), text=AGENT_W, sparklines=len(AFFORDANCES))
     table = Table()
     table.add_column("agent", justify="right", width=AGENT_W)
     for name in AFFORDANCES:
-        table.add_column(name, no_wrap=True, min_width=min(width, counted))
+        table.add_column(name, no_wrap=True, min_width=min(width, shown))
     for audit in audits:
         cells = [f"{audit.sparkline(name, width)}\nmean {fmt(round(audit.mean(name), 2))}" for name in AFFORDANCES]
         table.add_row(str(audit.agent_idx), *cells)
     # Title and note as lines of their own, wrapped to the terminal: the table is as narrow as its bars.
     console.print(
-        f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted} episodes)",
+        f"affordance visits of run {run.id} in {label}: per episode, then the mean ({counted(shown, 'episode')})",
         soft_wrap=False,
         markup=False,
     )
     console.print(table)
     if missing:
-        console.print(f"{missing} episodes written under schema version 1 have no visit counts", soft_wrap=False)
+        console.print(
+            f"{counted(missing, 'episode')} written under schema version 1 have no visit counts", soft_wrap=False
+        )

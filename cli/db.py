@@ -9,6 +9,7 @@ from townlet.errors import TelemetryError
 from townlet.persistence import revisions
 from townlet.persistence.errors import DatabaseTooNew
 from townlet.persistence.revisions import describe_revision
+from townlet.wording import counted
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, DbOption
 
@@ -88,7 +89,7 @@ def upgrade(
     from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
     from townlet.persistence.store import TelemetryStore
 
-    console = make_console()
+    console = make_console(stderr=True)  # what changed is status: stdout stays empty
     target = _known_revision(to, "head")
     with TelemetryStore.open_unchecked(db, write=True) as store:
         with store.transaction() as connection:
@@ -113,16 +114,16 @@ class DowngradeNotConfirmed(TelemetryError):
 
 def describe_losses(losses: "list[Loss]") -> str:
     """``drops tables runs (3 rows), ...; drops columns a, b of t (values in 6 rows)``: one line."""
-    tables = [f"{loss.table} ({loss.rows} rows)" for loss in losses if loss.columns is None]
+    tables = [f"{loss.table} ({counted(loss.rows, 'row')})" for loss in losses if loss.columns is None]
     columns = [
-        f"columns {', '.join(loss.columns)} of {loss.table} (values in {loss.rows} rows)"
+        f"columns {', '.join(loss.columns)} of {loss.table} (values in {counted(loss.rows, 'row')})"
         for loss in losses
         if loss.columns is not None and loss.relabels is None
     ]
     relabels = [
         f"relabels {loss.table}.{loss.columns[0]} "
         + ", ".join(f"{new} as {old}" for new, old in loss.relabels.items())
-        + f" ({loss.rows} rows)"
+        + f" ({counted(loss.rows, 'row')})"
         for loss in losses
         if loss.columns is not None and loss.relabels is not None and loss.rows
     ]
@@ -172,7 +173,7 @@ def downgrade(
     from townlet.persistence import migrate  # SQLAlchemy and Alembic load only for the db commands
     from townlet.persistence.store import TelemetryStore
 
-    console = make_console()
+    console = make_console(stderr=True)  # what changed is status: stdout stays empty
     target = _known_revision(revision, "base")
     with TelemetryStore.open_unchecked(db, write=True) as store:
         with store.transaction() as connection:
@@ -261,12 +262,8 @@ def check(db: DbOption = DEFAULT) -> None:
         raise typer.Exit(code=1)
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
-        f"{_count(checked, 'checkpoint')} intact"
+        f"{counted(checked, 'checkpoint')} intact"
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command()
@@ -295,18 +292,18 @@ def copy(
     from townlet.persistence.copy import copy_runs, plan_into, runs_to_copy
     from townlet.persistence.store import TelemetryStore
 
-    console, errors = make_console(), make_console(stderr=True)
+    console = make_console(stderr=True)  # progress and what was copied are status: stdout stays empty
     with TelemetryStore.open(src, write=False) as source:
         listed = runs_to_copy(source, run)  # SRC's refusals before DST is even created
         with TelemetryStore.open(dst, write=True, wal=False) as target:
             plan = plan_into(target, listed, source.label, skip_existing=skip_existing)  # refusals before writes
             target.use_wal()  # only now: a refused copy leaves an existing DST byte-identical
             columns = (TextColumn("copy agent rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=errors, disable=not errors.is_terminal) as progress:
+            with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
                 task = progress.add_task("copy", total=plan.agent_rows)
                 report = copy_runs(source, target, plan, on_rows=lambda n: progress.advance(task, n))
     for old, new in report.copied.items():
         console.print(f"copied run {old} of {source.label} to run {new} of {target.label}")
     for old, new in plan.skipped.items():
         console.print(f"skipped run {old}: {target.label} already has it as run {new} (--skip-existing)")
-    console.print(f"{len(report.copied)} runs, {report.agent_rows} agent rows copied")
+    console.print(f"{counted(len(report.copied), 'run')}, {counted(report.agent_rows, 'agent row')} copied")

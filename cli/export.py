@@ -15,7 +15,8 @@ from townlet.errors import TelemetryError
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import ALL_FIELDS
 from townlet.telemetry.payloads import encode
-from townlet_cli.options import DEFAULT, DbOption, RunOption
+from townlet.wording import counted
+from townlet_cli.options import DEFAULT, AtLeast, DbOption
 
 #: Rows of older versions leave the newer columns empty, so one CSV header serves a run that spans an upgrade.
 CSV_HEADER = ("run", "schema_version", *ALL_FIELDS)
@@ -41,13 +42,22 @@ def export(
         ),
     ],
     db: DbOption = DEFAULT,
-    run: RunOption = None,
+    run: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--run",
+            "-r",
+            help="A run to export (repeat for more, in that order); default: the latest run.",
+            click_type=AtLeast(1),
+        ),
+    ] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="File to write; - for stdout.")] = "-",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Export every agent row of a run at full resolution, streamed in constant memory.
+    """Export every agent row of a run (or of several: --run 1 --run 2) at full resolution, streamed in
+    constant memory.
 
-    One row per agent per episode, in episode then agent order.
+    One row per agent per episode, in run, episode then agent order; the run column tells runs apart.
 
     Each row carries run, schema_version and every DTO field (CSV: floats written exactly as stored; JSON
     Lines: the envelope's encoding, sorted keys; Parquet: typed columns, int32/float64, death_cause
@@ -71,8 +81,8 @@ def export(
     if target is not None and target.exists() and not force:
         raise OutputExists(f"{target} exists: pass --force to overwrite it or choose another --out")
     with TelemetryReader(db) as reader:
-        chosen = reader.run(run)
-        total = chosen.episodes * chosen.num_agents
+        chosen = [reader.run(r) for r in dict.fromkeys(run)] if run else [reader.run(None)]
+        total = sum(r.episodes * r.num_agents for r in chosen)
         show_progress = target is not None or sys.stdout.isatty()
         if target is None:
             _write(reader, chosen, fmt, sys.stdout.buffer, total, show_progress)
@@ -88,7 +98,8 @@ def export(
             partial.unlink(missing_ok=True)
     for path in removed:
         typer.echo(f"removed {path}, left by an export that was killed", err=True)
-    typer.echo(f"wrote {total} rows of run {chosen.id} to {target}", err=True)
+    runs = ", ".join(str(r.id) for r in chosen)
+    typer.echo(f"wrote {counted(total, 'row')} of run{'s' if len(chosen) > 1 else ''} {runs} to {target}", err=True)
 
 
 class ParquetNeedsFile(TelemetryError):
@@ -148,24 +159,33 @@ def _writing(target: Path, partial: Path) -> Iterator[IO[bytes]]:
 
 
 def _write(
-    reader: TelemetryReader, run: RunSummary, fmt: ExportFormat, out: IO[bytes], total: int, progress: bool
+    reader: TelemetryReader, runs: list[RunSummary], fmt: ExportFormat, out: IO[bytes], total: int, progress: bool
 ) -> None:
-    batches = _progress(reader.agent_payloads(run), total) if progress else reader.agent_payloads(run)
+    batches = _batches(reader, runs)
+    if progress:
+        batches = _progress(batches, total)
     if fmt is ExportFormat.parquet:
         from townlet.telemetry.columnar import write_parquet
 
-        write_parquet(run.id, batches, out)
+        write_parquet(batches, out)
     elif fmt is ExportFormat.jsonl:
-        for version, agents in batches:
-            out.write(b"".join(encode({"run": run.id, "schema_version": version, **a}) + b"\n" for a in agents))
+        for run, version, agents in batches:
+            out.write(b"".join(encode({"run": run, "schema_version": version, **a}) + b"\n" for a in agents))
     else:
         text = _TextSink(out)
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_HEADER)
-        for version, agents in batches:
-            writer.writerows([run.id, version, *(a.get(f, "") for f in ALL_FIELDS)] for a in agents)
+        for run, version, agents in batches:
+            writer.writerows([run, version, *(a.get(f, "") for f in ALL_FIELDS)] for a in agents)
             text.flush()
     out.flush()
+
+
+def _batches(reader: TelemetryReader, runs: list[RunSummary]) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """``(run, schema_version, payloads)`` batches, run after run."""
+    for run in runs:
+        for version, agents in reader.agent_payloads(run):
+            yield run.id, version, agents
 
 
 class _TextSink:
@@ -184,8 +204,8 @@ class _TextSink:
 
 
 def _progress(
-    batches: Iterator[tuple[int, list[dict[str, Any]]]], total: int
-) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    batches: Iterator[tuple[int, int, list[dict[str, Any]]]], total: int
+) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
     from rich.progress import Progress
 
     from townlet_cli.console import make_console
@@ -194,6 +214,6 @@ def _progress(
     console = make_console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("export rows", total=total)
-        for version, agents in batches:
-            yield version, agents
+        for run, version, agents in batches:
+            yield run, version, agents
             progress.advance(task, len(agents))

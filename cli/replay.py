@@ -8,19 +8,19 @@ from townlet.persistence.reader import EpisodeAgents, TelemetryReader
 from townlet.telemetry.payloads import build_envelope
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, INT64_MAX, AgentOption, DbOption, RunOption
+from townlet_cli.options import DEFAULT, AgentOption, AtLeast, DbOption, RunOption
 from townlet_cli.output import write_json
 
 
 def replay(
-    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", min=1, max=INT64_MAX)],
+    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number to replay.", click_type=AtLeast(1))],
     db: DbOption = DEFAULT,
     run: RunOption = None,
     agent: AgentOption = None,
     max_rows: Annotated[
         int,
         typer.Option(
-            "--max-rows", help="Table rows to show at most (--json always has every agent).", min=1, max=INT64_MAX
+            "--max-rows", help="Table rows to show at most (--json always has every agent).", click_type=AtLeast(1)
         ),
     ] = 64,
     as_json: Annotated[

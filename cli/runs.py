@@ -4,14 +4,14 @@ from typing import Annotated
 
 import typer
 
-from townlet.audit.reports import episodes_report, runs_report
+from townlet.audit.reports import EPISODE_COLUMNS, episodes_report, runs_report
 from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
+from townlet.wording import counted
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, INT64_MAX, CsvFlag, DbOption, JsonFlag, RunOption
+from townlet_cli.options import DEFAULT, AtLeast, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import ConflictingOptions, fmt, machine_format, write_csv, write_json
 
 RUN_COLUMNS = ("id", "started_at", "status", "num_agents", "episodes", "schema_version", "device", "seed")
-EPISODE_FIELDS = EpisodeSummary._fields
 
 
 def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
@@ -38,11 +38,15 @@ def runs(db: DbOption = DEFAULT, as_json: JsonFlag = False) -> None:
 def episodes(
     db: DbOption = DEFAULT,
     run: RunOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Show at most N episodes.", min=1, max=INT64_MAX)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Show at most N episodes.", click_type=AtLeast(1))
+    ] = None,
     offset: Annotated[
-        int, typer.Option("--offset", help="Skip the first N episodes (with --limit).", min=0, max=INT64_MAX)
+        int, typer.Option("--offset", help="Skip the first N episodes (with --limit).", click_type=AtLeast(0))
     ] = 0,
-    last: Annotated[int | None, typer.Option("--last", help="Only the final N episodes.", min=1, max=INT64_MAX)] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", help="Only the final N episodes.", click_type=AtLeast(1))
+    ] = None,
     as_json: JsonFlag = False,
     as_csv: CsvFlag = False,
 ) -> None:
@@ -59,9 +63,9 @@ def episodes(
         chosen = reader.run(run)
         rows = reader.episodes(chosen, limit=limit, offset=offset, last=last)
     if output == "json":
-        write_json(episodes_report(rows))
+        write_json(episodes_report(chosen.id, rows))
     elif output == "csv":
-        write_csv(EPISODE_FIELDS, ([getattr(row, f) for f in EPISODE_FIELDS] for row in rows))
+        write_csv(EPISODE_COLUMNS, ([chosen.id, *row] for row in rows))
     else:
         _episodes_table(reader.label, chosen, rows)
 
@@ -69,7 +73,10 @@ def episodes(
 def _episodes_table(label: str, run: RunSummary, rows: list[EpisodeSummary]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"run {run.id} in {label}: {len(rows)} of {run.episodes} episodes, {run.num_agents} agents")
+    table = Table(
+        title=f"run {run.id} in {label}: {len(rows)} of {counted(run.episodes, 'episode')}, "
+        f"{counted(run.num_agents, 'agent')}"
+    )
     headers = ("episode", "steps", "stage", "seconds", "survival mean", "min", "max", "reward mean", "min", "max")
     for header in headers:
         table.add_column(header, justify="right")

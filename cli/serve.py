@@ -70,7 +70,7 @@ def serve(
         label = reader.label
     if live is not None:
         require_websocket_url(live, "--live")
-    console = make_console()
+    console = make_console(stderr=True)  # serve's lines are status; stdout stays empty
     warn_if_reachable(console, "--host", host, "dashboard", "run")
     sock = _bind(host, port)
     import uvicorn

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from townlet import defaults
+from townlet.wording import counted
 from townlet_cli.console import make_console
 from townlet_cli.network import warn_if_reachable
-from townlet_cli.options import DEFAULT, INT64_MAX, DbOption
+from townlet_cli.options import DEFAULT, AtLeast, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,7 +24,10 @@ def train(
     episodes: Annotated[
         int | None,
         typer.Option(
-            "--episodes", "-n", help=f"Episodes to train \\[config default: {defaults.EPISODES}].", min=1, max=INT64_MAX
+            "--episodes",
+            "-n",
+            help=f"Episodes to train \\[config default: {defaults.EPISODES}].",
+            click_type=AtLeast(1),
         ),
     ] = None,
     agents: Annotated[
@@ -32,8 +36,7 @@ def train(
             "--agents",
             "-a",
             help=f"Agents stepped together \\[config default: {defaults.AGENTS}].",
-            min=1,
-            max=INT64_MAX,
+            click_type=AtLeast(1),
         ),
     ] = None,
     seed: Annotated[
@@ -42,12 +45,18 @@ def train(
             "--seed",
             "-s",
             help=f"Random seed, same seed on CPU, same run \\[config default: {defaults.SEED}].",
-            min=0,
-            max=INT64_MAX,
+            click_type=AtLeast(0),
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", "-d", help=f"auto, cpu or cuda \\[config default: {defaults.DEVICE}].")
+        str | None,
+        typer.Option(
+            "--device",
+            "-d",
+            metavar="auto|cpu|cuda[:N]",
+            help=f"Where to train: auto (cuda when available), cpu, cuda or cuda:N "
+            f"\\[config default: {defaults.DEVICE}].",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -59,8 +68,7 @@ def train(
         typer.Option(
             "--resume",
             help="Continue run RUN (any stopped run) from its last learner checkpoint; see below.",
-            min=1,
-            max=INT64_MAX,
+            click_type=AtLeast(1),
         ),
     ] = None,
     from_checkpoint: Annotated[
@@ -69,8 +77,7 @@ def train(
             "--from-checkpoint",
             help="With --resume: continue from the checkpoint after this episode instead of the newest "
             "(the episodes after it are trained again).",
-            min=1,
-            max=INT64_MAX,
+            click_type=AtLeast(1),
         ),
     ] = None,
     fresh_learner: Annotated[
@@ -83,10 +90,25 @@ def train(
     ] = False,
     live: Annotated[
         str | None,
-        typer.Option("--live", help="Serve each episode's envelope on a websocket, e.g. 127.0.0.1:8765."),
+        typer.Option(
+            "--live", metavar="HOST:PORT", help="Serve each episode's envelope on a websocket, e.g. 127.0.0.1:8765."
+        ),
     ] = None,
+    log_every: Annotated[
+        int,
+        typer.Option(
+            "--log-every",
+            help="Where stderr is not a terminal (a log file, a batch job): one line every N episodes "
+            "(0: every episode up to 100, then about 100 lines per session).",
+            click_type=AtLeast(0),
+        ),
+    ] = 0,
 ) -> None:
     """Train the agents, showing episode, mean survival, baseline, epsilon and curriculum stage.
+
+    Everything train says goes to stderr (stdout stays empty): on a terminal a progress bar counting the
+    run's episodes; in a log (stderr not a terminal) one plain line every --log-every episodes with the same
+    fields, stage changes and database waits as they happen, then the summary.
 
     Flags override the \\[training] table of --config (the defaults shown are the built-in config's).
 
@@ -142,7 +164,7 @@ def train(
     from townlet.training.interrupt import StopAfterEpisode  # torch is imported only by commands that train
     from townlet.training.session import LearnerChoice, TrainingSession
 
-    console = make_console()
+    console = make_console(stderr=True)  # train's output is all status: stdout stays empty
     if live_address is not None:
         warn_if_reachable(console, "--live", live_address[0], "stream", "episode")
     session = TrainingSession(
@@ -159,84 +181,59 @@ def train(
     verb = f"resuming run {session.result.run} at episode {first}:" if resume is not None else "training"
     replaced = session.result.replaced
     count = (
-        f"{session.result.planned} episodes ({replaced} trained again, then {t.episodes} new)"
+        f"{counted(session.result.planned, 'episode')} ({replaced} trained again, then {t.episodes} new)"
         if replaced
-        else (f"{t.episodes} episodes")
+        else counted(t.episodes, "episode")
     )
     console.print(
-        f"{verb} {t.agents} agents for {count} on {session.trainer.device} "
+        f"{verb} {counted(t.agents, 'agent')} for {count} on {session.trainer.device} "
         f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
     for notice in session.result.notices:
         console.print(notice, style="yellow")
     with StopAfterEpisode() as stop:
-        result = _train_with_progress(session, stop, console)
+        result, pending_change = _train_with_progress(session, stop, console, log_every)
         # After SIGHUP the terminal may be gone: the summary is then lost, never the run's state (already saved).
         with contextlib.suppress(OSError):
             _print_summary(console, result, stop.name if stop.requested else None)
+            if pending_change is not None:
+                console.print(
+                    f"after this session's last episode the curriculum moved on: {pending_change}; "
+                    f"train --resume {result.run} trains there",
+                    markup=False,
+                    highlight=False,
+                )
             if stop.requested:
                 status = f"marked {result.status}" if result.status_saved else "status not saved"
                 unwritten = f", {len(result.unwritten)} not written" if result.unwritten else ""
-                written = f"{result.written} episodes written{unwritten}"
+                written = f"{counted(result.written, 'episode')} written{unwritten}"
                 typer.echo(f"interrupted by {stop.how}: run {result.run} {status}, {written}", err=True)
     if stop.requested:
         raise typer.Exit(code=stop.exit_code)
 
 
-def _train_with_progress(session: "TrainingSession", stop: "StopAfterEpisode", console: "Console") -> "SessionResult":
-    """Run the session under a progress bar; returns once training has ended and Ctrl-C is settled."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _train_with_progress(
+    session: "TrainingSession", stop: "StopAfterEpisode", console: "Console", log_every: int
+) -> "tuple[SessionResult, str | None]":
+    """Run the session under a progress display; returns once training has ended and Ctrl-C is settled, with
+    the stage change that takes effect after the session's last episode (for the summary), if any."""
+    from townlet_cli.train_progress import TrainProgress, log_interval
 
-    columns = (
-        TextColumn("[bold]episode"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("survival {task.fields[survival]:>6.1f}"),
-        TextColumn("baseline {task.fields[baseline]:>6.1f}"),
-        TextColumn("ε {task.fields[epsilon]:.3f}"),
-        TextColumn("stage {task.fields[stage]}"),
-        TimeElapsedColumn(),
-        TextColumn("[yellow]{task.fields[database]}"),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(
-            "train", total=session.result.planned, survival=0.0, baseline=0.0, epsilon=1.0, stage=1, database=""
-        )
+    planned = session.result.planned
+    every = log_interval(log_every, planned)
+    with TrainProgress(console, first=session.result.first_episode, planned=planned, every=every) as progress:
 
         def on_episode(report: "EpisodeReport") -> None:
-            if report.stage_change is not None:  # named by its first episode, as `audit baselines` names it
-                change = report.stage_change
-                progress.console.print(
-                    f"stage {change.from_stage} → {change.to_stage} from episode {report.episode + 1} "
-                    f"({change.reason}, up to episode {report.episode})"
-                )
-            progress.update(
-                task,
-                advance=1,
-                survival=report.mean_survival,
-                baseline=report.mean_baseline,
-                epsilon=report.epsilon,
-                stage=report.stage,
-                database=session.writer.status(),
-            )
-
-        said: list[str] = []
-
-        def on_wait(status: str) -> None:
-            progress.update(task, database=status)
-            reason = status.split(", ", 1)[0]
-            if reason not in said:  # one line per kind of wait, also where the bar is not drawn (a pipe, a log)
-                said.append(reason)
-                progress.console.print(f"training waits: {status}", style="yellow")
+            progress.episode(report, session.writer.status(), session_ends=stop.requested)
 
         try:
-            result = session.run(stop=stop, on_episode=on_episode, on_wait=on_wait)
+            result = session.run(stop=stop, on_episode=on_episode, on_wait=progress.wait)
         except KeyboardInterrupt:  # the second Ctrl-C: the session has flushed what it could and closed
             result = session.result
             stop.requested = True
         stop.settle()  # a late Ctrl-C must not cut the bar's last frame or the summary in half
-    return result
+    return result, progress.pending_change
 
 
 def _print_summary(console: "Console", result: "SessionResult", stopped_by: str | None) -> None:
@@ -260,12 +257,12 @@ def _print_summary(console: "Console", result: "SessionResult", stopped_by: str 
     table.add_row("stage", str(first.stage), str(last.stage))
     console.print(table)
     console.print(
-        f"run {result.run} {result.status}: {result.written} episodes written, "
+        f"run {result.run} {result.status}: {counted(result.written, 'episode')} written, "
         f"writer blocked training {result.writer_blocked_s:.2f}s"
     )
     if result.live_published:
         console.print(
-            f"live stream: {result.live_published} envelopes, {result.live_clients} client(s), "
+            f"live stream: {counted(result.live_published, 'envelope')}, {counted(result.live_clients, 'client')}, "
             f"{result.live_dropped} dropped for slow clients"
         )
     if result.checkpoint is not None and result.checkpoint_stored:
@@ -274,7 +271,7 @@ def _print_summary(console: "Console", result: "SessionResult", stopped_by: str 
             f"learner checkpoint after episode {episode} stored ({size / 1e6:.1f} MB): "
             f"continue with townlet-telemetry train --resume {result.run}"
         )
-    console.print(f"{len(reports)} episodes in {sum(r.duration_s for r in reports):.1f}s")
+    console.print(f"{counted(len(reports), 'episode')} in {sum(r.duration_s for r in reports):.1f}s")
 
 
 def _print_unwritten(console: "Console", result: "SessionResult") -> None:
@@ -283,8 +280,8 @@ def _print_unwritten(console: "Console", result: "SessionResult") -> None:
     if result.unwritten:
         episodes = ", ".join(map(str, result.unwritten))
         console.print(
-            f"{len(result.unwritten)} episodes could not be written ({FAULT_WORDS[result.database_state][1]}): "
-            f"{episodes}",
+            f"{counted(len(result.unwritten), 'episode')} could not be written "
+            f"({FAULT_WORDS[result.database_state][1]}): {episodes}",
             style="red",
         )
     if result.in_flight is not None:

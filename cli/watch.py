@@ -9,10 +9,11 @@ import typer
 
 from townlet.errors import TelemetryError
 from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
+from townlet.wording import counted
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
 from townlet_cli.network import require_websocket_url
-from townlet_cli.options import INT64_MAX
+from townlet_cli.options import AtLeast
 
 if TYPE_CHECKING:
     from rich.console import Console, Group
@@ -34,7 +35,7 @@ def episode_line(envelope: dict[str, Any], run: int | None) -> str:
     survival = [a["survival_steps"] for a in agents]
     first = agents[0] if agents else {}
     return (
-        f"run {run if run is not None else '?'} episode {envelope['episode']}: {len(agents)} agents, "
+        f"run {run if run is not None else '?'} episode {envelope['episode']}: {counted(len(agents), 'agent')}, "
         f"survival mean {statistics.fmean(survival) if survival else 0:.1f} min {min(survival, default=0)} "
         f"max {max(survival, default=0)}, baseline {first.get('baseline_survival_steps', 0):.1f}, "
         f"ε {first.get('epsilon', 0):.3f}, stage {first.get('curriculum_stage', '?')}"
@@ -50,9 +51,9 @@ def watch(
         str, typer.Argument(help="Live stream address, as printed by `train --live`.")
     ] = "ws://127.0.0.1:8765",
     count: Annotated[
-        int | None, typer.Option("--count", help="Stop after this many episodes.", min=1, max=INT64_MAX)
+        int | None, typer.Option("--count", help="Stop after this many episodes.", click_type=AtLeast(1))
     ] = None,
-    max_rows: Annotated[int, typer.Option("--max-rows", help="Agents shown in the table.", min=1, max=INT64_MAX)] = 32,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Agents shown in the table.", click_type=AtLeast(1))] = 32,
     timeout: Annotated[
         float,
         typer.Option(
@@ -79,8 +80,9 @@ def watch(
     Example: townlet-telemetry train --live 127.0.0.1:8765 & townlet-telemetry watch ws://127.0.0.1:8765
     """
     require_websocket_url(url)
-    status = make_console(stderr=as_json)  # with --json, stdout carries only envelopes
-    viewer = _Viewer(status, max_rows, as_json=as_json, table=status.is_terminal and not as_json)
+    status = make_console(stderr=True)  # waits, connections and the summary; stdout carries only episodes
+    data = make_console()
+    viewer = _Viewer(status, max_rows, as_json=as_json, table=data.is_terminal and not as_json, data=data)
     try:
         _follow(url, viewer, status, count=count, timeout=timeout)
     except KeyboardInterrupt:
@@ -88,13 +90,15 @@ def watch(
     finally:
         viewer.close()
     runs = ", ".join(str(r) for r in viewer.runs) or "none"
-    status.print(f"watched {viewer.seen} episode(s) of run(s) {runs} from {url}")
+    status.print(
+        f"watched {counted(viewer.seen, 'episode')} of {'run' if len(viewer.runs) == 1 else 'runs'} {runs} from {url}"
+    )
 
 
 class _Viewer:
     """What watch shows: a live table on a terminal, otherwise a line (or the raw JSON) per episode."""
 
-    def __init__(self, console: "Console", max_rows: int, *, as_json: bool, table: bool) -> None:
+    def __init__(self, console: "Console", max_rows: int, *, as_json: bool, table: bool, data: "Console") -> None:
         self.console, self.max_rows, self.as_json = console, max_rows, as_json
         self.seen = 0
         self.run: int | None = None
@@ -104,11 +108,12 @@ class _Viewer:
             from rich.live import Live
             from rich.table import Table
 
-            self._live = Live(Table(title="waiting for the first episode"), console=console)
+            self._live = Live(Table(title="waiting for the first episode"), console=data)
             self._live.start()
 
     def say(self, text: str) -> None:
-        (self._live.console if self._live is not None else self.console).print(text, markup=False)
+        """A status line on stderr (above the live table on a terminal, which redirects stderr for it)."""
+        self.console.print(text, markup=False)
 
     def hello(self, message: dict[str, Any]) -> None:
         self.run = message.get("run")
@@ -117,7 +122,8 @@ class _Viewer:
             self.runs.append(run)
         uuid = f"{message.get('run_id')}, " if self.run is not None else ""
         self.say(
-            f"connected to run {run} ({uuid}{message.get('num_agents')} agents, schema v{message['schema_version']})"
+            f"connected to run {run} ({uuid}{counted(message.get('num_agents') or 0, 'agent')}, "
+            f"schema v{message['schema_version']})"
         )
 
     def episode(self, raw: str | bytes, message: dict[str, Any]) -> None:

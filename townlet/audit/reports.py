@@ -20,9 +20,14 @@ def runs_report(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
     return [run._asdict() for run in runs]
 
 
-def episodes_report(episodes: Sequence[EpisodeSummary]) -> list[dict[str, Any]]:
-    """``episodes --json``: per episode, the agents' survival, reward, baseline and epsilon aggregated."""
-    return [row._asdict() for row in episodes]
+#: ``episodes --csv``'s columns: the run, then every field of an episode's summary.
+EPISODE_COLUMNS = ("run", *EpisodeSummary._fields)
+
+
+def episodes_report(run: int, episodes: Sequence[EpisodeSummary]) -> list[dict[str, Any]]:
+    """``episodes --json``: per episode, its run and the agents' survival, reward, baseline and epsilon
+    aggregated."""
+    return [{"run": run, **row._asdict()} for row in episodes]
 
 
 def baselines_audits(

@@ -65,6 +65,14 @@ def connection_hint(message: str) -> str:
     return "check --db and that the server is running and reachable"
 
 
+def file_hint(path: str) -> str:
+    """What to do when SQLite cannot open or create the file at ``path`` (never a server's fault)."""
+    folder = Path(path).expanduser().parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist: create it, or fix --db"
+    return f"check that you may create and write files in {folder}, or fix --db"
+
+
 def describe(url: URL) -> str:
     """How to name this database to the user (no password), as they would pass it to ``--db``."""
     if url.get_backend_name() == "sqlite":

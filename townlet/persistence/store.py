@@ -20,6 +20,7 @@ from townlet.persistence.engine import (
     connection_hint,
     database_url,
     describe,
+    file_hint,
     is_sqlite,
     make_engine,
     migration_transaction,
@@ -579,8 +580,9 @@ def _explain(exc: DBAPIError, label: str) -> Exception:
         return DatabaseRetryable(f"cannot write {label} ({message}): check the file's permissions or --db", message)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         unreachable = exc.connection_invalidated or any(m in message.lower() for m in UNREACHABLE_MARKERS)
+        hint = file_hint(label) if isinstance(original, sqlite3.Error) else connection_hint(message)
         return DatabaseRetryable(
-            f"cannot use database {label} ({message}): {connection_hint(message)}",
+            f"cannot use database {label} ({message}): {hint}",
             message,
             unavailable=unreachable,
             state=fault_state(message),

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from townlet.persistence.errors import FAULT_WORDS, DatabaseRetryable
 from townlet.persistence.store import EpisodeMeta, StoredCheckpoint, TelemetryStore
 from townlet.telemetry.dto import AgentColumns
+from townlet.wording import counted
 
 #: How long one write attempt waits for another process's SQLite lock before the writer backs off.
 ATTEMPT_BUSY_MS = 500
@@ -107,7 +108,7 @@ class BackgroundWriter:
         fault = self.fault
         if fault is None:
             return ""
-        return f"{FAULT_WORDS[self.fault_state][0]}, {self.queued} episodes queued, retrying ({fault})"
+        return f"{FAULT_WORDS[self.fault_state][0]}, {counted(self.queued, 'episode')} queued, retrying ({fault})"
 
     def submit(
         self,
@@ -140,7 +141,7 @@ class BackgroundWriter:
                     return True
                 except queue.Full:
                     self._raise_if_failed()
-                    on_wait(self.status() or f"writer behind, {self.queued} episodes queued")
+                    on_wait(self.status() or f"writer behind, {counted(self.queued, 'episode')} queued")
                     if stop():
                         with self._lock:
                             self.unwritten.append(episode.episode)

@@ -39,12 +39,13 @@ def arrow_schema() -> Any:
     )
 
 
-def write_parquet(run: int, batches: Iterable[tuple[int, list[dict[str, Any]]]], out: IO[bytes]) -> None:
-    """Write ``(schema_version, payloads)`` batches as one Parquet file, a row group per batch (bounded memory)."""
+def write_parquet(batches: Iterable[tuple[int, int, list[dict[str, Any]]]], out: IO[bytes]) -> None:
+    """Write ``(run, schema_version, payloads)`` batches as one Parquet file, a row group per batch (bounded
+    memory)."""
     pa = _pyarrow()
     schema = arrow_schema()
     with pa.parquet.ParquetWriter(out, schema, compression="zstd") as writer:
-        for version, agents in batches:
+        for run, version, agents in batches:
             columns: dict[str, list[Any]] = {"run": [run] * len(agents), "schema_version": [version] * len(agents)}
             for name in ALL_FIELDS:
                 columns[name] = [agent.get(name) for agent in agents]

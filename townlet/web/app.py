@@ -124,7 +124,7 @@ class Dashboard:
         """The run's row (``runs --json``) and its per-episode aggregates (``episodes --json``)."""
 
         def run_summary(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
-            return {"run": run._asdict(), "episodes": episodes_report(reader.episodes(run))}
+            return {"run": run._asdict(), "episodes": episodes_report(run.id, reader.episodes(run))}
 
         return self.cached(request, run_summary)
 
@@ -139,7 +139,7 @@ class Dashboard:
 
     def episodes(self, request: Request) -> Response:
         def episodes(reader: TelemetryReader, run: RunSummary) -> list[dict[str, Any]]:
-            return episodes_report(reader.episodes(run))
+            return episodes_report(run.id, reader.episodes(run))
 
         return self.cached(request, episodes)
 

@@ -68,7 +68,8 @@ def v1_copy(directory: Path, name: str = "townlet.db") -> Path:
 
 
 class Lines:
-    """A process's stdout read line by line on a thread, so a test can wait for a line while it runs."""
+    """A process's stderr (where train and serve say everything) read line by line on a thread, so a test
+    can wait for a line while it runs."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -77,7 +78,7 @@ class Lines:
         self._thread.start()
 
     def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
+        for line in proc.stderr:
             self.lines.append(line)
 
     def has(self, text: str) -> bool:
@@ -88,11 +89,9 @@ class Lines:
         return "".join(self.lines)
 
     def stderr(self, timeout: float | None = None) -> str:
-        """Wait for the process to end and return its stderr; stdout stays with the reading thread (a
-        ``communicate()`` would read stdout too, racing the thread for the last lines)."""
+        """Wait for the process to end and return all its stderr (read by the thread)."""
         self.proc.wait(timeout=timeout)
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
+        return self.text()
 
 
 def townlet(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

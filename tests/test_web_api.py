@@ -222,3 +222,83 @@ def test_big_answers_are_compressed_for_browsers_that_accept_it(client):
     response = client.get("/api/runs/1/episodes", headers={"Accept-Encoding": "gzip"})
     assert response.headers.get("content-encoding") == "gzip"
     assert response.content == client.get("/api/runs/1/episodes", headers={"Accept-Encoding": "identity"}).content
+
+
+def test_the_overview_tells_runs_apart_by_the_settings_that_differ(tmp_path):
+    path = str(tmp_path / "t.db")
+    train_into(path, episodes=2)
+    settings = with_overrides(load_config(), "training", episodes=3, agents=AGENTS, seed=5, device="cpu")
+    settings = with_overrides(settings, "population", learning_rate=0.005)
+    assert TrainingSession(settings, db=path).run().status == "finished"
+    client = TestClient(create_app(path), base_url="http://127.0.0.1")
+    overview = client.get("/api/overview").json()
+    runs = json.loads(cli_bytes("runs", "--json", "--db", path))
+    assert [r["id"] for r in overview] == [2, 1]  # newest first
+    for shown, listed in zip(overview, reversed(runs), strict=True):
+        assert {k: shown[k] for k in listed} == listed  # every field `runs --json` has, unchanged
+        last = json.loads(cli_bytes("episodes", "--run", str(listed["id"]), "--last", "1", "--json", "--db", path))[0]
+        assert shown["last_survival_mean"] == last["survival_mean"]
+        assert shown["last_baseline_mean"] == last["baseline_mean"]
+        assert shown["duration_s"] > 0
+    # The seed, the episodes and the agents have columns or never tell learning apart: only what differs else.
+    differing = {"curriculum.advance_threshold", "curriculum.window", "population.learning_rate"}
+    assert set(overview[0]["differs"]) == differing
+    assert overview[0]["differs"]["population.learning_rate"] == 0.005
+    assert overview[1]["differs"]["population.learning_rate"] == 0.001
+
+
+def test_a_run_is_trained_with_the_config_it_stored(db, client):
+    stored = client.get("/api/runs/1/config").json()
+    assert stored["training"]["agents"] == AGENTS and stored["curriculum"]["window"] == 2
+    assert stored["population"]["learning_rate"] == load_config().population.learning_rate
+
+
+def test_the_agents_table_is_worst_first_over_the_last_episodes(db, client):
+    from townlet.persistence.reader import TelemetryReader
+
+    answer = client.get("/api/runs/1/agents").json()
+    assert answer["last_episodes"] == 10  # run 1 has 6: all of them count
+    with TelemetryReader(str(db)) as reader:
+        columns = ["survival_steps", "baseline_survival_steps"]
+        rows = [row for batch in reader.agent_columns(reader.run(1), columns, None) for row in batch]
+    by_agent: dict[int, list[tuple[int, float]]] = {}
+    for _episode, agent, survival, baseline in rows:
+        by_agent.setdefault(agent, []).append((survival, baseline))
+    expected = sorted(
+        (sum(v[0] for v in values) / sum(v[1] for v in values), agent) for agent, values in by_agent.items()
+    )
+    assert [a["agent_idx"] for a in answer["agents"]] == [agent for _, agent in expected]
+    for shown, (ratio, _) in zip(answer["agents"], expected, strict=True):
+        assert shown["survival_over_baseline"] == pytest.approx(ratio)
+        assert shown["episodes"] == EPISODES
+
+
+def test_the_agents_table_reads_only_the_last_episodes(tmp_path):
+    from townlet.audit.reports import agents_report
+    from townlet.persistence.reader import TelemetryReader
+
+    path = str(tmp_path / "t.db")
+    train_into(path, episodes=4)
+    with TelemetryReader(path) as reader:
+        run = reader.run(1)
+        last_two = agents_report(reader, run, last=2)
+        final = {a["agent_idx"]: a["survival_mean"] for a in last_two["agents"]}
+        episodes = [row for batch in reader.agent_columns(run, ["survival_steps"], None) for row in batch]
+    for agent, mean in final.items():
+        values = [s for e, a, s in episodes if a == agent and e >= 3]
+        assert mean == sum(values) / 2
+
+
+def test_a_resumed_run_has_two_sessions(tmp_path):
+    import time
+
+    path = str(tmp_path / "t.db")
+    train_into(path, episodes=3)
+    time.sleep(2.5)  # a resume starts a new process, seconds after the last session ended
+    settings = with_overrides(load_config(), "training", episodes=2, agents=AGENTS, seed=3, device="cpu")
+    settings = with_overrides(settings, "curriculum", window=2, advance_threshold=0.01)
+    assert TrainingSession(settings, db=path, resume=1).run().status == "finished"
+    client = TestClient(create_app(path), base_url="http://127.0.0.1")
+    sessions = client.get("/api/runs/1/sessions").json()
+    assert [s["first_episode"] for s in sessions] == [1, 4]
+    assert sessions[0]["gap_s"] is None and sessions[1]["gap_s"] >= 2.0

@@ -149,6 +149,11 @@ def headers(table) -> list[str]:
     return [th.text for th in table.find_elements(By.TAG_NAME, "th")]
 
 
+def fields_of(table) -> list[str]:
+    """The DTO field each column of a table shows (its heading is a readable word; the field is its title)."""
+    return [th.get_attribute("data-field") for th in table.find_elements(By.TAG_NAME, "th")]
+
+
 def same_number(shown: str, value) -> bool:
     if value is None:
         return shown == ""
@@ -161,7 +166,7 @@ def test_the_runs_page_lists_every_run_newest_first(browser, site, artifacts):
     open_page(browser, f"{site}/", "main table")
     rows = cells(browser.find_element(By.CSS_SELECTOR, "main table"))
     assert [row[0] for row in rows] == ["run 2", "run 1"]
-    assert rows[1][1:2] == ["finished"] and rows[1][3:5] == ["4", "8"]
+    assert rows[1][1:2] == ["finished"] and rows[1][4:6] == ["4", "8"]
     browser.save_screenshot(str(artifacts / "runs.png"))
     assert console_errors(browser) == []
 
@@ -171,7 +176,7 @@ def test_the_run_page_draws_its_charts_and_heat_map_without_console_errors(brows
     audits = ("every reward matches", "baseline flags (below 0.5 × baseline for 5 episodes)")
     WebDriverWait(browser, 60).until(lambda d: all(a in d.find_element(By.ID, "view").text for a in audits))
     drawn = browser.execute_script(DRAWN_PIXELS)
-    assert len(drawn) == 4 and all(count > 100 for count in drawn), drawn  # 3 charts and the heat map
+    assert len(drawn) == 5 and all(count > 100 for count in drawn), drawn  # 3 charts, the heat map and its key
     text = browser.find_element(By.ID, "view").text
     assert "8 episodes shown, the last 8" in text and "one cell per agent and episode" in text
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280  # usable at 1280x800
@@ -180,8 +185,8 @@ def test_the_run_page_draws_its_charts_and_heat_map_without_console_errors(brows
 
 
 def test_clicking_an_agent_opens_its_audit_numbers_and_back_returns(browser, site, demo, artifacts):
-    open_page(browser, f"{site}/runs/1", ".agents a")
-    browser.find_element(By.CSS_SELECTOR, ".agents a[href='/runs/1/agents/2']").click()
+    open_page(browser, f"{site}/runs/1", "#agents-table a")
+    browser.find_element(By.CSS_SELECTOR, "#agents-table a[href='/runs/1/agents/2']").click()
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#agent-episodes table"))
     assert browser.current_url == f"{site}/runs/1/agents/2"
     audit = cli_json("audit", "baselines", "--run", "1", "--agent", "2", "--json", "--db", str(demo))["agents"][0]
@@ -216,7 +221,7 @@ def test_the_episode_page_shows_what_replay_json_holds(browser, site, demo, arti
     open_page(browser, f"{site}/runs/1/episodes/5", "#episode-agents table")
     envelope = cli_json("replay", "--run", "1", "--episode", "5", "--json", "--db", str(demo))
     table = browser.find_element(By.CSS_SELECTOR, "#episode-agents table")
-    fields = headers(table)
+    fields = fields_of(table)
     order = FIELD_NAMES[DTO_BY_VERSION[envelope["schema_version"]]]  # the DTO's order (the JSON's keys are sorted)
     assert fields == [k for k in order if k != "episode"]
     for row, agent in zip(cells(table), envelope["agents"], strict=True):
@@ -240,7 +245,7 @@ def test_a_v1_database_renders_its_v1_episodes(browser, tmp_path, processes):
     base = _serve(db, processes)
     open_page(browser, f"{base}/runs/1/episodes/1", "#episode-agents table")
     assert "schema version 1" in browser.find_element(By.ID, "view").text
-    fields = headers(browser.find_element(By.CSS_SELECTOR, "#episode-agents table"))
+    fields = fields_of(browser.find_element(By.CSS_SELECTOR, "#episode-agents table"))
     assert "survival_steps" in fields and "visits_bed" not in fields and "action_entropy" not in fields
     open_page(browser, f"{base}/runs/1", "canvas.heatmap")
     assert all(count > 100 for count in browser.execute_script(DRAWN_PIXELS))
@@ -278,7 +283,7 @@ def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser
     browser.save_screenshot(str(artifacts / "live.png"))
     trainer.send_signal(signal.SIGINT)
     trainer.communicate(timeout=60)
-    WebDriverWait(browser, 30).until(lambda d: "reconnecting" in d.find_element(By.ID, "live-status").text)
+    WebDriverWait(browser, 30).until(lambda d: "run 1 interrupted" in d.find_element(By.ID, "live-status").text)
     before_restart = shown()
     resumed = subprocess.Popen(  # the trainer comes back on the same address: the page follows it again
         [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--device", "cpu",
@@ -334,7 +339,7 @@ def test_an_unknown_schema_version_on_the_live_stream_shows_a_banner(browser, de
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "banner").is_displayed())
         text = browser.find_element(By.ID, "banner").text
         assert "schema version 99" in text and "upgrade townlet" in text
-        assert len(browser.execute_script(DRAWN_PIXELS)) == 4  # the page still works
+        assert len(browser.execute_script(DRAWN_PIXELS)) == 5  # the page still works
     finally:
         stream.close(drain_timeout=0.2)
 
@@ -347,3 +352,134 @@ def test_on_a_big_run_the_audits_run_when_asked(browser, demo, processes):
     WebDriverWait(browser, 60).until(lambda d: "every reward matches" in d.find_element(By.ID, "view").text)
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.ID, "flag-summary"))
     assert console_errors(browser) == []
+
+
+def _legend_values(browser) -> list[list[str]]:
+    """Each chart's legend values as shown (the first, the x value, left out)."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('.u-legend')).map((l) => "
+        "Array.from(l.querySelectorAll('.u-value')).slice(1).map((v) => v.textContent));"
+    )
+
+
+def test_chart_legends_show_the_last_episodes_numbers_without_hovering(browser, site, demo):
+    open_page(browser, f"{site}/runs/1", "canvas.heatmap")
+    episodes = cli_json("episodes", "--run", "1", "--json", "--db", str(demo))
+    legends = _legend_values(browser)
+    assert len(legends) == 3
+    survival, reward, epsilon = legends
+    last = episodes[-1]
+    rolling = sum(e["survival_mean"] for e in episodes[-10:]) / len(episodes[-10:])
+    assert [float(v) for v in survival] == pytest.approx(
+        [rolling, last["survival_mean"], last["survival_max"], last["survival_min"], last["baseline_mean"]], abs=5e-4
+    )
+    assert float(reward[1]) == pytest.approx(last["reward_mean"], abs=5e-4)
+    assert float(epsilon[0]) == pytest.approx(last["epsilon_mean"], abs=5e-4)
+    titles = browser.execute_script("return current.plots.map((p) => p.axes.map((a) => a.label));")  # drawn on canvas
+    assert titles == [
+        ["episode", "steps survived"],
+        ["episode", "reward (survival − baseline)"],
+        ["episode", "epsilon (probability)"],
+    ]
+
+
+def test_every_series_of_a_chart_has_its_own_colour_apart_from_the_stage_marks(browser, site):
+    open_page(browser, f"{site}/runs/1/agents/0", "#agent-episodes table")
+    colours = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.u-legend')).map((l) => "
+        "Array.from(l.querySelectorAll('.u-series:not(:first-child) .u-marker')).map((m) => m.style.borderColor));"
+    )
+    visits = colours[-1]
+    assert len(visits) == 4 and len(set(visits)) == 4, visits  # bed, shower, fridge, job
+    for chart in colours:
+        assert len(set(chart)) == len(chart) and "rgb(87, 96, 106)" not in chart  # never the stage marks' grey
+
+
+def test_the_heat_map_has_axes_and_a_colour_key_fitted_to_the_data(browser, site, demo):
+    open_page(browser, f"{site}/runs/1", "#heat-key")
+    grid = cli_json("episodes", "--run", "1", "--json", "--db", str(demo))
+    key = browser.find_element(By.ID, "heat-key").text
+    assert key.startswith("mean survival (steps):")
+    low, high = (float(v) for v in key.removeprefix("mean survival (steps):").split())
+    survivals = [
+        a["survival_steps"]
+        for e in range(1, len(grid) + 1)
+        for a in cli_json("replay", "--run", "1", "--episode", str(e), "--json", "--db", str(demo))["agents"]
+    ]
+    assert (low, high) == (min(survivals), max(survivals))  # one cell per agent and episode here
+    heat = browser.find_element(By.CSS_SELECTOR, ".heat").text
+    assert "agent" in heat and "episode" in heat
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+
+
+def test_the_agents_table_is_worst_first_sortable_and_filterable(browser, site):
+    open_page(browser, f"{site}/runs/1", "#agents-table table")
+    answer = json.loads(urllib.request.urlopen(f"{site}/api/runs/1/agents", timeout=10).read())
+    rows = cells(browser.find_element(By.CSS_SELECTOR, "#agents-table table"))
+    assert [int(r[0]) for r in rows] == [a["agent_idx"] for a in answer["agents"]]
+    ratios = [float(r[3]) for r in rows]
+    assert ratios == sorted(ratios)
+    browser.find_element(By.XPATH, "//div[@id='agents-table']//th[starts-with(., 'agent')]").click()
+    assert [int(r[0]) for r in cells(browser.find_element(By.CSS_SELECTOR, "#agents-table table"))] == [0, 1, 2, 3]
+    browser.find_element(By.XPATH, "//div[@id='agents-table']//th[starts-with(., 'agent')]").click()
+    assert [int(r[0]) for r in cells(browser.find_element(By.CSS_SELECTOR, "#agents-table table"))] == [3, 2, 1, 0]
+    browser.find_element(By.ID, "agent-filter").send_keys("1-2")
+    assert sorted(int(r[0]) for r in cells(browser.find_element(By.CSS_SELECTOR, "#agents-table table"))) == [1, 2]
+    assert 'matching "1-2"' in browser.find_element(By.ID, "agents-note").text
+
+
+def test_the_runs_page_shows_duration_last_survival_and_the_run_page_its_config(browser, site, demo):
+    open_page(browser, f"{site}/", "main table")
+    overview = json.loads(urllib.request.urlopen(f"{site}/api/overview", timeout=10).read())
+    table = browser.find_element(By.CSS_SELECTOR, "main table")
+    assert headers(table)[3] == "duration" and headers(table)[6] == "last mean survival"
+    for row, run in zip(cells(table), overview, strict=True):
+        assert abs(float(row[6]) - run["last_survival_mean"]) <= 0.05
+        assert row[3].endswith(" s")
+    open_page(browser, f"{site}/runs/1", "#run-config table")
+    settings = dict(cells(browser.find_element(By.CSS_SELECTOR, "#run-config table")))
+    assert settings["training.agents"] == "4" and settings["curriculum.window"] == "2"
+
+
+def test_the_episode_page_steps_to_the_previous_and_next_episodes(browser, site):
+    open_page(browser, f"{site}/runs/1/episodes/5", "#episode-agents table")
+    assert headers(browser.find_element(By.CSS_SELECTOR, "#episode-agents table"))[:3] == [
+        "agent",
+        "survival",
+        "baseline",
+    ]
+    browser.find_element(By.LINK_TEXT, "episode 6 →").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Run 1, episode 6")
+    browser.find_element(By.LINK_TEXT, "← episode 5").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Run 1, episode 5")
+    open_page(browser, f"{site}/runs/1/episodes/8", "#episode-agents table")
+    assert "last episode" in browser.find_element(By.CSS_SELECTOR, ".pager").text
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+
+
+def test_live_the_header_follows_the_chart_and_a_finished_run_says_so(browser, tmp_path, processes):
+    db, live_port = tmp_path / "live.db", free_port()
+    seed = runner.invoke(cli, ["train", "--episodes", "1", "--agents", "4", "--device", "cpu", "--db", str(db)])
+    assert seed.exit_code == 0, seed.output  # run 1, so the page has a run to open before the trainer starts
+    base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
+    open_page(browser, f"{base}/runs/1", "#episode-count")
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", "12", "--device", "cpu",
+         "--db", str(db), "--live", f"127.0.0.1:{live_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(trainer)
+
+    def shown() -> int:
+        return int(browser.find_element(By.ID, "episode-count").text.split()[0])
+
+    WebDriverWait(browser, 90).until(lambda d: shown() >= 4)
+    count = shown()
+    assert f"· {count} episodes" in browser.find_element(By.ID, "run-header").text
+    assert "as of episode 1" in browser.find_element(By.ID, "as-of").text
+    assert browser.find_element(By.ID, "refresh").is_displayed()
+    assert trainer.wait(timeout=120) == 0
+    WebDriverWait(browser, 30).until(lambda d: "run 1 finished" in d.find_element(By.ID, "live-status").text)
+    assert "lost" not in browser.find_element(By.ID, "live-status").get_attribute("class")
+    assert shown() == 13
+    assert browser.find_element(By.LINK_TEXT, "episode 13").get_attribute("href").endswith("/runs/1/episodes/13")

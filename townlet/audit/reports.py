@@ -85,3 +85,99 @@ def visits_report(run: RunSummary, audits: list[AgentVisits]) -> dict[str, Any]:
         "episodes_without_visits": max((a.missing for a in audits), default=0),
         "agents": [a.to_dict() for a in audits],
     }
+
+
+# -- the dashboard's overviews: what tells runs apart, and which agents to look at first ---------------------
+
+#: Settings that never tell two runs' learning apart (or have columns of their own): left out of `differs`.
+NOT_DISTINGUISHING = frozenset(
+    {
+        "training.episodes",
+        "training.seed",
+        "training.agents",
+        "training.device",
+        "training.threads",
+        "training.write_queue",
+        "training.checkpoint_every",
+        "training.checkpoints_kept",
+    }
+)
+#: The agents table averages each agent over the run's final this many episodes.
+AGENT_WINDOW = 10
+#: Episodes further apart than this (the previous one's finish to this one's start) begin a new session: a
+#: resume (a new process: imports alone take seconds), or training that waited that long for the database.
+SESSION_GAP_S = 2.0
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"training": {"agents": 8}}`` -> ``{"training.agents": 8}``; lists stay as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def overview_report(reader: TelemetryReader) -> list[dict[str, Any]]:
+    """``GET /api/overview``: every run as ``runs --json`` lists it, newest first, plus its duration, its last
+    episode's mean survival and baseline, and ``differs``: the settings whose values differ between runs."""
+    runs = reader.runs()
+    means = reader.last_episode_means()
+    configs = {run.id: flat_config(reader.run_config(run)) for run in runs}
+    keys = sorted({k for c in configs.values() for k in c} - NOT_DISTINGUISHING)
+    differing = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
+    answer = []
+    for run in reversed(runs):
+        survival, baseline = means.get(run.id, (None, None))
+        answer.append(
+            {
+                **run._asdict(),
+                "duration_s": _seconds_between(run.started_at, run.ended_at),
+                "last_survival_mean": survival,
+                "last_baseline_mean": baseline,
+                "differs": {k: configs[run.id].get(k) for k in differing},
+            }
+        )
+    return answer
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    from datetime import datetime
+
+    if start is None or end is None:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def sessions_report(reader: TelemetryReader, run: RunSummary) -> list[dict[str, Any]]:
+    """``GET /api/runs/R/sessions``: where each training session of the run began (the first always), with the
+    pause before it; a later one is a resume, or a wait for the database of at least ``SESSION_GAP_S``."""
+    sessions: list[dict[str, Any]] = []
+    previous_end: str | None = None
+    for episode, start, end in reader.episode_times(run):
+        gap = _seconds_between(previous_end, start)
+        if previous_end is None or (gap is not None and gap >= SESSION_GAP_S):
+            sessions.append({"first_episode": episode, "started_at": start, "gap_s": gap})
+        previous_end = end
+    return sessions
+
+
+def agents_report(reader: TelemetryReader, run: RunSummary, last: int = AGENT_WINDOW) -> dict[str, Any]:
+    """``GET /api/runs/R/agents``: per agent, over the run's final ``last`` episodes, mean survival, baseline,
+    survival over baseline and reward, worst first by survival over baseline (then by agent)."""
+    agents = [
+        {
+            "agent_idx": agent,
+            "survival_mean": survival,
+            "baseline_mean": baseline,
+            "survival_over_baseline": survival / baseline if baseline else None,
+            "reward_mean": reward,
+            "episodes": episodes,
+        }
+        for agent, survival, baseline, reward, episodes in reader.agent_means(run, last)
+    ]
+    agents.sort(key=lambda a: (a["survival_over_baseline"] is None, a["survival_over_baseline"] or 0, a["agent_idx"]))
+    return {"run": run.id, "last_episodes": last, "agents": agents}

@@ -7,6 +7,7 @@ Both run the same SQL text below (named ``:parameters``, portable between SQLite
 check the database's revision first with the same rules as the write path.
 """
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -267,6 +268,23 @@ ORDER BY r, c
 """
 
 
+_LAST_EPISODE_SQL = """
+SELECT e.run_id, avg(CAST(a.survival_steps AS DOUBLE PRECISION)), avg(a.baseline_survival_steps)
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE e.id IN (SELECT (SELECT x.id FROM episodes x WHERE x.run_id = r.id ORDER BY x.episode DESC LIMIT 1) FROM runs r)
+GROUP BY e.run_id
+"""
+
+_AGENT_MEANS_SQL = """
+SELECT a.agent_idx, avg(CAST(a.survival_steps AS DOUBLE PRECISION)), avg(a.baseline_survival_steps),
+       avg(a.episode_reward), count(*)
+FROM (SELECT id FROM episodes WHERE run_id = :run ORDER BY episode DESC LIMIT :last) e
+JOIN agent_snapshots a ON a.episode_pk = e.id
+GROUP BY a.agent_idx
+ORDER BY a.agent_idx
+"""
+
+
 class TelemetryReader:
     """Owns one read-only connection to one townlet database, checked to be at this code's schema.
 
@@ -436,6 +454,34 @@ class TelemetryReader:
             {"run": run.id, "first": first, "rows": rows, "agents": run.num_agents, "columns": columns, "span": span},
         )
         return {"first_episode": first, "last_episode": last, "rows": rows, "columns": columns, "cells": cells}
+
+
+    # -- what the dashboard's overview pages read ------------------------------------------------------
+
+    def run_config(self, run: RunSummary) -> dict[str, Any]:
+        """The configuration the run was trained with, as stored (every TOML table, every key)."""
+        _, rows = self._rows.all("SELECT config FROM runs WHERE id = :run", {"run": run.id})
+        stored = rows[0][0]
+        return json.loads(stored) if isinstance(stored, str) else dict(stored or {})
+
+    def last_episode_means(self) -> dict[int, tuple[float, float]]:
+        """Per run: its last episode's mean survival and mean baseline (one grouped query for every run)."""
+        _, rows = self._rows.all(_LAST_EPISODE_SQL, {})
+        return {run: (survival, baseline) for run, survival, baseline in rows}
+
+    def episode_times(self, run: RunSummary) -> list[tuple[int, str | None, str | None]]:
+        """Every episode's number, start and finish (ISO 8601 UTC), in order: where sessions begin."""
+        _, rows = self._rows.all(
+            "SELECT episode, started_at, finished_at FROM episodes WHERE run_id = :run ORDER BY episode",
+            {"run": run.id},
+        )
+        return [(episode, timestamp(start), timestamp(end)) for episode, start, end in rows]
+
+    def agent_means(self, run: RunSummary, last: int) -> list[tuple[int, float, float, float, int]]:
+        """Per agent, over the run's final ``last`` episodes: mean survival, mean baseline, mean reward and
+        the episodes counted, in agent order (reads ``last`` episodes' rows, whatever the run's length)."""
+        _, rows = self._rows.all(_AGENT_MEANS_SQL, {"run": run.id, "last": last})
+        return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:

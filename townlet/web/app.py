@@ -24,12 +24,15 @@ from starlette.staticfiles import StaticFiles
 from townlet import __version__
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import (
+    agents_report,
     baselines_audits,
     baselines_report,
     episodes_report,
     flags_report,
+    overview_report,
     rewards_report,
     runs_report,
+    sessions_report,
     visits_audits,
     visits_report,
 )
@@ -119,6 +122,26 @@ class Dashboard:
     def runs(self, request: Request) -> Response:
         with self.reader() as reader:
             return json_response(runs_report(reader.runs()))
+
+    def overview(self, request: Request) -> Response:
+        """The runs page: every run newest first, with what tells them apart (``overview_report``)."""
+        with self.reader() as reader:
+            return json_response(overview_report(reader))
+
+    def run_config(self, request: Request) -> Response:
+        """The configuration the run was trained with, as stored."""
+
+        def run_config(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
+            return reader.run_config(run)
+
+        return self.cached(request, run_config)
+
+    def sessions(self, request: Request) -> Response:
+        return self.cached(request, sessions_report)
+
+    def agents(self, request: Request) -> Response:
+        """Every agent over the run's final episodes, worst first by survival over baseline."""
+        return self.cached(request, agents_report)
 
     def run(self, request: Request) -> Response:
         """The run's row (``runs --json``) and its per-episode aggregates (``episodes --json``)."""
@@ -226,7 +249,11 @@ def create_app(
     api: list[tuple[str, Callable[[Request], Response]]] = [
         ("/api/config", board.config),
         ("/api/runs", board.runs),
+        ("/api/overview", board.overview),
         ("/api/runs/{run}", board.run),
+        ("/api/runs/{run}/config", board.run_config),
+        ("/api/runs/{run}/sessions", board.sessions),
+        ("/api/runs/{run}/agents", board.agents),
         ("/api/runs/{run}/episodes", board.episodes),
         ("/api/runs/{run}/heatmap", board.heatmap),
         ("/api/runs/{run}/flags", board.flags),

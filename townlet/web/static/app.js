@@ -50,7 +50,7 @@ function table(headers, rows, onRow) {
     const tr = el("tr", onRow ? { class: "link" } : {});
     row.cells.forEach((cell, i) => tr.append(el("td", i === 0 || typeof cell !== "number" ? { class: "left" } : {},
       cell instanceof Node ? cell : fmt(cell))));
-    if (onRow) tr.addEventListener("click", () => onRow(row));
+    if (onRow) tr.addEventListener("click", (event) => { if (!event.target.closest("a")) onRow(row); });  // a link goes once
     body.append(tr);
   }
   return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { class: "left", text: h })))), body);
@@ -117,26 +117,53 @@ function breadcrumbs(...parts) {
 
 // ---- charts (uPlot) -----------------------------------------------------------------------------------
 
-const COLORS = ["#1f6feb", "#8b949e", "#8b949e", "#d9480f", "#2da44e", "#8250df"];
+// One colour per series of a chart, none shared with the markers (stage changes grey dashed, sessions purple).
+const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#1d2430"];
+const STAGE_COLOUR = "#57606a";
+const SESSION_COLOUR = "#8250df";
+// The bold survival and reward lines: a trailing mean over this many episodes (docs/telemetry_schema.md).
+const ROLLING = 10;
 
-// Vertical dashed lines where the curriculum stage changed, labelled with the new stage.
-function stageMarks(changes) {
+function rolling(values, window = ROLLING) {
+  const out = [];
+  let sum = 0, count = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] !== null) { sum += values[i]; count++; }
+    if (i >= window && values[i - window] !== null) { sum -= values[i - window]; count--; }
+    out.push(count ? sum / count : null);
+  }
+  return out;
+}
+
+// Marks above the plot: stage changes (dashed) and session starts (solid), labelled in the top padding so a
+// label never covers a line or an axis; a label that would overlap the one before it is left out (its line
+// stays, and its title is in the chart's caption).
+function marksPlugin(marks) {
   return {
     hooks: {
       draw: [(u) => {
         const { ctx } = u;
+        const dpr = devicePixelRatio;
         ctx.save();
-        ctx.strokeStyle = "#d9480f";
-        ctx.fillStyle = "#d9480f";
-        ctx.setLineDash([4, 4]);
-        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-        for (const change of changes) {
-          const x = Math.round(u.valToPos(change.episode, "x", true));
+        ctx.font = `${11 * dpr}px sans-serif`;
+        let labelEnd = -Infinity;
+        for (const mark of [...marks].sort((a, b) => a.episode - b.episode)) {
+          const x = Math.round(u.valToPos(mark.episode, "x", true));
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          ctx.strokeStyle = mark.colour;
+          ctx.fillStyle = mark.colour;
+          ctx.setLineDash(mark.dash ? [4 * dpr, 4 * dpr] : []);
           ctx.beginPath();
           ctx.moveTo(x, u.bbox.top);
           ctx.lineTo(x, u.bbox.top + u.bbox.height);
           ctx.stroke();
-          ctx.fillText(`stage ${change.to}`, x + 3, u.bbox.top + 12 * devicePixelRatio);
+          const w = ctx.measureText(mark.text).width;
+          const right = u.bbox.left + u.bbox.width;
+          const left = x + 3 * dpr + w <= right ? x + 3 * dpr : x - 3 * dpr - w;  // never past the right edge
+          if (left > labelEnd + 4 * dpr) {
+            ctx.fillText(mark.text, left, u.bbox.top - 5 * dpr);
+            labelEnd = left + w;
+          }
         }
         ctx.restore();
       }],
@@ -144,13 +171,29 @@ function stageMarks(changes) {
   };
 }
 
-function chart(parent, title, labels, data, changes, width) {
-  const box = el("div", { class: "chart" }, el("h2", { text: title }));
+// The legend shows the latest episode's values, and the hovered episode's while the pointer is on the chart.
+function latestLegend() {
+  const latest = (u) => { if (u.data[0].length) u.setLegend({ idx: u.data[0].length - 1 }); };
+  return { hooks: { ready: [latest], setData: [latest], setCursor: [(u) => { if (u.cursor.idx == null) latest(u); }] } };
+}
+
+// spec: {title, y: axis title with unit, series: [{label, values, colour, width, dash, hidden}], band: [upper, lower]
+// (indexes into series) drawn as a shaded band, marks: [{episode, text, colour, dash}]}
+function chart(parent, spec, xs, width) {
+  const box = el("div", { class: "chart" }, el("h2", { text: spec.title }));
   parent.append(box);
-  const series = [{ label: "episode" }, ...labels.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length],
-    width: i === 0 ? 2 : 1 }))];
-  return new uPlot({ width, height: 220, series, plugins: [stageMarks(changes)], scales: { x: { time: false } } },
-    data, box);
+  const series = [{ label: "episode" }, ...spec.series.map((s) => ({ label: s.label, stroke: s.colour,
+    width: s.width || 1, dash: s.dash, value: (u, v) => (v == null ? "–" : fmt(v)) }))];
+  const bands = spec.band ? [{ series: [spec.band[0] + 1, spec.band[1] + 1], fill: "rgba(0, 114, 178, 0.12)" }] : [];
+  const options = {
+    width, height: 240, series, bands, padding: [18, 8, 0, 0],
+    plugins: [marksPlugin(spec.marks || []), latestLegend()],
+    scales: { x: { time: false } },
+    axes: [{ label: "episode", labelSize: 20 }, { label: spec.y, labelSize: 20 }],
+  };
+  const plot = new uPlot(options, [xs, ...spec.series.map((s) => s.values)], box);
+  if (spec.caption) box.append(el("p", { class: "muted caption", text: spec.caption }));
+  return plot;
 }
 
 function stageChanges(episodes, stageOf) {
@@ -161,16 +204,63 @@ function stageChanges(episodes, stageOf) {
   return changes;
 }
 
+function marksFor(changes, sessions) {
+  return [
+    ...changes.map((c) => ({ episode: c.episode, text: `stage ${c.to}`, colour: STAGE_COLOUR, dash: true })),
+    ...sessions.slice(1).map((s) => ({ episode: s.first_episode, text: "resumed", colour: SESSION_COLOUR, dash: false })),
+  ];
+}
+
+function marksCaption(changes, sessions) {
+  const parts = [];
+  if (changes.length) parts.push(`dashed: stage changes (${changes.map((c) => `${c.from}→${c.to} at ${c.episode}`).join(", ")})`);
+  if (sessions.length > 1) parts.push(`solid: a new session (a resume, or a wait for the database of ${SESSION_GAP_S} s or more) ` +
+    `from episode ${sessions.slice(1).map((s) => s.first_episode).join(", ")}`);
+  return parts.join("; ");
+}
+const SESSION_GAP_S = 2;
+
 // ---- pages --------------------------------------------------------------------------------------------
 
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function settingsText(differs) {
+  return Object.entries(differs || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+}
+
 async function runsPage() {
-  const runs = (await api("/api/runs")).reverse();  // newest first
+  const runs = await api("/api/overview");  // newest first, with what tells runs apart
   breadcrumbs(el("span", { text: "runs" }));
-  const rows = runs.map((r) => ({ id: r.id, cells: [link(`/runs/${r.id}`, `run ${r.id}`), r.status,
-    (r.started_at || "").replace("T", " ").slice(0, 19), r.num_agents, r.episodes, r.schema_version, r.device, r.seed] }));
-  view.replaceChildren(el("h1", { text: "Runs" }),
-    runs.length ? table(["run", "status", "started (UTC)", "agents", "episodes", "schema", "device", "seed"], rows,
-      (row) => go(`/runs/${row.id}`)) : el("p", { text: "No runs yet: train one (townlet-telemetry train)." }));
+  const headers = ["run", "status", "started (UTC)", "duration", "agents", "episodes", "last mean survival", "baseline",
+    "seed", "device", "settings that differ"];
+  const rowOf = (r) => ({ id: r.id, uuid: r.run_uuid, cells: [link(`/runs/${r.id}`, `run ${r.id}`), r.status,
+    (r.started_at || "").replace("T", " ").slice(0, 19), duration(r.duration_s), r.num_agents, r.episodes,
+    r.last_survival_mean === null ? "" : Number(r.last_survival_mean.toFixed(1)),
+    r.last_baseline_mean === null ? "" : Number(r.last_baseline_mean.toFixed(1)), r.seed, r.device, settingsText(r.differs)] });
+  const box = el("div", { class: "scroll wide", id: "runs-table" });
+  const draw = () => box.replaceChildren(table(headers, runs.map(rowOf), (row) => go(`/runs/${row.id}`)));
+  view.replaceChildren(el("h1", { text: "Runs" }));
+  if (!runs.length) { view.append(el("p", { text: "No runs yet: train one (townlet-telemetry train)." })); return; }
+  draw();
+  view.append(box);
+  // Live: the followed run's row follows its episodes (the database row is read again once it is written).
+  current = { kind: "runs", onEpisode: (envelope) => {
+    const run = runs.find((r) => r.run_uuid === envelope.run_id);
+    if (!run) return;
+    const a = aggregate(envelope);
+    run.episodes = Math.max(run.episodes, envelope.episode);
+    run.last_episode = Math.max(run.last_episode || 0, envelope.episode);
+    run.status = "running";
+    run.last_survival_mean = a.survival_mean;
+    run.last_baseline_mean = a.baseline_mean;
+    draw();
+  } };
 }
 
 // The run page's per-episode series, kept so that live envelopes can be appended.
@@ -217,41 +307,76 @@ function aggregate(envelope) {
     epsilon_mean: mean("epsilon") };
 }
 
+function runCharts(charts, s, sessions, width) {
+  const changes = stageChanges(s.episode, (i) => s.stage[i]);
+  const marks = marksFor(changes, sessions);
+  const caption = marksCaption(changes, sessions);
+  return [
+    chart(charts, { title: "survival per episode", y: "steps survived", marks, caption,
+      series: [
+        { label: `mean, rolling ${ROLLING}`, values: rolling(s.mean), colour: PALETTE[0], width: 2.5 },
+        { label: "mean", values: s.mean, colour: "#56b4e9" },
+        { label: "max", values: s.max, colour: "#3b5b92" },
+        { label: "min", values: s.min, colour: "#9ac3e6" },
+        { label: "baseline", values: s.baseline, colour: PALETTE[1], width: 2, dash: [6, 3] },
+      ], band: [2, 3] }, s.episode, width),
+    chart(charts, { title: "reward per episode", y: "reward (survival − baseline)", marks, caption,
+      series: [
+        { label: `mean, rolling ${ROLLING}`, values: rolling(s.reward), colour: PALETTE[2], width: 2.5 },
+        { label: "mean", values: s.reward, colour: "#66c2a5" },
+        { label: "max", values: s.rmax, colour: "#2f6f57" },
+        { label: "min", values: s.rmin, colour: "#a6dcc6" },
+      ], band: [2, 3] }, s.episode, width),
+    chart(charts, { title: "exploration", y: "epsilon (probability)", marks, caption,
+      series: [{ label: "epsilon", values: s.epsilon, colour: PALETTE[3], width: 2 }] }, s.episode, width),
+  ];
+}
+
+function runHeader(run, s) {
+  const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
+  return `${run.status} · ${run.num_agents} agents · ${s.episode.length} episodes` + (last ? ` (the last ${last})` : "") +
+    ` · schema ${run.schema_version} · ${run.device} · seed ${run.seed} · started ${(run.started_at || "").slice(0, 19)} · ` +
+    `uuid ${run.run_uuid}`;
+}
+
 async function runPage(runId) {
   // Both read every agent row of the run: ask for the heat map at once, not after the summary arrives.
-  const heatWidth = Math.min(1200, view.clientWidth || 1200);
-  const heatData = api(`/api/runs/${runId}/heatmap?columns=${Math.max(1, Math.floor(heatWidth))}&rows=64`);
+  const heatWidth = Math.max(200, Math.min(1180, (view.clientWidth || 1200) - 140));
+  const heatData = api(`/api/runs/${runId}/heatmap?columns=${Math.floor(heatWidth)}&rows=64`);
   heatData.catch(() => {});  // a failure is shown where the heat map goes
-  const { run, episodes } = await api(`/api/runs/${runId}`);
+  const [{ run, episodes }, sessions] = await Promise.all([api(`/api/runs/${runId}`),
+    api(`/api/runs/${runId}/sessions`).catch(() => [])]);
   breadcrumbs(link("/", "runs"), el("span", { text: `run ${run.id}` }));
   const s = runSeries(episodes);
-  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 24);
-  const header = el("p", { class: "muted", text: `${run.status} · ${run.num_agents} agents · ${run.episodes} episodes · ` +
-    `schema ${run.schema_version} · ${run.device} · seed ${run.seed} · started ${(run.started_at || "").slice(0, 19)} · ` +
-    `uuid ${run.run_uuid}` });
+  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 40);
+  const header = el("p", { class: "muted", id: "run-header" });
   const charts = el("div", { class: "charts" });
   const count = el("p", { id: "episode-count", class: "muted" });
-  view.replaceChildren(el("h1", { text: `Run ${run.id}` }), header, count, charts);
-  const page = { runId, uuid: run.run_uuid, s, plots: [] };
+  const asOf = el("p", { id: "as-of", class: "muted", hidden: "" });
+  view.replaceChildren(el("h1", { text: `Run ${run.id}` }), header, count, asOf, charts);
+  const storedLast = s.episode.length ? s.episode[s.episode.length - 1] : 0;
+  const page = { kind: "run", runId, uuid: run.run_uuid, s, plots: [] };
+  const lastLink = el("p", {});
   const draw = () => {
-    const last = s.episode.length ? s.episode[s.episode.length - 1] : "none";
-    count.textContent = `${s.episode.length} episodes shown, the last ${last}`;
+    const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
+    header.textContent = runHeader(run, s);
+    count.textContent = `${s.episode.length} episodes shown, the last ${last ?? "none"}`;
+    if (last !== null && last > storedLast) {  // live episodes since the page was read: say what is older
+      const refresh = el("button", { type: "button", id: "refresh", text: "refresh" });
+      refresh.addEventListener("click", () => render());
+      asOf.replaceChildren(`heat map, audits and agents as of episode ${storedLast}; the charts follow the trainer `, refresh);
+      asOf.hidden = false;
+    }
     charts.replaceChildren();
-    const changes = stageChanges(s.episode, (i) => s.stage[i]);
-    page.plots = [
-      chart(charts, "survival (mean, min, max) and baseline", ["mean survival", "min", "max", "mean baseline"],
-        [s.episode, s.mean, s.min, s.max, s.baseline], changes, width),
-      chart(charts, "reward (mean, min, max)", ["mean reward", "min", "max"], [s.episode, s.reward, s.rmin, s.rmax],
-        changes, width),
-      chart(charts, "epsilon", ["epsilon"], [s.episode, s.epsilon], changes, width),
-    ];
+    page.plots = runCharts(charts, s, sessions, width);
+    lastLink.replaceChildren(...(last ? ["last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)] : ["none yet"]));
   };
   draw();
   page.redraw = draw;
   current = page;
 
   // Heat map: the server averages agents and episodes into at most what this canvas can show.
-  const heat = el("div");
+  const heat = el("div", { class: "heat" });
   view.append(el("h2", { text: "survival heat map (agents × episodes)" }), heat);
   heatmap(heat, runId, heatWidth, heatData).catch((error) => {
     heat.replaceChildren(el("p", { class: "bad", text: `heat map failed: ${error.message}` }));
@@ -271,11 +396,73 @@ async function runPage(runId) {
   } else {
     runAudits(runId, audit, flagBox);
   }
-  const agents = el("p", { class: "agents" });
-  for (let a = 0; a < run.num_agents; a++) agents.append(link(`/runs/${runId}/agents/${a}`, a));
-  const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
-  view.append(el("h2", { text: "agents" }), agents, el("h2", { text: "episodes" }),
-    last ? el("p", {}, "last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)) : el("p", { text: "none yet" }));
+  const agentsBox = el("div", { id: "agents" }, el("p", { class: "muted", text: "agents: loading…" }));
+  view.append(el("h2", { text: "agents" }), agentsBox, el("h2", { text: "episodes" }), lastLink);
+  api(`/api/runs/${runId}/agents`).then((answer) => agentsTable(agentsBox, runId, answer))
+    .catch((error) => { agentsBox.replaceChildren(el("p", { class: "bad", text: `agents failed: ${error.message}` })); });
+  const config = el("div", { id: "run-config" });
+  view.append(el("h2", { text: "configuration (as stored with the run)" }), config);
+  api(`/api/runs/${runId}/config`).then((stored) => config.replaceChildren(configTable(stored)))
+    .catch((error) => { config.replaceChildren(el("p", { class: "bad", text: `configuration failed: ${error.message}` })); });
+}
+
+function flatten(value, prefix = "", out = []) {
+  for (const [key, v] of Object.entries(value)) {
+    if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, `${prefix}${key}.`, out);
+    else out.push([`${prefix}${key}`, Array.isArray(v) ? JSON.stringify(v) : String(v)]);
+  }
+  return out;
+}
+
+function configTable(stored) {
+  return el("div", { class: "scroll wide" }, table(["setting", "value"], flatten(stored).map(([k, v]) => ({ cells: [k, v] }))));
+}
+
+// Every agent over the run's last episodes: worst first by survival over baseline; sortable, filterable.
+const AGENT_ROWS = 100;
+function agentsTable(box, runId, answer) {
+  const columns = [["agent", "agent_idx"], ["survival", "survival_mean"], ["baseline", "baseline_mean"],
+    ["survival / baseline", "survival_over_baseline"], ["reward", "reward_mean"]];
+  let sortKey = "survival_over_baseline", ascending = true;
+  const filter = el("input", { type: "search", id: "agent-filter", placeholder: "agents, e.g. 7 or 10-20, 3", size: "28" });
+  const note = el("p", { class: "muted", id: "agents-note" });
+  const holder = el("div", { class: "scroll", id: "agents-table" });
+  const wanted = () => {
+    const text = filter.value.trim();
+    if (!text) return null;
+    const ranges = text.split(/[,\s]+/).filter(Boolean).map((part) => {
+      const [a, b] = part.split("-").map(Number);
+      return [a, Number.isFinite(b) ? b : a];
+    });
+    return (agent) => ranges.some(([a, b]) => agent >= a && agent <= b);
+  };
+  const draw = () => {
+    const keep = wanted();
+    const rows = answer.agents.filter((a) => !keep || keep(a.agent_idx)).sort((x, y) => {
+      const a = x[sortKey], b = y[sortKey];
+      const order = a === b ? x.agent_idx - y.agent_idx : a === null ? 1 : b === null ? -1 : a - b;
+      return ascending ? order : -order;
+    });
+    const shown = rows.slice(0, AGENT_ROWS);
+    note.textContent = `mean over the last ${answer.last_episodes} episodes; ${shown.length < rows.length ? `the first ${shown.length} of ` : ""}` +
+      `${rows.length} agents${keep ? ` matching "${filter.value.trim()}"` : ""}, sorted by ${columns.find((c) => c[1] === sortKey)[0]} ` +
+      `(${ascending ? "lowest" : "highest"} first); click a header to sort, a row to open the agent`;
+    const t = table(columns.map((c) => c[0] + (c[1] === sortKey ? (ascending ? " ▲" : " ▼") : "")),
+      shown.map((a) => ({ agent: a.agent_idx, cells: [link(`/runs/${runId}/agents/${a.agent_idx}`, a.agent_idx),
+        ...columns.slice(1).map((c) => (a[c[1]] === null ? "" : Number(a[c[1]].toFixed(3))))] })),
+      (row) => go(`/runs/${runId}/agents/${row.agent}`));
+    t.querySelectorAll("th").forEach((th, i) => {
+      th.classList.add("sortable");
+      th.addEventListener("click", () => {
+        if (sortKey === columns[i][1]) ascending = !ascending; else { sortKey = columns[i][1]; ascending = true; }
+        draw();
+      });
+    });
+    holder.replaceChildren(t);
+  };
+  filter.addEventListener("input", draw);
+  box.replaceChildren(el("p", {}, "filter: ", filter), note, holder);
+  draw();
 }
 
 function runAudits(runId, audit, flagBox) {
@@ -302,10 +489,10 @@ function runAudits(runId, audit, flagBox) {
   }).catch((error) => { flagBox.textContent = `baseline flags failed: ${error.message}`; });
 }
 
-// Colour of a survival value between 0 and `top`: dark blue (short) to yellow (long).
-function heatColour(value, top) {
+// Colour of a survival value on a scale fitted to the data, from `lo` (dark blue) to `hi` (yellow).
+function heatColour(value, lo, hi) {
   if (value === null) return [240, 240, 240];
-  const t = Math.max(0, Math.min(1, value / (top || 1)));
+  const t = hi > lo ? Math.max(0, Math.min(1, (value - lo) / (hi - lo))) : 0.5;
   return [Math.round(40 + 215 * t), Math.round(30 + 200 * t), Math.round(120 - 80 * t)];
 }
 
@@ -316,41 +503,68 @@ async function heatmap(parent, runId, width, request) {
   const cellH = Math.max(3, Math.min(12, Math.floor(320 / map.rows)));
   const canvas = el("canvas", { class: "heatmap", width: map.columns * cellW, height: map.rows * cellH });
   const ctx = canvas.getContext("2d");
-  const top = Math.max(...map.survival.flat().filter((v) => v !== null));
+  const values = map.survival.flat().filter((v) => v !== null);
+  const lo = Math.min(...values), hi = Math.max(...values);
   map.survival.forEach((row, r) => row.forEach((value, c) => {
-    ctx.fillStyle = `rgb(${heatColour(value, top).join(",")})`;
+    ctx.fillStyle = `rgb(${heatColour(value, lo, hi).join(",")})`;
     ctx.fillRect(c * cellW, r * cellH, cellW, cellH);
   }));
   // A click opens the agent under the pointer (the first agent of its row when rows are buckets).
   canvas.addEventListener("click", (event) => {
-    const row = Math.floor(event.offsetY / cellH);
+    const scale = canvas.height / canvas.getBoundingClientRect().height;
+    const row = Math.floor((event.offsetY * scale) / cellH);
     go(`/runs/${runId}/agents/${Math.min(map.agents - 1, Math.floor(row * map.agents_per_row))}`);
   });
+  // The colour key: the scale's numbers, fitted to this run's values.
+  const key = el("canvas", { class: "heat-key", width: 200, height: 12 });
+  const k = key.getContext("2d");
+  for (let x = 0; x < 200; x++) {
+    k.fillStyle = `rgb(${heatColour(lo + ((hi - lo) * x) / 199, lo, hi).join(",")})`;
+    k.fillRect(x, 0, 1, 12);
+  }
   const note = map.downsampled
     ? `downsampled by the server: each cell averages ${fmt(map.agents_per_row)} agent(s) × ${fmt(map.episodes_per_column)} episode(s)`
     : "one cell per agent and episode";
-  parent.replaceChildren(canvas, el("p", { class: "muted", text: `episodes ${map.first_episode}–${map.last_episode}, ` +
-    `survival 0 (dark) to ${top} steps (light); ${note}; click an agent's row to open it` }));
+  const lastAgent = map.agents - 1;
+  parent.replaceChildren(
+    el("div", { class: "heat-grid" },
+      el("div", { class: "heat-y" }, el("span", { text: "0" }), el("span", { class: "axis-title", text: "agent" }),
+        el("span", { text: String(lastAgent) })),
+      el("div", { class: "heat-plot" }, canvas,
+        el("div", { class: "heat-x" }, el("span", { text: String(map.first_episode) }),
+          el("span", { class: "axis-title", text: "episode" }), el("span", { text: String(map.last_episode) })))),
+    el("p", { class: "heat-legend", id: "heat-key" }, "mean survival (steps): ", el("span", { text: fmt(lo) }), " ", key, " ",
+      el("span", { text: fmt(hi) })),
+    el("p", { class: "muted", text: `${note}; the colours span this run's lowest to highest cell; click an agent's row to open it` }));
 }
 
 async function agentPage(runId, agent) {
-  const data = await api(`/api/runs/${runId}/agents/${agent}`);
+  const [data, sessions] = await Promise.all([api(`/api/runs/${runId}/agents/${agent}`),
+    api(`/api/runs/${runId}/sessions`).catch(() => [])]);
   const a = data.baselines.agents[0];
   const visits = data.visits.agents[0];
   breadcrumbs(link("/", "runs"), link(`/runs/${runId}`, `run ${runId}`), el("span", { text: `agent ${agent}` }));
   const charts = el("div", { class: "charts" });
   view.replaceChildren(el("h1", { text: `Run ${runId}, agent ${agent}` }), charts);
-  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 24);
+  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 40);
   const changes = a.stage_changes;
+  const marks = marksFor(changes, sessions);
+  const caption = marksCaption(changes, sessions);
   const entropy = a.action_entropy.map((v) => (v === null ? null : v));
-  chart(charts, "survival and baseline", ["survival", "baseline"], [a.episodes, a.survival_steps, a.baseline_survival_steps],
-    changes, width);
-  chart(charts, "reward", ["reward"], [a.episodes, data.episode_reward], changes, width);
-  chart(charts, "action entropy (nats)", ["entropy"], [a.episodes, entropy], changes, width);
+  chart(charts, { title: "survival and baseline", y: "steps survived", marks, caption, series: [
+    { label: "survival", values: a.survival_steps, colour: PALETTE[0], width: 2 },
+    { label: `rolling ${ROLLING}`, values: rolling(a.survival_steps), colour: PALETTE[4], width: 1 },
+    { label: "baseline", values: a.baseline_survival_steps, colour: PALETTE[1], width: 2, dash: [6, 3] }] }, a.episodes, width);
+  chart(charts, { title: "reward", y: "reward (survival − baseline)", marks, caption,
+    series: [{ label: "reward", values: data.episode_reward, colour: PALETTE[2], width: 2 }] }, a.episodes, width);
+  chart(charts, { title: "action entropy", y: "entropy (nats)", marks, caption,
+    series: [{ label: "entropy", values: entropy, colour: PALETTE[3], width: 2 }] }, a.episodes, width);
   const byEpisode = new Map(visits.episodes.map((e, i) => [e, i]));
   const names = data.visits.affordances;
   const visitSeries = names.map((n) => a.episodes.map((e) => (byEpisode.has(e) ? visits.visits[n][byEpisode.get(e)] : null)));
-  chart(charts, "affordance visits", names, [a.episodes, ...visitSeries], changes, width);
+  chart(charts, { title: "affordance visits", y: "visits per episode", marks, caption,
+    series: names.map((n, i) => ({ label: n, values: visitSeries[i], colour: PALETTE[i % PALETTE.length], width: 1.5 })) },
+  a.episodes, width);
   view.append(el("h2", { text: `flags (${a.flags.length})` }),
     a.flags.length ? table(["flag", "episode", "detail"], a.flags.map((f) => ({ cells: [f.flag, f.episode, f.detail] })))
       : el("p", { class: "muted", text: "none raised" }));
@@ -364,13 +578,25 @@ async function agentPage(runId, agent) {
       table(["episode", "stage", "baseline", "survival", "reward", "entropy", ...names], shown)));
 }
 
+// Column headings of the episode page: readable words; the DTO field each shows is the heading's title.
+const FIELD_LABELS = { agent_idx: "agent", survival_steps: "survival", baseline_survival_steps: "baseline",
+  episode_reward: "reward", epsilon: "ε", curriculum_stage: "stage", death_cause: "death", meter_energy: "energy",
+  meter_hygiene: "hygiene", meter_satiation: "satiation", meter_money: "money", visits_bed: "bed visits", visits_shower: "shower visits",
+  visits_fridge: "fridge visits", visits_job: "job visits", action_entropy: "entropy" };
+
 async function episodePage(runId, episode) {
   const url = `/api/runs/${runId}/episodes/${episode}`;
-  const envelope = await api(url);
+  const [envelope, runs] = await Promise.all([api(url), api("/api/runs")]);
+  const run = runs.find((r) => r.id === runId);
   breadcrumbs(link("/", "runs"), link(`/runs/${runId}`, `run ${runId}`), el("span", { text: `episode ${episode}` }));
-  view.replaceChildren(el("h1", { text: `Run ${runId}, episode ${episode}` }),
-    el("p", {}, `schema version ${envelope.schema_version} · `, el("a", { href: url, text: "the envelope as JSON" }),
-      " (byte-identical to replay --json)"));
+  const steps = el("p", { class: "pager" },
+    episode > 1 ? link(`/runs/${runId}/episodes/${episode - 1}`, `← episode ${episode - 1}`) : el("span", { class: "muted", text: "first episode" }),
+    " · ",
+    run && episode < run.last_episode ? link(`/runs/${runId}/episodes/${episode + 1}`, `episode ${episode + 1} →`)
+      : el("span", { class: "muted", text: "last episode" }));
+  view.replaceChildren(el("h1", { text: `Run ${runId}, episode ${episode}` }), steps,
+    el("p", {}, `schema version ${envelope.schema_version} · ${envelope.agents.length} agents · `,
+      el("a", { href: url, text: "the envelope as JSON" }), " (byte-identical to replay --json)"));
   const fields = FIELDS[envelope.schema_version];
   if (!fields) {
     showBanner(`This page reads telemetry schema versions ${Object.keys(FIELDS).join(", ")}; episode ${episode} ` +
@@ -378,9 +604,11 @@ async function episodePage(runId, episode) {
     return;
   }
   const shown = fields.filter((f) => f !== "episode");
-  view.append(el("div", { class: "scroll", id: "episode-agents" }, table(shown, envelope.agents.map((agent) => ({
+  const t = table(shown.map((f) => FIELD_LABELS[f] || f), envelope.agents.map((agent) => ({
     agent: agent.agent_idx, cells: shown.map((f) => (f === "agent_idx" ? link(`/runs/${runId}/agents/${agent[f]}`, agent[f]) : agent[f])) })),
-  (row) => go(`/runs/${runId}/agents/${row.agent}`))));
+  (row) => go(`/runs/${runId}/agents/${row.agent}`));
+  t.querySelectorAll("th").forEach((th, i) => { th.title = shown[i]; th.dataset.field = shown[i]; });
+  view.append(el("div", { class: "scroll wide", id: "episode-agents" }, t));
 }
 
 // ---- live: follow a running trainer (serve --live) ---------------------------------------------------
@@ -388,6 +616,18 @@ async function episodePage(runId, episode) {
 function follow(url) {
   let liveRun = null;  // {run, run_id} from the stream's hello
   const status = (text, cls) => { liveStatus.hidden = false; liveStatus.textContent = text; liveStatus.className = `live ${cls}`; };
+  // The stream closed: a trainer that ended (its run finished, interrupted, crashed) is said so, calmly; one that
+  // still holds its run (a lost connection) or died (stale) is being waited for.
+  const closed = async () => {
+    const name = liveRun ? `run ${liveRun.run ?? liveRun.run_id}` : "";
+    const runs = liveRun ? await api("/api/runs").catch(() => null) : null;
+    const run = runs && runs.find((r) => r.run_uuid === liveRun.run_id);
+    if (run && !["running", "stale"].includes(run.status)) {
+      status(`live: ${name} ${run.status} (episode ${run.last_episode}); waiting for a resume`, "done");
+    } else {
+      status(`live: lost ${url}${name ? ` (${name})` : ""}, reconnecting…`, "lost");
+    }
+  };
   const connect = () => {
     const socket = new WebSocket(url);
     socket.onopen = () => status(`live: connected to ${url}`, "connected");
@@ -403,13 +643,17 @@ function follow(url) {
       if (message.kind === "hello") {
         liveRun = message;
         status(`live: run ${message.run ?? message.run_id} (connected)`, "connected");
-        if (current && current.uuid === message.run_id) catchUp(current);  // episodes stored while disconnected
-      } else if (message.kind === "episode_snapshot" && current && current.uuid === message.run_id) {
-        if (addEpisodes(current.s, [aggregate(message)])) current.redraw();
+        if (current && current.kind === "run" && current.uuid === message.run_id) catchUp(current);  // stored while away
+      } else if (message.kind === "episode_snapshot" && current) {
+        if (current.kind === "runs") current.onEpisode(message);
+        else if (current.kind === "run" && current.uuid === message.run_id && addEpisodes(current.s, [aggregate(message)])) {
+          current.redraw();
+        }
       }
     };
     socket.onclose = () => {
-      status(`live: lost ${url}${liveRun ? ` (run ${liveRun.run ?? liveRun.run_id})` : ""}, reconnecting…`, "lost");
+      const wasDone = liveStatus.classList.contains("done");
+      if (!wasDone) closed();
       setTimeout(connect, 1000);  // the trainer may be restarted (train --resume): keep trying
     };
   };

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> 
     while not condition():
         assert time.monotonic() < deadline, f"gave up waiting: {what}"
         time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a server still starting, or gone, does not)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def free_port() -> int:

@@ -66,9 +66,9 @@ def test_upgrade_creates_a_new_database_and_is_idempotent(tmp_path):
     path = tmp_path / "new.db"
     first = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
     assert first.exit_code == 0, first.output
-    assert "from empty (no schema yet) to revision 0003 (schema 2)" in first.stdout
+    assert "from empty (no schema yet) to revision 0003 (schema 2)" in first.stderr and first.stdout == ""
     second = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
-    assert "already at revision 0003" in second.stdout
+    assert "already at revision 0003" in second.stderr
 
 
 def test_downgrade_to_base_and_upgrade_again(tmp_path):

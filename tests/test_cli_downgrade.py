@@ -50,7 +50,7 @@ def trained(db_url) -> str:
             "drops columns visits_bed, visits_shower, visits_fridge, visits_job, action_entropy of agent_snapshots "
             "(values in 6 rows)",
         ),
-        ("base", "drops tables checkpoints (1 rows), agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)"),
+        ("base", "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)"),
     ],
 )
 def test_downgrade_that_drops_data_is_refused_without_yes(trained, revision, lost):
@@ -69,8 +69,9 @@ def test_downgrade_with_yes_says_what_it_dropped(trained):
     result = runner.invoke(app, ["db", "downgrade", "base", "--db", trained, "--no-backup", "--yes"])
     assert result.exit_code == 0, result.output
     assert (
-        "drops tables checkpoints (1 rows), agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)" in result.stdout
+        "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)" in result.stderr
     )
+    assert result.stdout == ""
     assert counts(trained) == {}
 
 
@@ -79,7 +80,7 @@ def test_downgrade_of_an_empty_schema_needs_no_confirmation(tmp_path):
     assert runner.invoke(app, ["db", "upgrade", "--db", str(path)]).exit_code == 0
     result = runner.invoke(app, ["db", "downgrade", "base", "--db", str(path)])
     assert result.exit_code == 0, result.output
-    assert "drops tables" in result.stdout and "no rows" in result.stdout
+    assert "drops tables" in result.stderr and "no rows" in result.stderr
 
 
 def test_sqlite_downgrade_keeps_a_backup_even_with_yes(tmp_path):
@@ -157,7 +158,7 @@ def test_on_a_terminal_the_downgrade_asks_and_does_what_was_answered(tmp_path, a
     assert runner.invoke(app, [*TRAIN, "--db", str(db)]).exit_code == 0
     returncode, shown = _downgrade_on_a_terminal(db, answer)
     assert returncode == code, shown
-    assert "drops tables checkpoints (1 rows), agent_snapshots (6 rows), episodes (2 rows), runs (1 rows)" in shown
+    assert "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)" in shown
     assert counts(str(db)) == ({} if code == 0 else {"runs": 1, "episodes": 2, "agent_snapshots": 6})
     if code == 2:
         assert "not confirmed, nothing changed" in shown

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, townlet, wait_for
+from tests.helpers import answers, free_port, townlet, wait_for
 
 LOG_LINE = re.compile(
     r"^episode (\d+)/(\d+) survival [\d.]+ baseline [\d.]+ epsilon [\d.]+ stage (\d+) \d+:\d\d:\d\d$", re.M
@@ -168,16 +168,7 @@ def test_serve_says_where_it_serves_and_that_it_stopped_on_stderr(log_run):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        import urllib.request
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_for(answers, "serve to answer", timeout=60)
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/api/runs"), "serve to answer", timeout=60)
     finally:
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)

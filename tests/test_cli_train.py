@@ -24,10 +24,10 @@ def _database_in_tmp(tmp_path, monkeypatch):
 def test_train_runs_and_prints_a_summary(tmp_path):
     result = runner.invoke(app, ["train", "--episodes", "2", "--agents", "3", "--seed", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "training 3 agents for 2 episodes on cpu (1 thread, seed 1), run 1 in " in result.stdout
-    assert "run 1 finished: 2 episodes written" in result.stdout
-    assert "training summary" in result.stdout
-    assert "2 episodes in" in result.stdout
+    assert "training 3 agents for 2 episodes on cpu (1 thread, seed 1), run 1 in " in result.stderr
+    assert "run 1 finished: 2 episodes written" in result.stderr
+    assert "training summary" in result.stderr
+    assert "2 episodes in" in result.stderr
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path):
@@ -35,7 +35,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path):
     path.write_text("[training]\nagents = 2\nepisodes = 1\ndevice = 'cpu'\n")
     result = runner.invoke(app, ["train", "--config", str(path), "--agents", "4"])
     assert result.exit_code == 0, result.output
-    assert "training 4 agents for 1 episodes" in result.stdout
+    assert "training 4 agents for 1 episode " in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -79,14 +79,15 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
         env={**os.environ, "COLUMNS": "200"},
     )
     processes.append(proc)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("training 2 agents")
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("training 2 agents")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "stopped by Ctrl-C" in out
-    assert err.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ") and err.count("\n") == 1
+    assert out == "" and "stopped by Ctrl-C" in err
+    last = err.splitlines()[-1]
+    assert last.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ") and err.count("interrupted by") == 1
     assert "Traceback" not in err
     finished = int(out.strip().splitlines()[-1].split()[0])
     assert 1 <= finished < 500
@@ -95,7 +96,7 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
 def test_training_uses_one_thread_unless_configured_and_says_how_many(tmp_path):
     default = runner.invoke(app, ["train", "--episodes", "1", "--agents", "2", "--device", "cpu"])
     assert default.exit_code == 0, default.output
-    assert "on cpu (1 thread, seed 0)" in default.stdout
+    assert "on cpu (1 thread, seed 0)" in default.stderr
     path = tmp_path / "threads.toml"
     path.write_text("[training]\nthreads = 2\n")
     two = subprocess.run(
@@ -104,7 +105,7 @@ def test_training_uses_one_thread_unless_configured_and_says_how_many(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr
-    assert "on cpu (2 threads, seed 0)" in two.stdout
+    assert "on cpu (2 threads, seed 0)" in two.stderr
 
 
 def test_epsilon_in_the_telemetry_is_the_schedules_exact_python_value(tmp_path):
@@ -125,7 +126,7 @@ def test_train_and_audit_name_the_same_episode_for_a_stage_change(tmp_path):
     args = ["train", "--episodes", "5", "--agents", "2", "--device", "cpu", "--config", str(config)]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    said = [int(m) for m in re.findall(r"stage \d → \d from episode (\d+)", result.stdout)]
+    said = [int(m) for m in re.findall(r"stage \d → \d from episode (\d+)", result.stderr)]
     audit = json.loads(runner.invoke(app, ["audit", "baselines", "--run", "1", "--json"]).stdout)
     changes = [c["episode"] for c in audit["agents"][0]["stage_changes"]]
     assert said == changes == [3, 5]

@@ -81,7 +81,7 @@ def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_b
     runs_before = read("runs", "--json", "--db", str(laptop))
     team = new_database(postgres_base_url)
     to_team = ok("db", "copy", str(laptop), team)
-    assert "2 runs, 23 agent rows copied" in to_team.stdout
+    assert "2 runs, 23 agent rows copied" in to_team.stderr
     assert outputs(team, {1: 1, 2: 2}) == before
     assert read("runs", "--json", "--db", team) == runs_before
     back = tmp_path / "back.db"
@@ -98,8 +98,8 @@ def test_a_run_already_there_is_refused_unless_skipped(laptop, tmp_path):
     refused(townlet("db", "copy", str(laptop), str(dst)), "run 2 of", "is already in", "as run 1", "--skip-existing")
     assert counts(dst) == before == [1, 4, 8, 1]  # nothing of run 1 was copied before the refusal
     skipped = ok("db", "copy", str(laptop), str(dst), "--skip-existing")
-    assert "copied run 1 of" in skipped.stdout and "to run 2 of" in skipped.stdout
-    assert "skipped run 2:" in skipped.stdout and "already has it as run 1" in skipped.stdout
+    assert "copied run 1 of" in skipped.stderr and "to run 2 of" in skipped.stderr
+    assert "skipped run 2:" in skipped.stderr and "already has it as run 1" in skipped.stderr
     copied, original = outputs(str(dst), {1: 2, 2: 1}), outputs(str(laptop), {1: 1, 2: 2})
     same = [key for key in original if key.startswith(("replay", "episodes"))]  # audit, export: the run's new id
     assert [copied[key] for key in same] == [original[key] for key in same]
@@ -109,7 +109,7 @@ def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
     dst = tmp_path / "dst.db"
     ok("db", "copy", str(laptop), str(dst), "--run", "1")
     resumed = ok("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(dst))
-    assert "learner restored from the checkpoint after episode 5" in resumed.stdout
+    assert "learner restored from the checkpoint after episode 5" in resumed.stderr
 
 
 def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):

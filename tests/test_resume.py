@@ -115,7 +115,7 @@ def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(tmp_pa
         capture_output=True, text=True, cwd=tmp_path, check=False,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert f"learner restored from the checkpoint after episode {done}" in resumed.stdout
+    assert f"learner restored from the checkpoint after episode {done}" in resumed.stderr
     assert telemetry(str(db)) == straight
 
 
@@ -139,7 +139,7 @@ def test_kill_9_after_the_last_checkpoint_replaces_the_later_episodes_and_contin
     resumed = runner.invoke(app, ["train", "--resume", "1", "--episodes", str(30 - done), "--db", str(db)])
     assert resumed.exit_code == 0, resumed.output
     if done > last_checkpoint:
-        said = " ".join(resumed.stdout.split())
+        said = " ".join(resumed.stderr.split())
         assert f"episodes {last_checkpoint + 1}-{done} are deleted and trained again from that checkpoint" in said
         assert (
             f"for {30 - last_checkpoint} episodes ({done - last_checkpoint} trained again, then {30 - done} new)"
@@ -154,7 +154,7 @@ def test_a_run_without_a_checkpoint_resumes_as_before_and_says_learning_restarts
     assert runner.invoke(app, ["db", "upgrade", "--db", str(db)]).exit_code == 0
     result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "2", "--device", "cpu", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    notice = " ".join(result.stdout.split())
+    notice = " ".join(result.stderr.split())
     assert "run 1 has no learner checkpoint (it was trained by townlet 0.3.0, before checkpoints)" in notice
     assert "learning restarts from scratch at episode 8" in notice
     with sqlite3.connect(db) as connection:
@@ -190,7 +190,7 @@ def test_an_explicit_device_moves_a_checkpoint_from_another_device_type(tmp_path
         connection.execute("UPDATE checkpoints SET device = 'cuda'")
     result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    assert "learner restored from the checkpoint after episode 2" in result.stdout
+    assert "learner restored from the checkpoint after episode 2" in result.stderr
 
 
 def test_a_running_run_nobody_holds_is_listed_stale_and_the_next_train_stores_it(db_url):
@@ -223,7 +223,7 @@ def test_after_a_downgrade_and_upgrade_a_resume_says_the_checkpoints_were_droppe
         assert done.exit_code == 0, done.output
     result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    assert f"run 1 has no learner checkpoint ({why}): learning restarts" in " ".join(result.stdout.split())
+    assert f"run 1 has no learner checkpoint ({why}): learning restarts" in " ".join(result.stderr.split())
 
 
 def test_a_run_killed_before_its_first_checkpoint_says_so_when_resumed(tmp_path):
@@ -235,7 +235,7 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_when_resumed(tmp_path)
     connection.close()
     result = runner.invoke(app, ["train", "--resume", "1", "--episodes", "1", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    said = " ".join(result.stdout.split())
+    said = " ".join(result.stderr.split())
     assert "run 1 has no learner checkpoint (its process died before the first one was stored)" in said
 
 

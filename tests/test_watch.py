@@ -61,12 +61,13 @@ def test_watch_started_before_the_trainer_waits_then_follows_it_across_a_restart
     finally:
         second.close()
     assert proc.returncode == 0, err
-    assert f"waiting for the trainer at {url}" in out
-    assert out.count("connected to run 7 (uuid-7, 3 agents") == 2
-    lines = [line for line in out.splitlines() if line.startswith("run 7 episode")]
+    assert f"waiting for the trainer at {url}" in err
+    assert err.count("connected to run 7 (uuid-7, 3 agents") == 2
+    lines = out.splitlines()  # stdout: the episodes, nothing else
+    assert all(line.startswith("run 7 episode") for line in lines)
     assert [int(line.split()[3].rstrip(":")) for line in lines] == [1, 2, 3, 4]
-    assert "went away" in out
-    assert out.rstrip().splitlines()[-1] == f"watched 4 episode(s) of run(s) 7 from {url}"
+    assert "went away" in err
+    assert err.rstrip().splitlines()[-1] == f"watched 4 episodes of run 7 from {url}"
 
 
 @pytest.mark.slow
@@ -95,7 +96,7 @@ def test_watch_json_lines_are_byte_identical_to_replay_json_of_a_real_run(tmp_pa
         replayed = runner.invoke(app, ["replay", "--episode", str(episode), "--json", "--db", str(db)])
         assert replayed.exit_code == 0, replayed.output
         assert replayed.stdout_bytes.rstrip(b"\n") == line
-    assert "connected to run 1 (" in err and "watched 3 episode(s) of run(s) 1" in err
+    assert "connected to run 1 (" in err and "watched 3 episodes of run 1" in err
 
 
 @pytest.mark.slow
@@ -103,11 +104,12 @@ def test_ctrl_c_ends_watch_with_a_one_line_summary_and_exit_0(tmp_path, processe
     port = free_port()
     proc = _watch(f"ws://127.0.0.1:{port}", "--timeout", "600", cwd=tmp_path)
     processes.append(proc)
-    assert "waiting for the trainer" in proc.stdout.readline()
+    assert "waiting for the trainer" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert out.strip().splitlines()[-1] == f"watched 0 episode(s) of run(s) none from ws://127.0.0.1:{port}"
+    assert out == ""
+    assert err.strip().splitlines()[-1] == f"watched 0 episodes of runs none from ws://127.0.0.1:{port}"
     assert "Traceback" not in err
 
 

@@ -302,3 +302,14 @@ def test_a_resumed_run_has_two_sessions(tmp_path):
     sessions = client.get("/api/runs/1/sessions").json()
     assert [s["first_episode"] for s in sessions] == [1, 4]
     assert sessions[0]["gap_s"] is None and sessions[1]["gap_s"] >= 2.0
+
+
+def test_the_documented_config_sample_is_what_the_server_answers(client):
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "telemetry_schema.md").read_text()
+    sample = re.search(r"\| `GET /api/config` \| `(\{.*?\})` \|", docs)
+    assert sample is not None
+    documented = json.loads(sample[1].replace('"ws://..." or null', "null"))
+    answered = client.get("/api/config").json()
+    assert documented == answered  # the version too: docs say what this townlet answers

@@ -462,24 +462,38 @@ def test_live_the_header_follows_the_chart_and_a_finished_run_says_so(browser, t
     seed = runner.invoke(cli, ["train", "--episodes", "1", "--agents", "4", "--device", "cpu", "--db", str(db)])
     assert seed.exit_code == 0, seed.output  # run 1, so the page has a run to open before the trainer starts
     base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
-    open_page(browser, f"{base}/runs/1", "#episode-count")
+    open_page(browser, f"{base}/", "#runs-table table")
     trainer = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", "12", "--device", "cpu",
+        [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", "40", "--device", "cpu",
          "--db", str(db), "--live", f"127.0.0.1:{live_port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     processes.append(trainer)
 
+    def row() -> list[str]:  # read in one go: the table is redrawn with every live episode
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('#runs-table tbody tr:first-child td'))"
+            ".map((td) => td.textContent);"
+        )
+
+    WebDriverWait(browser, 90).until(lambda d: int(row()[5]) >= 3)  # the runs page follows the run's row
+    assert row()[1] == "running"
+    browser.execute_script("document.querySelector(\"#runs-table a[href='/runs/1']\").click();")  # redrawn often
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "episode-count"))
+
     def shown() -> int:
         return int(browser.find_element(By.ID, "episode-count").text.split()[0])
 
-    WebDriverWait(browser, 90).until(lambda d: shown() >= 4)
-    count = shown()
-    assert f"· {count} episodes" in browser.find_element(By.ID, "run-header").text
-    assert "as of episode 1" in browser.find_element(By.ID, "as-of").text
+    start = shown()
+    WebDriverWait(browser, 90).until(lambda d: shown() >= start + 2)  # live episodes on the run page
+    header, count = browser.execute_script(  # read together: an episode may arrive between two reads
+        "return ['run-header', 'episode-count'].map((id) => document.getElementById(id).textContent);"
+    )
+    assert f"· {count.split()[0]} episodes (the last {count.split()[-1]})" in header
+    assert "as of episode" in browser.find_element(By.ID, "as-of").text
     assert browser.find_element(By.ID, "refresh").is_displayed()
     assert trainer.wait(timeout=120) == 0
     WebDriverWait(browser, 30).until(lambda d: "run 1 finished" in d.find_element(By.ID, "live-status").text)
     assert "lost" not in browser.find_element(By.ID, "live-status").get_attribute("class")
-    assert shown() == 13
-    assert browser.find_element(By.LINK_TEXT, "episode 13").get_attribute("href").endswith("/runs/1/episodes/13")
+    assert shown() == 41
+    assert browser.find_element(By.LINK_TEXT, "episode 41").get_attribute("href").endswith("/runs/1/episodes/41")

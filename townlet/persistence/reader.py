@@ -455,7 +455,6 @@ class TelemetryReader:
         )
         return {"first_episode": first, "last_episode": last, "rows": rows, "columns": columns, "cells": cells}
 
-
     # -- what the dashboard's overview pages read ------------------------------------------------------
 
     def run_config(self, run: RunSummary) -> dict[str, Any]:

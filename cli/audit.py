@@ -194,7 +194,7 @@ def rewards(
             )
         if len(mismatches) > SHOWN_FLAGS:
             console.print(f"... and {len(mismatches) - SHOWN_FLAGS} more (--json lists them all)")
-        verdict = f"{len(mismatches)} mismatches" if mismatches else "every reward matches"
+        verdict = counted(len(mismatches), "mismatch", "mismatches") if mismatches else "every reward matches"
         console.print(f"{scope} in {reader.label}: {counted(checked, 'reward')} checked, {verdict}")
     if mismatches:
         raise typer.Exit(code=1)

@@ -152,14 +152,14 @@ def test_a_damaged_format_1_checkpoint_fails_its_crc_and_an_intact_one_still_loa
     store_blob(trained, payload)
     result = resume(trained, "--episodes", "1")
     assert result.exit_code == 0, result.output
-    assert "learner restored from the checkpoint after episode 12" in result.stdout
+    assert "learner restored from the checkpoint after episode 12" in result.stderr
 
 
 def test_from_checkpoint_resumes_from_the_older_intact_one_and_continues_exactly(trained, straight):
     store_blob(trained, blob(trained)[:-1] + b"\x00")
     result = resume(trained, "--from-checkpoint", "10", "--episodes", "3")
     assert result.exit_code == 0, result.output
-    said = " ".join(result.stdout.split())
+    said = " ".join(result.stderr.split())
     assert "for 5 episodes (2 trained again, then 3 new)" in said
     assert "episodes 11-12 are deleted and trained again from that checkpoint, then 3 more" in said
     assert telemetry(str(trained)) == straight[: 15 * AGENTS]
@@ -178,7 +178,7 @@ def test_fresh_learner_keeps_every_episode_and_restarts_learning_after_the_last(
     before = telemetry(str(trained))
     result = resume(trained, "--fresh-learner", "--episodes", "2")
     assert result.exit_code == 0, result.output
-    said = " ".join(result.stdout.split())
+    said = " ".join(result.stderr.split())
     assert "run 1 has no learner checkpoint (--fresh-learner): learning restarts from scratch at episode 13" in said
     after = telemetry(str(trained))
     assert after[: len(before)] == before and len(after) == 14 * AGENTS

@@ -89,8 +89,9 @@ def test_ctrl_c_stops_cleanly_after_the_current_episode(tmp_path, processes):
     last = err.splitlines()[-1]
     assert last.startswith("interrupted by Ctrl-C: run 1 marked interrupted, ") and err.count("interrupted by") == 1
     assert "Traceback" not in err
-    finished = int(out.strip().splitlines()[-1].split()[0])
-    assert 1 <= finished < 500
+    summary = re.search(r"^(\d+) episodes? in [\d.]+s$", err, re.M)
+    assert summary is not None, err
+    assert 1 <= int(summary[1]) < 500
 
 
 def test_training_uses_one_thread_unless_configured_and_says_how_many(tmp_path):

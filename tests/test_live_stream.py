@@ -109,7 +109,7 @@ def test_train_live_streams_valid_envelopes_to_a_real_client(tmp_path):
         assert envelope["run_id"] == hello["run_id"]
         assert len(envelope["agents"]) == 3
         json.dumps(envelope, allow_nan=False)
-    assert "live stream:" in out and "dropped for slow clients" in out
+    assert out == "" and "live stream:" in err and "dropped for slow clients" in err
 
 
 def _publish_until(stop: threading.Event, server: WebSocketBroadcaster) -> None:
@@ -131,12 +131,12 @@ def test_watch_shows_known_versions_and_refuses_unknown_ones(broadcaster):
         stop.set()
         publisher.join()
     assert result.exit_code == 0, result.output
-    assert f"connected to run run-x (4 agents, schema v{SCHEMA_VERSION})" in result.stdout
+    assert f"connected to run run-x (4 agents, schema v{SCHEMA_VERSION})" in result.stderr
     assert "refused a message: telemetry schema_version 99 is not one this townlet reads (1, 2): upgrade townlet" in (
-        result.stdout
+        result.stderr
     )
-    assert f"schema v{SCHEMA_VERSION}" in result.stdout and "baseline" in result.stdout
-    assert "watched 2 episode(s)" in result.stdout
+    assert "baseline" in result.stdout and "refused" not in result.stdout  # stdout: the episodes only
+    assert "watched 2 episodes" in result.stderr
 
 
 def _rendered(envelope: dict) -> str:

@@ -76,7 +76,7 @@ def test_entry_point_works_from_outside_the_checkout(installed, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "training summary" in result.stdout
+    assert "training summary" in result.stderr
     where = subprocess.run(
         [sys.executable, "-c", "import townlet_cli, townlet; print(townlet_cli.__file__, townlet.__file__)"],
         cwd=tmp_path,
@@ -106,7 +106,7 @@ def test_installed_cli_upgrades_a_database_with_no_checkout(installed, tmp_path)
 
     upgraded = cli("db", "upgrade", "--db", "team.db")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert f"to revision {HEAD_REVISION} (schema {SCHEMA_VERSION})" in upgraded.stdout
+    assert f"to revision {HEAD_REVISION} (schema {SCHEMA_VERSION})" in upgraded.stderr
     current = cli("db", "current", "--db", "team.db")
     assert f"revision {HEAD_REVISION} (schema {SCHEMA_VERSION}), up to date" in current.stdout
     assert not (elsewhere / "alembic.ini").exists()

@@ -107,8 +107,8 @@ def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(tmp_pa
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     done = _episodes(db)
-    assert f"run 1 interrupted: {done} episodes written" in out
-    assert f"learner checkpoint after episode {done} stored" in out
+    assert out == "" and f"run 1 interrupted: {done} episodes written" in err
+    assert f"learner checkpoint after episode {done} stored" in err
     assert checkpoints(db)[-1] == done
     resumed = subprocess.run(
         [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", str(30 - done), "--db", str(db)],

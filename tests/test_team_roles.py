@@ -75,12 +75,12 @@ def refused(result: subprocess.CompletedProcess, *words: str) -> None:
 @pytest.mark.slow
 def test_owner_upgrades_writer_trains_reader_reads_and_no_password_shows(team, tmp_path):
     upgraded = ok("db", "upgrade", "--db", team.url("owner"))
-    assert "townlet_owner:***@" in upgraded.stdout
+    assert "townlet_owner:***@" in upgraded.stderr
     with psycopg.connect(team.url("owner").replace("+psycopg", "")) as connection:  # the README's next step
         connection.execute("GRANT DELETE ON episodes, checkpoints TO townlet_writer")
     writer = team.url("writer")
     trained = ok("train", "--episodes", "3", "--agents", "2", "--device", "cpu", "--db", writer)
-    assert "townlet_writer:***@" in trained.stdout
+    assert "townlet_writer:***@" in trained.stderr
     ok("train", "--resume", "1", "--episodes", "12", "--device", "cpu", "--db", writer)  # prunes checkpoints
     reader = team.url("reader")
     for command in (

@@ -101,7 +101,7 @@ def test_a_second_resume_of_a_run_being_trained_is_refused_before_training(train
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     processes.append(first)
-    assert first.stdout.readline().startswith("resuming run 1")
+    assert first.stderr.readline().startswith("resuming run 1")
     with sqlite3.connect(trained) as connection:
         before = connection.execute("SELECT count(*) FROM episodes").fetchone()[0]
     second = subprocess.run(
@@ -131,7 +131,7 @@ def test_non_loopback_live_address_warns_that_the_stream_is_unauthenticated(tmp_
         app, [*TRAIN, "--episodes", "1", "--db", str(tmp_path / "t.db"), "--live", f"0.0.0.0:{port}"]
     )
     assert result.exit_code == 0, result.output
-    assert "unauthenticated" in result.stdout.splitlines()[0]
+    assert "unauthenticated" in result.stderr.splitlines()[0]
 
 
 def test_resume_refuses_a_config_key_even_when_it_holds_the_built_in_default(trained, tmp_path):
@@ -147,4 +147,4 @@ def test_resume_takes_the_episode_count_and_write_queue_from_the_session(trained
     result = runner.invoke(app, ["train", "--episodes", "2", "--device", "cpu", "--db", str(trained),
                                  "--resume", "1", "--config", str(path)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "resuming run 1 at episode 3: 2 agents for 2 episodes" in result.stdout
+    assert "resuming run 1 at episode 3: 2 agents for 2 episodes" in result.stderr

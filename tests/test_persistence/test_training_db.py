@@ -1,6 +1,7 @@
 """The trainer writes every episode through the background writer: resume, Ctrl-C, SIGKILL, concurrency."""
 
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -190,10 +191,13 @@ def test_ctrl_c_flushes_then_marks_the_run_interrupted(tmp_path, processes):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    finished = int(out.strip().splitlines()[-1].split()[0])
+    assert out == ""  # train says everything on stderr
+    summary = re.search(r"^(\d+) episodes? in [\d.]+s$", err, re.M)
+    assert summary is not None, err
+    finished = int(summary[1])
     assert [e for e, _ in episodes_of(db)] == list(range(1, finished + 1))
     assert run_status(db) == "interrupted"
-    assert f"run 1 interrupted: {finished} episodes written" in out
+    assert f"run 1 interrupted: {finished} episodes written" in err
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_the_v1_fixture_is_the_file_the_v1_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = v1_copy(tmp_path)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0001 (schema 1) to revision 0003 (schema 2)" in result.stdout
+    assert "from revision 0001 (schema 1) to revision 0003 (schema 2)" in result.stderr
     return db
 
 
@@ -84,7 +84,7 @@ def test_upgrade_writes_a_backup_that_is_itself_a_valid_v1_database(tmp_path):
     db = v1_copy(tmp_path)
     result = ok("db", "upgrade", "--db", str(db))
     backups = sorted(tmp_path.glob("townlet.db.bak-0001-*"))
-    assert len(backups) == 1 and str(backups[0]) in result.stdout
+    assert len(backups) == 1 and str(backups[0]) in result.stderr
     assert backups[0].name.endswith("Z") and len(backups[0].name) == len("townlet.db.bak-0001-20261125T133000Z")
     current = ok("db", "current", "--db", str(backups[0]))
     assert "revision 0001 (schema 1), this townlet needs revision 0003" in current.stdout
@@ -95,7 +95,7 @@ def test_upgrade_writes_a_backup_that_is_itself_a_valid_v1_database(tmp_path):
 def test_no_backup_skips_the_copy(tmp_path):
     db = v1_copy(tmp_path)
     result = ok("db", "upgrade", "--no-backup", "--db", str(db))
-    assert "--no-backup" in result.stdout
+    assert "--no-backup" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["townlet.db"]
 
 
@@ -130,7 +130,7 @@ def test_new_training_appends_v2_rows_to_the_same_run_history(upgraded):
 def test_downgrade_to_0001_and_upgrade_again_keeps_v1_data(upgraded):
     ok("train", "--resume", "1", "--episodes", "1", "--device", "cpu", "--db", str(upgraded))
     down = ok("db", "downgrade", "0001", "--db", str(upgraded), "--yes")
-    assert "to 0001" in down.stdout
+    assert "to 0001" in down.stderr
     columns = {r[1] for r in rows(upgraded, "PRAGMA table_info(agent_snapshots)")}
     assert not {"visits_bed", "visits_shower", "visits_fridge", "visits_job", "action_entropy"} & columns
     assert rows(upgraded, V1_ROWS_SQL)[:22] == rows(V1_FIXTURE, V1_ROWS_SQL)  # the fixture's rows, untouched

@@ -51,7 +51,7 @@ def test_the_v2_fixture_is_the_file_the_0_3_0_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = fixture_copy(tmp_path, V2_FIXTURE)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0003 (schema 2)" in result.stdout
+    assert "from revision 0002 (schema 2) to revision 0003 (schema 2)" in result.stderr
     return db
 
 
@@ -82,9 +82,9 @@ def test_the_new_states_are_allowed_after_the_upgrade_and_not_before(tmp_path, u
 def test_v1_fixture_goes_to_head_in_two_steps_and_still_replays(tmp_path):
     db = v1_copy(tmp_path)
     first = ok("db", "upgrade", "--to", "0002", "--db", str(db))
-    assert "from revision 0001 (schema 1) to revision 0002 (schema 2)" in first.stdout
+    assert "from revision 0001 (schema 1) to revision 0002 (schema 2)" in first.stderr
     second = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0003 (schema 2)" in second.stdout
+    assert "from revision 0002 (schema 2) to revision 0003 (schema 2)" in second.stderr
     columns = "episode_pk, agent_idx, schema_version, survival_steps, epsilon, curriculum_stage, death_cause"
     sql = f"SELECT {columns} FROM agent_snapshots ORDER BY 1, 2"
     assert rows(db, sql) == rows(V1_FIXTURE, sql)
@@ -118,7 +118,7 @@ def test_downgrade_to_0002_names_the_checkpoints_maps_the_states_back_and_backs_
     assert "relabels runs.status interrupted as crashed, stale as running (2 rows)" in refused.stderr
     down = ok("db", "downgrade", "0002", "--db", str(upgraded), "--yes")
     (backup,) = upgraded.parent.glob("townlet.db.bak-0003-*")
-    assert str(backup) in down.stdout
+    assert str(backup) in down.stderr
     assert rows(backup, "SELECT count(*) FROM checkpoints") == [(checkpoints,)]
     assert rows(upgraded, "SELECT version_num FROM townlet_alembic_version") == [("0002",)]
     assert rows(upgraded, "SELECT id, status FROM runs ORDER BY id") == [(1, "crashed"), (2, "running")]

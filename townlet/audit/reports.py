@@ -6,6 +6,7 @@ them (``townlet.telemetry.payloads.encode``), so ``townlet-telemetry audit basel
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
@@ -145,8 +146,6 @@ def overview_report(reader: TelemetryReader) -> list[dict[str, Any]]:
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
-    from datetime import datetime
-
     if start is None or end is None:
         return None
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()

@@ -48,19 +48,21 @@ NoBackupFlag = Annotated[
 ]
 
 
-def _backup_first(store: "TelemetryStore", before: str, target: str, *, enabled: bool, console: "Console") -> None:
-    """Before an existing database's schema changes: a backup copy beside a SQLite file, said where."""
+def _backup_first(store: "TelemetryStore", before: str, target: str, *, enabled: bool, console: "Console") -> str:
+    """Before an existing database's schema changes: a backup copy beside a SQLite file, said where at once.
+    Returns what to say once the change is done when no backup was taken ("" when nothing is to be said): a
+    change that is then refused stays one line."""
     from townlet.persistence.backup import backup_sqlite
 
     if before in (revisions.EMPTY, target):
-        return
+        return ""
     if not enabled:
-        console.print(f"no backup of {store.label} taken (--no-backup)")
-    elif store.url.get_backend_name() != "sqlite":
-        console.print(f"no backup of {store.label} taken: back up a PostgreSQL database with pg_dump if you need one")
-    else:
-        path = backup_sqlite(Path(store.url.database or ""), before)
-        console.print(f"backed up {store.label} ({describe_revision(before)}) to {path}")
+        return f"no backup of {store.label} taken (--no-backup)"
+    if store.url.get_backend_name() != "sqlite":
+        return f"no backup of {store.label} taken: back up a PostgreSQL database with pg_dump if you need one"
+    path = backup_sqlite(Path(store.url.database or ""), before)
+    console.print(f"backed up {store.label} ({describe_revision(before)}) to {path}")
+    return ""
 
 
 def _known_revision(revision: str, extra: str) -> str:
@@ -98,10 +100,12 @@ def upgrade(
             raise DatabaseTooNew(
                 f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
             )
-        _backup_first(store, before, target, enabled=not no_backup, console=console)
+        unbacked = _backup_first(store, before, target, enabled=not no_backup, console=console)
         with store.transaction(migrating=True) as connection:
             migrate.upgrade(connection, target)
             after = migrate.database_revision(connection, store.label)
+    if unbacked:
+        console.print(unbacked)
     if before == after:
         console.print(f"{store.label} is already at {describe_revision(after)}")
     else:
@@ -195,9 +199,11 @@ def downgrade(
                 else f"Back it up first: pg_dump --format=custom --file townlet.dump '{store.label}'."
             )
             _confirm_losses(line, yes=yes, backup_hint=hint)
-        _backup_first(store, before, target, enabled=not no_backup, console=console)
+        unbacked = _backup_first(store, before, target, enabled=not no_backup, console=console)
         with store.transaction(migrating=True) as connection:
             migrate.downgrade(connection, target)
+    if unbacked:
+        console.print(unbacked)
     console.print(line)
     console.print(f"downgraded {store.label} from {describe_revision(before)} to {revision}")
 

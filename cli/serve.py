@@ -91,25 +91,26 @@ def serve(
     logging.getLogger("asyncio").addFilter(RateLimitedLog())  # a failing accept() in a flood: one line per 10 s
     # uvicorn shuts down gracefully on Ctrl-C or SIGTERM (answering the requests in flight), restores the
     # handlers it found and re-raises the signal: these handlers turn that into the one line below, exit 0.
-    previous = signal.signal(signal.SIGTERM, _stopped_by)
+    # SIGINT gets a handler of ours too: under Python's default one, asyncio.run turns the re-raised signal into
+    # a cancel of its main task, which is lost when that task is already finishing (then nothing said Ctrl-C).
+    previous = {sig: signal.signal(sig, _stopped_by) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
         how = ""
-    except KeyboardInterrupt:
-        how = " (Ctrl-C)"
-    except _Stopped:
-        how = " (SIGTERM)"
+    except (KeyboardInterrupt, _Stopped) as stop:
+        how = " (SIGTERM)" if isinstance(stop, _Stopped) and stop.args == (signal.SIGTERM,) else " (Ctrl-C)"
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     console.print(f"stopped{how}")
 
 
 class _Stopped(Exception):
-    """SIGTERM reached ``serve`` after uvicorn's graceful shutdown."""
+    """SIGTERM or SIGINT (its number is the argument) reached ``serve`` after uvicorn's graceful shutdown."""
 
 
 def _stopped_by(signum: int, frame: object) -> None:
-    raise _Stopped
+    raise _Stopped(signum)
 
 
 def _bind(host: str, port: int) -> socket.socket:

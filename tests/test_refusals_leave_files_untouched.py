@@ -96,7 +96,7 @@ def _newer(db: Path) -> Path:
 def test_db_upgrade_and_downgrade_refusals_leave_the_file_byte_identical(db):
     refused(["db", "downgrade", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
     refused(["db", "upgrade", "--to", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
-    refused(["db", "downgrade", "0002", "--db", str(db)], db, expect="drops tables checkpoints (1 rows)")
+    refused(["db", "downgrade", "0002", "--db", str(db)], db, expect="drops tables checkpoints (1 row)")
     _newer(db)
     refused(["db", "upgrade", "--db", str(db)], db, expect="newer than this townlet knows")
     refused(["db", "downgrade", "0002", "--db", str(db)], db, expect="newer than this townlet knows")
@@ -109,5 +109,5 @@ def test_a_downgrade_that_only_relabels_run_states_says_so_and_asks_first(db):
     refused(
         ["db", "downgrade", "0002", "--db", str(db), "--no-backup"],
         db,
-        expect="relabels runs.status interrupted as crashed, stale as running (1 rows)",
+        expect="relabels runs.status interrupted as crashed, stale as running (1 row)",
     )

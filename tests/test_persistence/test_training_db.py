@@ -208,7 +208,8 @@ def test_four_writer_processes_share_one_sqlite_file(tmp_path, processes):
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
-        assert "locked" not in err.lower() and "error" not in err.lower()
+        # A writer may wait for another's lock and say so in its log ("database: database busy ..."); none fails.
+        assert "error" not in err.lower() and "traceback" not in err.lower(), err
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'finished'").fetchone()[0] == 4
         assert connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 24

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, fixture_copy, v1_copy
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, make_engine
+from townlet.wording import counted
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -114,7 +115,7 @@ def test_downgrade_to_0002_names_the_checkpoints_maps_the_states_back_and_backs_
     assert checkpoints >= 1
     refused = runner.invoke(app, ["db", "downgrade", "0002", "--db", str(upgraded)])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
-    assert f"drops tables checkpoints ({checkpoints} rows)" in refused.stderr
+    assert f"drops tables checkpoints ({counted(checkpoints, 'row')})" in refused.stderr
     assert "relabels runs.status interrupted as crashed, stale as running (2 rows)" in refused.stderr
     down = ok("db", "downgrade", "0002", "--db", str(upgraded), "--yes")
     (backup,) = upgraded.parent.glob("townlet.db.bak-0003-*")

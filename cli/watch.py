@@ -1,5 +1,6 @@
 """``townlet-telemetry watch``: a live table of the agents of a running trainer (or lines, or JSON lines)."""
 
+import signal
 import statistics
 import sys
 import time
@@ -83,11 +84,15 @@ def watch(
     status = make_console(stderr=True)  # waits, connections and the summary; stdout carries only episodes
     data = make_console()
     viewer = _Viewer(status, max_rows, as_json=as_json, table=data.is_terminal and not as_json, data=data)
+    # Ctrl-C ends watch even where the process started with SIGINT ignored (a parent that ignores it passes
+    # that on through exec, and watch would then wait out --timeout deaf to it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _follow(url, viewer, status, count=count, timeout=timeout)
     except KeyboardInterrupt:
         pass  # Ctrl-C: the summary below is the answer
     finally:
+        signal.signal(signal.SIGINT, previous)
         viewer.close()
     runs = ", ".join(str(r) for r in viewer.runs) or "none"
     status.print(

@@ -21,9 +21,12 @@ from townlet_cli.app import app
 WATCH = [sys.executable, "-m", "townlet_cli", "watch"]
 
 
-def _watch(url: str, *extra: str, cwd: Path) -> subprocess.Popen:
+def _watch(url: str, *extra: str, cwd: Path, sigint_ignored: bool = False) -> subprocess.Popen:
+    """``watch URL EXTRA`` as a real process; ``sigint_ignored`` starts it with SIGINT ignored, as a parent that
+    ignores it (a script's background job, some libraries' worker processes) passes that on through exec."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([*WATCH, url, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+                            cwd=cwd, env={**os.environ, "COLUMNS": "200"}, preexec_fn=ignore)  # fmt: skip
 
 
 def _serve(port: int, run: int, episodes: range) -> WebSocketBroadcaster:
@@ -100,9 +103,10 @@ def test_watch_json_lines_are_byte_identical_to_replay_json_of_a_real_run(tmp_pa
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_watch_with_a_one_line_summary_and_exit_0(tmp_path, processes):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["plain", "started-with-sigint-ignored"])
+def test_ctrl_c_ends_watch_with_a_one_line_summary_and_exit_0(tmp_path, processes, sigint_ignored):
     port = free_port()
-    proc = _watch(f"ws://127.0.0.1:{port}", "--timeout", "600", cwd=tmp_path)
+    proc = _watch(f"ws://127.0.0.1:{port}", "--timeout", "600", cwd=tmp_path, sigint_ignored=sigint_ignored)
     processes.append(proc)
     assert "waiting for the trainer" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)

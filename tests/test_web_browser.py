@@ -79,6 +79,16 @@ def own_console(browser) -> Iterator[None]:
     browser.get("about:blank")
 
 
+def live_trainer(db: Path, port: int, processes: list, *args: str) -> subprocess.Popen:
+    """``train ARGS --db DB --live 127.0.0.1:PORT`` as a real process, stopped by the ``processes`` fixture."""
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "townlet_cli", "train", *args, "--db", str(db), "--live", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes.append(trainer)
+    return trainer
+
+
 def _serve(db: Path | str, processes: list, *extra: str) -> str:
     """A real ``serve`` process on a free port; its base URL once it answers."""
     port = free_port()
@@ -254,12 +264,7 @@ def test_a_v1_database_renders_its_v1_episodes(browser, tmp_path, processes):
 
 def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser, tmp_path, processes, artifacts):
     db, live_port = tmp_path / "live.db", free_port()
-    trainer = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--agents", "4", "--device", "cpu",
-         "--db", str(db), "--live", f"127.0.0.1:{live_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    processes.append(trainer)
+    trainer = live_trainer(db, live_port, processes, "--episodes", "100000", "--agents", "4", "--device", "cpu")
 
     def stored() -> int:
         if not db.exists():
@@ -285,12 +290,8 @@ def test_live_mode_appends_episodes_from_a_real_trainer_without_a_reload(browser
     trainer.communicate(timeout=60)
     WebDriverWait(browser, 30).until(lambda d: "run 1 interrupted" in d.find_element(By.ID, "live-status").text)
     before_restart = shown()
-    resumed = subprocess.Popen(  # the trainer comes back on the same address: the page follows it again
-        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--device", "cpu",
-         "--db", str(db), "--resume", "1", "--live", f"127.0.0.1:{live_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    processes.append(resumed)
+    # The trainer comes back on the same address: the page follows it again.
+    resumed = live_trainer(db, live_port, processes, "--episodes", "100000", "--device", "cpu", "--resume", "1")
     WebDriverWait(browser, 60).until(lambda d: "(connected)" in d.find_element(By.ID, "live-status").text)
     WebDriverWait(browser, 60).until(lambda d: shown() >= before_restart + 2)
     resumed.send_signal(signal.SIGINT)
@@ -312,12 +313,7 @@ def test_the_live_page_never_shows_an_episode_twice_when_a_resume_trains_episode
     base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
     open_page(browser, f"{base}/runs/1", "#episode-count")
     assert browser.find_element(By.ID, "episode-count").text == "6 episodes shown, the last 6"
-    resumed = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "100000", "--device", "cpu",
-         "--db", str(db), "--resume", "1", "--live", f"127.0.0.1:{live_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    processes.append(resumed)
+    resumed = live_trainer(db, live_port, processes, "--episodes", "100000", "--device", "cpu", "--resume", "1")
 
     def shown() -> tuple[int, int]:
         words = browser.find_element(By.ID, "episode-count").text.split()  # "N episodes shown, the last E"
@@ -463,12 +459,7 @@ def test_live_the_header_follows_the_chart_and_a_finished_run_says_so(browser, t
     assert seed.exit_code == 0, seed.output  # run 1, so the page has a run to open before the trainer starts
     base = _serve(db, processes, "--live", f"ws://127.0.0.1:{live_port}")
     open_page(browser, f"{base}/", "#runs-table table")
-    trainer = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "train", "--resume", "1", "--episodes", "40", "--device", "cpu",
-         "--db", str(db), "--live", f"127.0.0.1:{live_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    processes.append(trainer)
+    trainer = live_trainer(db, live_port, processes, "--resume", "1", "--episodes", "40", "--device", "cpu")
 
     def row() -> list[str]:  # read in one go: the table is redrawn with every live episode
         return browser.execute_script(

@@ -11,7 +11,7 @@ from townlet.persistence.errors import DatabaseTooNew
 from townlet.persistence.revisions import describe_revision
 from townlet.wording import counted
 from townlet_cli.console import make_console
-from townlet_cli.options import DEFAULT, DbOption
+from townlet_cli.options import DEFAULT, AtLeast, DbOption
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -277,7 +277,8 @@ def copy(
     src: Annotated[str, typer.Argument(help="Database to copy from: a SQLite path or a URL.")],
     dst: Annotated[str, typer.Argument(help="Database to copy into (created when new): a SQLite path or a URL.")],
     run: Annotated[
-        list[int] | None, typer.Option("--run", help="A run of SRC to copy (repeat for more); default: all.", min=1)
+        list[int] | None,
+        typer.Option("--run", help="A run of SRC to copy (repeat for more); default: all.", click_type=AtLeast(1)),
     ] = None,
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Skip runs DST already has (same uuid) instead of refusing.")

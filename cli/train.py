@@ -187,7 +187,7 @@ def train(
     )
     console.print(
         f"{verb} {counted(t.agents, 'agent')} for {count} on {session.trainer.device} "
-        f"({session.trainer.threads} thread{'s' if session.trainer.threads > 1 else ''}, seed {t.seed}), "
+        f"({counted(session.trainer.threads, 'thread')}, seed {t.seed}), "
         f"run {session.result.run} in {session.store.label}"
     )
     for notice in session.result.notices:

@@ -203,6 +203,12 @@ def test_the_read_endpoints_on_postgresql_answer_what_the_commands_print(db_url)
     heat = client.get("/api/runs/1/heatmap").json()
     assert (heat["rows"], heat["columns"]) == (AGENTS, 3)
     assert client.get("/api/runs/1/agents/1").json()["baselines"]["agents"][0]["agent_idx"] == 1
+    # The stored config comes back from PostgreSQL as an object, from SQLite as JSON text: the same answer.
+    assert client.get("/api/runs/1/config").json()["curriculum"]["window"] == 2
+    (overview,) = client.get("/api/overview").json()
+    assert overview["differs"] == {} and overview["last_survival_mean"] is not None
+    assert sorted(a["agent_idx"] for a in client.get("/api/runs/1/agents").json()["agents"]) == list(range(AGENTS))
+    assert client.get("/api/runs/1/sessions").json()[0]["first_episode"] == 1
 
 
 def test_run_answers_are_fresh_when_the_run_grows(tmp_path):

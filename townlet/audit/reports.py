@@ -127,7 +127,7 @@ def overview_report(reader: TelemetryReader) -> list[dict[str, Any]]:
     episode's mean survival and baseline, and ``differs``: the settings whose values differ between runs."""
     runs = reader.runs()
     means = reader.last_episode_means()
-    configs = {run.id: flat_config(reader.run_config(run)) for run in runs}
+    configs = {run: flat_config(config) for run, config in reader.run_configs().items()}
     keys = sorted({k for c in configs.values() for k in c} - NOT_DISTINGUISHING)
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
     answer = []

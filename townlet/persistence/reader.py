@@ -460,8 +460,12 @@ class TelemetryReader:
     def run_config(self, run: RunSummary) -> dict[str, Any]:
         """The configuration the run was trained with, as stored (every TOML table, every key)."""
         _, rows = self._rows.all("SELECT config FROM runs WHERE id = :run", {"run": run.id})
-        stored = rows[0][0]
-        return json.loads(stored) if isinstance(stored, str) else dict(stored or {})
+        return _stored_config(rows[0][0])
+
+    def run_configs(self) -> dict[int, dict[str, Any]]:
+        """Every run's stored configuration, by run id, in one query."""
+        _, rows = self._rows.all("SELECT id, config FROM runs", {})
+        return {run: _stored_config(stored) for run, stored in rows}
 
     def last_episode_means(self) -> dict[int, tuple[float, float]]:
         """Per run: its last episode's mean survival and mean baseline (one grouped query for every run)."""
@@ -481,6 +485,11 @@ class TelemetryReader:
         the episodes counted, in agent order (reads ``last`` episodes' rows, whatever the run's length)."""
         _, rows = self._rows.all(_AGENT_MEANS_SQL, {"run": run.id, "last": last})
         return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def _stored_config(stored: Any) -> dict[str, Any]:
+    """A ``runs.config`` value as a dict: SQLite keeps the JSON text, PostgreSQL hands back the object."""
+    return json.loads(stored) if isinstance(stored, str) else dict(stored or {})
 
 
 def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from townlet import __version__
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import (
+    SESSION_GAP_S,
     agents_report,
     baselines_audits,
     baselines_report,
@@ -116,7 +117,13 @@ class Dashboard:
     def config(self, request: Request) -> Response:
         known = sorted(DTO_BY_VERSION)
         return json_response(
-            {"audits_above": self.audits_above, "live": self.live, "schema_versions": known, "version": __version__}
+            {
+                "audits_above": self.audits_above,
+                "live": self.live,
+                "schema_versions": known,
+                "session_gap_s": SESSION_GAP_S,
+                "version": __version__,
+            }
         )
 
     def runs(self, request: Request) -> Response:

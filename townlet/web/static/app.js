@@ -14,7 +14,8 @@ const liveStatus = document.getElementById("live-status");
 
 // What the server says about itself: the live stream address and the schema versions it knows.
 // Runs with more agent rows than `audits_above` show a button for the audits instead of running them at once.
-let CONFIG = { live: null, schema_versions: [1, 2], audits_above: 2000000 };
+// `session_gap_s`: episodes this far apart begin a new session (the server's rule, reports.SESSION_GAP_S).
+let CONFIG = { live: null, schema_versions: [1, 2], audits_above: 2000000, session_gap_s: 2 };
 // The agent-record fields of each schema version, in the envelope's order (docs/telemetry_schema.md).
 const V1_FIELDS = ["agent_idx", "episode", "survival_steps", "baseline_survival_steps", "episode_reward", "epsilon",
   "curriculum_stage", "death_cause", "meter_energy", "meter_hygiene", "meter_satiation", "meter_money"];
@@ -214,11 +215,10 @@ function marksFor(changes, sessions) {
 function marksCaption(changes, sessions) {
   const parts = [];
   if (changes.length) parts.push(`dashed: stage changes (${changes.map((c) => `${c.from}→${c.to} at ${c.episode}`).join(", ")})`);
-  if (sessions.length > 1) parts.push(`solid: a new session (a resume, or a wait for the database of ${SESSION_GAP_S} s or more) ` +
+  if (sessions.length > 1) parts.push(`solid: a new session (a resume, or a wait for the database of ${CONFIG.session_gap_s} s or more) ` +
     `from episode ${sessions.slice(1).map((s) => s.first_episode).join(", ")}`);
   return parts.join("; ");
 }
-const SESSION_GAP_S = 2;
 
 // ---- pages --------------------------------------------------------------------------------------------
 

@@ -488,3 +488,9 @@ def test_live_the_header_follows_the_chart_and_a_finished_run_says_so(browser, t
     assert "lost" not in browser.find_element(By.ID, "live-status").get_attribute("class")
     assert shown() == 41
     assert browser.find_element(By.LINK_TEXT, "episode 41").get_attribute("href").endswith("/runs/1/episodes/41")
+    browser.find_element(By.ID, "refresh").click()  # the page reads everything again: nothing is out of date
+    redrawn = (
+        "const a = document.getElementById('as-of'), c = document.getElementById('episode-count');"
+        "return a !== null && a.hidden && c !== null && c.textContent.startsWith('41 episodes');"
+    )
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(redrawn))

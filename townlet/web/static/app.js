@@ -352,21 +352,21 @@ async function runPage(runId) {
   const header = el("p", { class: "muted", id: "run-header" });
   const charts = el("div", { class: "charts" });
   const count = el("p", { id: "episode-count", class: "muted" });
+  // Shown once live episodes arrive: what the page does not recompute, and a button (made once: a control that
+  // is rebuilt with every episode can vanish under the pointer) that reads everything again.
+  const refresh = el("button", { type: "button", id: "refresh", text: "refresh" });
+  refresh.addEventListener("click", () => render());
   const asOf = el("p", { id: "as-of", class: "muted", hidden: "" });
   view.replaceChildren(el("h1", { text: `Run ${run.id}` }), header, count, asOf, charts);
   const storedLast = s.episode.length ? s.episode[s.episode.length - 1] : 0;
+  asOf.append(`heat map, audits and agents as of episode ${storedLast}; the charts follow the trainer `, refresh);
   const page = { kind: "run", runId, uuid: run.run_uuid, s, plots: [] };
   const lastLink = el("p", {});
   const draw = () => {
     const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
     header.textContent = runHeader(run, s);
     count.textContent = `${s.episode.length} episodes shown, the last ${last ?? "none"}`;
-    if (last !== null && last > storedLast) {  // live episodes since the page was read: say what is older
-      const refresh = el("button", { type: "button", id: "refresh", text: "refresh" });
-      refresh.addEventListener("click", () => render());
-      asOf.replaceChildren(`heat map, audits and agents as of episode ${storedLast}; the charts follow the trainer `, refresh);
-      asOf.hidden = false;
-    }
+    if (last !== null && last > storedLast) asOf.hidden = false;  // live episodes since the page was read
     charts.replaceChildren();
     page.plots = runCharts(charts, s, sessions, width);
     lastLink.replaceChildren(...(last ? ["last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)] : ["none yet"]));

@@ -95,6 +95,10 @@ document.addEventListener("click", (event) => {
 window.addEventListener("popstate", render);
 
 let current = null;  // the page on screen, for the live stream to update
+// The stream's latest episodes, whatever page is on screen: a run page that was loading when some arrived (its
+// read of the database may predate them) takes them from here once it is shown, so none falls between the two.
+const liveRecent = [];
+const LIVE_RECENT = 200;
 
 async function render() {
   current = null;
@@ -371,9 +375,10 @@ async function runPage(runId) {
     page.plots = runCharts(charts, s, sessions, width);
     lastLink.replaceChildren(...(last ? ["last episode: ", link(`/runs/${runId}/episodes/${last}`, `episode ${last}`)] : ["none yet"]));
   };
-  draw();
   page.redraw = draw;
   current = page;
+  addEpisodes(s, liveRecent.filter((m) => m.run_id === run.run_uuid).map((m) => m.episode));  // arrived while loading
+  draw();
 
   // Heat map: the server averages agents and episodes into at most what this canvas can show.
   const heat = el("div", { class: "heat" });
@@ -644,7 +649,10 @@ function follow(url) {
         liveRun = message;
         status(`live: run ${message.run ?? message.run_id} (connected)`, "connected");
         if (current && current.kind === "run" && current.uuid === message.run_id) catchUp(current);  // stored while away
-      } else if (message.kind === "episode_snapshot" && current) {
+      } else if (message.kind === "episode_snapshot") {
+        liveRecent.push({ run_id: message.run_id, episode: aggregate(message) });
+        if (liveRecent.length > LIVE_RECENT) liveRecent.shift();
+        if (!current) return;
         if (current.kind === "runs") current.onEpisode(message);
         else if (current.kind === "run" && current.uuid === message.run_id && addEpisodes(current.s, [aggregate(message)])) {
           current.redraw();

@@ -1,5 +1,8 @@
 """``townlet-telemetry db``: upgrade, downgrade, and inspect a database's schema revision."""
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -101,8 +104,8 @@ def upgrade(
                 f"{store.label} is at revision {before}, newer than this townlet knows: upgrade townlet instead"
             )
         unbacked = _backup_first(store, before, target, enabled=not no_backup, console=console)
-        with store.transaction(migrating=True) as connection:
-            migrate.upgrade(connection, target)
+        with store.transaction(migrating=True) as connection, _upgrade_progress(console) as progress:
+            migrate.upgrade(connection, target, progress)
             after = migrate.database_revision(connection, store.label)
     if unbacked:
         console.print(unbacked)
@@ -110,6 +113,33 @@ def upgrade(
         console.print(f"{store.label} is already at {describe_revision(after)}")
     else:
         console.print(f"upgraded {store.label} from {describe_revision(before)} to {describe_revision(after)}")
+
+
+#: Without a terminal, a long upgrade says how far it got at most this often (seconds).
+PROGRESS_EVERY_S = 5.0
+
+
+@contextmanager
+def _upgrade_progress(console: "Console") -> Iterator[Callable[[int, int, int], None]]:
+    """What a long upgrade step reports (revision 0004 backfills every episode's rollup): a bar on a terminal,
+    else a plain line every ``PROGRESS_EVERY_S`` seconds and at the end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("backfill episode rollups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    said = time.monotonic()
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("backfill", total=None)
+
+        def report(done: int, total: int, rows: int) -> None:
+            nonlocal said
+            bar.update(task, completed=done, total=total)
+            if not console.is_terminal and (done == total or time.monotonic() - said >= PROGRESS_EVERY_S):
+                said = time.monotonic()
+                console.print(
+                    f"backfilled the rollups of {done:,} of {counted(total, 'episode')} ({rows:,} agent rows)"
+                )
+
+        yield report
 
 
 class DowngradeNotConfirmed(TelemetryError):
@@ -234,10 +264,19 @@ def current(db: DbOption = DEFAULT) -> None:
 
 
 @app.command()
-def check(db: DbOption = DEFAULT) -> None:
-    """Check that the models and the migrated database agree (like `alembic check`), and that every stored
-    learner checkpoint is intact (its size and sha256 digest; a format 1 checkpoint's CRC-32s); exit 1 on
-    any difference or damaged checkpoint, naming each.
+def check(
+    db: DbOption = DEFAULT,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="Rebuild the rollups of every run that has a differing one (from its agent rows)."
+        ),
+    ] = False,
+) -> None:
+    """Check that the models and the migrated database agree (like `alembic check`), that every stored
+    learner checkpoint is intact (its size and sha256 digest; a format 1 checkpoint's CRC-32s), and that every
+    episode's rollup equals what its agent rows give (reads every agent row); exit 1 on any difference or
+    damage, naming each. --repair rebuilds the differing runs' rollups and checks them again.
 
     Example: townlet-telemetry db check --db townlet.db
     """
@@ -245,9 +284,9 @@ def check(db: DbOption = DEFAULT) -> None:
     from townlet.persistence.store import TelemetryStore
     from townlet.training.checkpoint_seal import CheckpointDamaged, describe, verify
 
-    console = make_console()
+    console, notes = make_console(), make_console(stderr=True)
     problems = 0
-    with TelemetryStore.open(db, write=False) as store:
+    with TelemetryStore.open(db, write=repair) as store:
         with store.transaction() as connection:
             differences = migrate.model_differences(connection)
         for difference in differences:
@@ -264,11 +303,26 @@ def check(db: DbOption = DEFAULT) -> None:
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )
-    if differences or problems:
+        wrong = list(store.check_rollups())
+        if repair:
+            for run in sorted({w.run for w in wrong}):
+                rebuilt = store.rebuild_rollups(run)
+                notes.print(
+                    f"rebuilt the rollups of run {run} ({counted(rebuilt, 'episode')}) from its agent rows",
+                    markup=False,
+                )
+            wrong = list(store.check_rollups())
+        for difference in wrong:
+            console.print(
+                f"rollup differs: {difference.describe()}: rebuild it with "
+                f"`townlet-telemetry db check --repair {store.db_flag}`",
+                markup=False,
+            )
+    if differences or problems or wrong:
         raise typer.Exit(code=1)
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
-        f"{counted(checked, 'checkpoint')} intact"
+        f"{counted(checked, 'checkpoint')} intact; every episode's rollup matches its agent rows"
     )
 
 

@@ -3,9 +3,11 @@
 from typing import Annotated
 
 import typer
+from typer._click.types import IntRange
 
-from townlet.audit.reports import EPISODE_COLUMNS, episodes_report, runs_report
-from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
+from townlet.audit.reports import BUCKET_COLUMNS, EPISODE_COLUMNS, buckets_report, episodes_report, runs_report
+from townlet.defaults import MAX_POINTS
+from townlet.persistence.reader import EpisodeBucket, EpisodeSummary, RunSummary, TelemetryReader
 from townlet.wording import counted
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AtLeast, CsvFlag, DbOption, JsonFlag, RunOption
@@ -47,18 +49,37 @@ def episodes(
     last: Annotated[
         int | None, typer.Option("--last", help="Only the final N episodes.", click_type=AtLeast(1))
     ] = None,
+    points: Annotated[
+        int | None,
+        typer.Option(
+            "--points",
+            help="Summarise the whole run into at most N rows of consecutive episodes (a chart's budget): "
+            "per row its first and last episode, the count, and survival and reward mean (weighted by agent "
+            "rows), min and max, exact over the row's episodes.",
+            click_type=IntRange(2, MAX_POINTS),
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     as_csv: CsvFlag = False,
 ) -> None:
     """Episodes of a run (the latest by default) with survival and reward across agents.
 
-    Per episode: steps, curriculum stage, duration, and the agents' survival and reward (mean, min, max).
+    Per episode: steps, curriculum stage, duration, and the agents' survival and reward (mean, min, max),
+    read from the episodes' rollups (one row per episode, whatever the agent count).
 
     Example: townlet-telemetry episodes --run 1 --last 10
     """
     output = machine_format(as_json, as_csv)
     if last is not None and (limit is not None or offset):
         raise ConflictingOptions("--last cannot be combined with --limit/--offset: use one or the other")
+    if points is not None and (limit is not None or offset or last is not None):
+        raise ConflictingOptions("--points summarises the whole run: drop --limit/--offset/--last, or --points")
+    if points is not None:
+        with TelemetryReader(db) as reader:
+            chosen = reader.run(run)
+            buckets = reader.episode_buckets(chosen, points)
+        _write_buckets(output, reader.label, chosen, buckets)
+        return
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
         rows = reader.episodes(chosen, limit=limit, offset=offset, last=last)
@@ -68,6 +89,27 @@ def episodes(
         write_csv(EPISODE_COLUMNS, ([chosen.id, *row] for row in rows))
     else:
         _episodes_table(reader.label, chosen, rows)
+
+
+def _write_buckets(output: str | None, label: str, run: RunSummary, buckets: list[EpisodeBucket]) -> None:
+    if output == "json":
+        write_json(buckets_report(run.id, buckets))
+    elif output == "csv":
+        write_csv(BUCKET_COLUMNS, ([run.id, *row] for row in buckets))
+    else:
+        from rich.table import Table
+
+        table = Table(
+            title=f"run {run.id} in {label}: {counted(run.episodes, 'episode')} in {counted(len(buckets), 'row')}"
+        )
+        headers = ("episodes", "count", "stage", "survival mean", "min", "max", "reward mean", "min", "max")
+        for header in headers:
+            table.add_column(header, justify="right")
+        for b in buckets:
+            span = str(b.episode) if b.first_episode == b.episode else f"{b.first_episode}-{b.episode}"
+            cells = (b.episodes, b.curriculum_stage, b.survival_mean, b.survival_min, b.survival_max)
+            table.add_row(span, *map(fmt, (*cells, b.reward_mean, b.reward_min, b.reward_max)))
+        make_console().print(table)
 
 
 def _episodes_table(label: str, run: RunSummary, rows: list[EpisodeSummary]) -> None:

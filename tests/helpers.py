@@ -63,6 +63,8 @@ V1_FIXTURE = FIXTURES / "townlet_v1.db"
 
 #: The revision 0002 database written by townlet 0.3.0 (tests/fixtures/README.md): never modified.
 V2_FIXTURE = FIXTURES / "townlet_v2.db"
+#: The revision 0003 database written by townlet 0.7.0, before the rollups (tests/fixtures/README.md).
+V3_FIXTURE = FIXTURES / "townlet_v3.db"
 
 
 def fixture_copy(directory: Path, fixture: Path, name: str = "townlet.db") -> Path:

@@ -42,6 +42,12 @@ def trained(db_url) -> str:
     return db_url
 
 
+DROPS_ALL = (
+    "drops tables episode_rollups (2 rows), checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), "
+    "runs (1 row)"
+)
+
+
 @pytest.mark.parametrize(
     ("revision", "lost"),
     [
@@ -50,7 +56,10 @@ def trained(db_url) -> str:
             "drops columns visits_bed, visits_shower, visits_fridge, visits_job, action_entropy of agent_snapshots "
             "(values in 6 rows)",
         ),
-        ("base", "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)"),
+        (
+            "base",
+            DROPS_ALL,
+        ),
     ],
 )
 def test_downgrade_that_drops_data_is_refused_without_yes(trained, revision, lost):
@@ -68,9 +77,7 @@ def test_downgrade_that_drops_data_is_refused_without_yes(trained, revision, los
 def test_downgrade_with_yes_says_what_it_dropped(trained):
     result = runner.invoke(app, ["db", "downgrade", "base", "--db", trained, "--no-backup", "--yes"])
     assert result.exit_code == 0, result.output
-    assert (
-        "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)" in result.stderr
-    )
+    assert DROPS_ALL in result.stderr
     assert result.stdout == ""
     assert counts(trained) == {}
 
@@ -88,12 +95,12 @@ def test_sqlite_downgrade_keeps_a_backup_even_with_yes(tmp_path):
     assert runner.invoke(app, [*TRAIN, "--db", str(path)]).exit_code == 0
     result = runner.invoke(app, ["db", "downgrade", "0001", "--db", str(path), "--yes"])
     assert result.exit_code == 0, result.output
-    (backup,) = tmp_path.glob("t.db.bak-0003-*")
+    (backup,) = tmp_path.glob("t.db.bak-0004-*")
     rows = sqlite3.connect(backup).execute("SELECT count(visits_bed) FROM agent_snapshots").fetchone()[0]
     assert rows == 6
 
 
-@pytest.mark.parametrize("revision", ["0003", "0002", "0001"])
+@pytest.mark.parametrize("revision", ["0004", "0003", "0002", "0001"])
 def test_declared_losses_match_what_the_downgrade_really_drops(tmp_path, revision):
     """Each migration's DOWNGRADE_DROPS names exactly the tables and columns its downgrade removes."""
     path = tmp_path / "t.db"
@@ -158,7 +165,7 @@ def test_on_a_terminal_the_downgrade_asks_and_does_what_was_answered(tmp_path, a
     assert runner.invoke(app, [*TRAIN, "--db", str(db)]).exit_code == 0
     returncode, shown = _downgrade_on_a_terminal(db, answer)
     assert returncode == code, shown
-    assert "drops tables checkpoints (1 row), agent_snapshots (6 rows), episodes (2 rows), runs (1 row)" in shown
+    assert DROPS_ALL in shown
     assert counts(str(db)) == ({} if code == 0 else {"runs": 1, "episodes": 2, "agent_snapshots": 6})
     if code == 2:
         assert "not confirmed, nothing changed" in shown

@@ -78,10 +78,29 @@ def test_an_agent_is_its_baseline_and_visit_audits_and_its_rewards(db, client):
     assert body["episode_reward"] == [row["episode_reward"] for row in exported if row["agent_idx"] == 2]
 
 
-def test_a_run_is_its_row_and_its_episodes(db, client):
+def test_a_run_is_its_row_and_its_episodes_within_the_point_budget(db, client):
     body = client.get("/api/runs/1").json()
     assert body["run"] == json.loads(cli_bytes("runs", "--json", "--db", str(db)))[0]
-    assert body["episodes"] == json.loads(cli_bytes("episodes", "--run", "1", "--json", "--db", str(db)))
+    every = json.loads(cli_bytes("episodes", "--run", "1", "--json", "--db", str(db)))
+    assert body["points"] == 1000 and len(every) == 6  # fewer episodes than points: one point per episode
+    assert [b["episode"] for b in body["episodes"]] == [e["episode"] for e in every]
+    assert body["episodes"] == json.loads(
+        cli_bytes("episodes", "--run", "1", "--points", "1000", "--json", "--db", str(db))
+    )
+    for point, episode in zip(body["episodes"], every, strict=True):
+        assert point["episodes"] == 1 and point["first_episode"] == episode["episode"]
+        assert all(point[k] == episode[k] for k in episode if k in point and k != "episodes")
+    summarised = client.get("/api/runs/1?points=2").json()["episodes"]
+    assert summarised == json.loads(cli_bytes("episodes", "--run", "1", "--points", "2", "--json", "--db", str(db)))
+    assert [(p["first_episode"], p["episode"], p["episodes"]) for p in summarised] == [(1, 3, 3), (4, 6, 3)]
+    assert summarised[0]["survival_max"] == max(e["survival_max"] for e in every[:3])
+    assert summarised[1]["reward_min"] == min(e["reward_min"] for e in every[3:])
+
+
+@pytest.mark.parametrize("points", ["0", "1", "100001", "x"])
+def test_a_point_budget_out_of_range_is_a_400_naming_it(client, points):
+    response = client.get(f"/api/runs/1?points={points}")
+    assert response.status_code == 400 and "points" in response.json()["error"]
 
 
 def test_a_runs_flags_are_the_baseline_audits_flags(tmp_path):

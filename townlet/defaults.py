@@ -12,3 +12,8 @@ CHECKPOINTS_KEPT = 2  # per run: the newest N stay in the database
 
 #: ``serve``: runs with more agent rows than this get a button for the audits instead of running them at once.
 AUDITS_ABOVE = 2_000_000
+
+#: A chart's point budget: ``/api/runs/N`` (and ``episodes --points``) summarise a run's episodes into at most
+#: this many buckets of consecutive episodes unless told otherwise; a budget is 2 to ``MAX_POINTS``.
+POINTS = 1000
+MAX_POINTS = 100_000

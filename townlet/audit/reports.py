@@ -12,7 +12,7 @@ from typing import Any
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
 from townlet.audit.baselines import JURY, AgentBaselines, Thresholds, audit_run
 from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
-from townlet.persistence.reader import EpisodeSummary, RunSummary, TelemetryReader
+from townlet.persistence.reader import EpisodeBucket, EpisodeSummary, RunSummary, TelemetryReader
 from townlet.telemetry.dto import VISIT_FIELDS
 
 
@@ -29,6 +29,15 @@ def episodes_report(run: int, episodes: Sequence[EpisodeSummary]) -> list[dict[s
     """``episodes --json``: per episode, its run and the agents' survival, reward, baseline and epsilon
     aggregated."""
     return [{"run": run, **row._asdict()} for row in episodes]
+
+
+#: ``episodes --points --csv``'s columns: the run, then every field of a bucket.
+BUCKET_COLUMNS = ("run", *EpisodeBucket._fields)
+
+
+def buckets_report(run: int, buckets: Sequence[EpisodeBucket]) -> list[dict[str, Any]]:
+    """``episodes --points --json`` and the run page's charts: consecutive episodes summarised per bucket."""
+    return [{"run": run, **row._asdict()} for row in buckets]
 
 
 def baselines_audits(

@@ -1,7 +1,8 @@
 """``copy_runs``: whole runs from one townlet database into another (a laptop's SQLite <-> the team PostgreSQL).
 
 Every row goes: the ``runs`` row (uuid, status, timestamps, config, code and schema version as they are),
-its episodes, its agent rows and its checkpoints. Ids are the destination's own (a run or an episode gets the
+its episodes, its agent rows and its checkpoints; its episodes' rollups are computed again by the destination
+from the copied rows. Ids are the destination's own (a run or an episode gets the
 next free id there; agent rows follow their episode); everything else is copied value for value, so a copied
 run replays and exports byte-identically. One destination transaction per run: a run is copied whole or not
 at all. Both databases must be at this code's revision (``TelemetryStore.open`` says which to upgrade).
@@ -11,9 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from townlet.errors import TelemetryError
+from townlet.persistence.rollups import INSERT_RUN
 from townlet.persistence.store import AGENTS, CHECKPOINTS, EPISODES, RUNS, TelemetryStore
 
 #: Agent rows read and inserted per round trip: memory stays bounded whatever the run's size.
@@ -146,6 +148,8 @@ def _copy_run(
         target.execute(insert(AGENTS), [dict(r) | {"episode_pk": episode_pk[r["episode_pk"]]} for r in batch])
         report.agent_rows += len(batch)
         on_rows(len(batch))
+    # The rollups are computed again by the destination from the rows it now holds (rollups.py): equal to its scan.
+    target.execute(text(INSERT_RUN), {"run": new_run})
     with src.blamed():
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:

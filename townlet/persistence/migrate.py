@@ -69,9 +69,15 @@ def prepare_for_writing(connection: Connection, label: str, *, db_flag: str) -> 
     return False
 
 
-def upgrade(connection: Connection, revision: str = "head") -> None:
+#: ``progress(done, total, agent_rows)``: what a long upgrade step (0004's backfill) reports as it goes.
+Progress = Callable[[int, int, int], None]
+
+
+def upgrade(connection: Connection, revision: str = "head", progress: Progress | None = None) -> None:
+    config = alembic_config(connection)
+    config.attributes["progress"] = progress
     try:
-        command.upgrade(alembic_config(connection), revision)
+        command.upgrade(config, revision)
     except CommandError as exc:  # e.g. --to a revision older than the database's
         raise DatabaseUnavailable(f"cannot upgrade to {revision} ({exc}): use `db downgrade` to go back") from None
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Double,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -132,4 +134,33 @@ class CheckpointRow(Base):
 #: DTO fields stored per agent row, in table column order (``episode`` lives in ``episodes``).
 AGENT_FIELDS: tuple[str, ...] = tuple(
     c.name for c in AgentSnapshotRow.__table__.columns if c.name not in ("episode_pk", "schema_version")
+)
+
+#: The agent fields ``episode_rollups`` aggregates: every number an agent row holds (not its index or stage).
+ROLLUP_FIELDS: tuple[str, ...] = tuple(
+    name for name in AGENT_FIELDS if name not in ("agent_idx", "curriculum_stage", "death_cause")
+)
+#: What each rolled-up field keeps per episode: enough for the mean, the extremes and the standard deviation.
+ROLLUP_AGGREGATES: tuple[str, ...] = ("sum", "min", "max", "sumsq")
+#: The death causes ``episode_rollups`` counts, one column each (``deaths_<cause>``), in column order.
+ROLLUP_DEATHS: tuple[str, ...] = ("energy", "hygiene", "satiation", "timeout")
+
+
+def _rollup_column(field: str, aggregate: str) -> Column[Any]:
+    """Sums are doubles (added as ``avg()`` adds, never overflowing); extremes keep the field's own type."""
+    integer = isinstance(AgentSnapshotRow.__table__.c[field].type, Integer)
+    kind = Integer if integer and aggregate in ("min", "max") else Double
+    return Column(f"{field}_{aggregate}", kind, nullable=True)
+
+
+#: One row per episode (revision 0004): its agent rows aggregated by the database in the episode's own
+#: transaction (``townlet.persistence.rollups``), so what lists and charts episodes reads one row per episode.
+#: ``agents`` is the episode's agent-row count; a field's aggregates are NULL when its rows lack the field (V1).
+EPISODE_ROLLUPS = Table(
+    "episode_rollups",
+    Base.metadata,
+    Column("episode_pk", ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("agents", Integer, nullable=False),
+    *(_rollup_column(field, aggregate) for field in ROLLUP_FIELDS for aggregate in ROLLUP_AGGREGATES),
+    *(Column(f"deaths_{cause}", Integer, nullable=False) for cause in ROLLUP_DEATHS),
 )

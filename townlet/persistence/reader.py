@@ -207,6 +207,25 @@ class EpisodeSummary(NamedTuple):
     epsilon_mean: float
 
 
+class EpisodeBucket(NamedTuple):
+    """Consecutive episodes of a run summarised together (a chart's point): episodes ``first_episode`` to
+    ``episode``, how many, the last stage, the agent rows, and their survival and reward (mean, min, max)."""
+
+    first_episode: int
+    episode: int
+    episodes: int
+    curriculum_stage: int
+    agents: int
+    survival_mean: float
+    survival_min: int
+    survival_max: int
+    reward_mean: float
+    reward_min: float
+    reward_max: float
+    baseline_mean: float
+    epsilon_mean: float
+
+
 class EpisodeAgents(NamedTuple):
     """One episode's agent payloads exactly as stored, at the schema version they were written under."""
 
@@ -233,16 +252,32 @@ SELECT r.id, r.run_uuid, r.started_at, r.ended_at, r.status, r.num_agents,
 FROM runs r {where} ORDER BY r.id
 """
 
-_EPISODES_SQL = """
-SELECT e.episode, e.steps, e.curriculum_stage, e.duration_s, count(a.agent_idx),
-       avg(CAST(a.survival_steps AS DOUBLE PRECISION)), min(a.survival_steps), max(a.survival_steps),
-       avg(a.episode_reward), min(a.episode_reward), max(a.episode_reward),
-       avg(a.baseline_survival_steps), avg(a.epsilon)
+#: One episode's means from its rollup: sums over the agent count, as ``avg()`` over its agent rows computes them.
+_ROLLUP_MEANS = """r.agents,
+       CAST(r.survival_steps_sum AS DOUBLE PRECISION) / r.agents, r.survival_steps_min, r.survival_steps_max,
+       r.episode_reward_sum / r.agents, r.episode_reward_min, r.episode_reward_max,
+       r.baseline_survival_steps_sum / r.agents, r.epsilon_sum / r.agents"""
+
+#: Per episode, one rollup row (``episode_rollups``): the cost is the episodes shown, not the agent rows.
+_EPISODES_SQL = f"""
+SELECT e.episode, e.steps, e.curriculum_stage, e.duration_s, {_ROLLUP_MEANS}
 FROM (SELECT id, episode, steps, curriculum_stage, duration_s FROM episodes
-      WHERE run_id = :run ORDER BY episode {direction} LIMIT :limit OFFSET :offset) e
-JOIN agent_snapshots a ON a.episode_pk = e.id
-GROUP BY e.id, e.episode, e.steps, e.curriculum_stage, e.duration_s
+      WHERE run_id = :run ORDER BY episode {{direction}} LIMIT :limit OFFSET :offset) e
+JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
 ORDER BY e.episode
+"""
+
+#: Consecutive episodes in at most ``:points`` buckets (integer buckets over the run's episode span), each
+#: summarised from its episodes' rollups: means weighted by agent rows, the extremes of the extremes.
+_BUCKETS_SQL = """
+SELECT min(e.episode), max(e.episode), count(*), max(e.curriculum_stage), sum(r.agents),
+       CAST(sum(r.survival_steps_sum) AS DOUBLE PRECISION) / sum(r.agents), min(r.survival_steps_min),
+       max(r.survival_steps_max), sum(r.episode_reward_sum) / sum(r.agents), min(r.episode_reward_min),
+       max(r.episode_reward_max), sum(r.baseline_survival_steps_sum) / sum(r.agents), sum(r.epsilon_sum) / sum(r.agents)
+FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
+WHERE e.run_id = :run
+GROUP BY ((e.episode - :first) * :points) / :span
+ORDER BY 1
 """
 
 _EPISODE_AGENTS_SQL = """
@@ -269,10 +304,9 @@ ORDER BY r, c
 
 
 _LAST_EPISODE_SQL = """
-SELECT e.run_id, avg(CAST(a.survival_steps AS DOUBLE PRECISION)), avg(a.baseline_survival_steps)
-FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+SELECT e.run_id, CAST(r.survival_steps_sum AS DOUBLE PRECISION) / r.agents, r.baseline_survival_steps_sum / r.agents
+FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
 WHERE e.id IN (SELECT (SELECT x.id FROM episodes x WHERE x.run_id = r.id ORDER BY x.episode DESC LIMIT 1) FROM runs r)
-GROUP BY e.run_id
 """
 
 _AGENT_MEANS_SQL = """
@@ -355,6 +389,21 @@ class TelemetryReader:
         params = {"run": run.id, "limit": NO_LIMIT if count is None else count, "offset": offset}
         _, rows = self._rows.all(_EPISODES_SQL.format(direction=direction), params)
         return [EpisodeSummary(*row) for row in rows]
+
+    def episode_buckets(self, run: RunSummary, points: int) -> list[EpisodeBucket]:
+        """The run's episodes in at most ``points`` buckets of consecutive episodes (one per episode when the run
+        has no more than ``points``), from the rollups: the cost is the run's episodes, never its agent rows."""
+        _, bounds = self._rows.all(
+            "SELECT min(episode), max(episode) FROM episodes WHERE run_id = :run", {"run": run.id}
+        )
+        first, last = bounds[0]
+        if first is None:
+            return []
+        span = last - first + 1
+        if span <= points:
+            return [EpisodeBucket(e.episode, e.episode, 1, e.curriculum_stage, *e[4:]) for e in self.episodes(run)]
+        _, rows = self._rows.all(_BUCKETS_SQL, {"run": run.id, "first": first, "points": points, "span": span})
+        return [EpisodeBucket(*row) for row in rows]
 
     def episode_agents(self, run: RunSummary, episode: int, agent: int | None = None) -> EpisodeAgents:
         """One episode's agents (or one agent) rebuilt through the DTO of their own schema version."""

@@ -35,6 +35,15 @@ from townlet.persistence.errors import (
 )
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
+from townlet.persistence.rollups import (
+    DELETE_RUN,
+    INSERT_EPISODE,
+    INSERT_RUN,
+    ROLLUP_COLUMNS,
+    RollupDifference,
+    rollup_select,
+)
+from townlet.persistence.rollups import differences as rollup_differences
 from townlet.persistence.run_liveness import run_is_trained
 from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 
@@ -45,6 +54,7 @@ WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
 WAL_CHECKPOINT_WAIT_MS = 2000
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
+INSERT_EPISODE_ROLLUP = text(INSERT_EPISODE)
 CHECKPOINT_COLUMNS = ("episode", "format_version", "device", "blob", "size_bytes")
 
 
@@ -409,7 +419,8 @@ class TelemetryStore:
         busy_timeout_ms: int | None = None,
         guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
-        """Write one episode and all its agents (columns the DTO checked) in one transaction: whole or not at all.
+        """Write one episode, all its agents (columns the DTO checked) and its rollup (``rollups``) in one
+        transaction: whole or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
         the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too. ``guard``
@@ -431,6 +442,8 @@ class TelemetryStore:
             ).scalar_one()
             if agents.num_agents:
                 self._insert_agents(c, episode_pk, agents)
+            # The database rolls the rows just written up, in this transaction: the rollup is its episode's.
+            c.execute(INSERT_EPISODE_ROLLUP, {"episode_pk": episode_pk})
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
 
@@ -487,6 +500,33 @@ class TelemetryStore:
             .scalar_subquery()
         )
         c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode.not_in(newest)))
+
+    # -- rollups --------------------------------------------------------------------------------
+
+    def check_rollups(self) -> Iterator[RollupDifference]:
+        """Every episode whose stored rollup differs from what its agent rows give now (or that has none), run
+        by run, one read transaction each (memory: one run's rollup rows)."""
+        with self.transaction() as c:
+            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
+        stored_sql = text(
+            f"SELECT {', '.join('r.' + name for name in ROLLUP_COLUMNS)} FROM episode_rollups r "
+            "JOIN episodes e ON e.id = r.episode_pk WHERE e.run_id = :run"
+        )
+        computed_sql = text(rollup_select("e.run_id = :run"))
+        for run in runs:
+            with self.transaction() as c:
+                numbers = dict(
+                    c.execute(select(EPISODES.c.id, EPISODES.c.episode).where(EPISODES.c.run_id == run)).all()
+                )
+                stored = c.execute(stored_sql, {"run": run}).all()
+                computed = c.execute(computed_sql, {"run": run}).all()
+            yield from rollup_differences(run, numbers, stored, computed)
+
+    def rebuild_rollups(self, run: int) -> int:
+        """Compute every rollup of the run again from its agent rows, in one transaction; returns the episodes."""
+        with self.transaction() as c:
+            c.execute(text(DELETE_RUN), {"run": run})
+            return c.execute(text(INSERT_RUN), {"run": run}).rowcount
 
     def count_rows(self) -> dict[str, int]:
         with self.transaction() as c:

@@ -28,6 +28,7 @@ from townlet.audit.reports import (
     agents_report,
     baselines_audits,
     baselines_report,
+    buckets_report,
     episodes_report,
     flags_report,
     overview_report,
@@ -37,7 +38,7 @@ from townlet.audit.reports import (
     visits_audits,
     visits_report,
 )
-from townlet.defaults import AUDITS_ABOVE
+from townlet.defaults import AUDITS_ABOVE, MAX_POINTS, POINTS
 from townlet.errors import TelemetryError
 from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, RunNotFound
 from townlet.persistence.location import INT64_MAX
@@ -77,6 +78,14 @@ def _query_integer(request: Request, name: str, default: int, maximum: int) -> i
     if name not in request.query_params:
         return default
     return min(_integer(request, name, minimum=1), maximum)
+
+
+def _budget(request: Request) -> int:
+    """``?points=``: a chart's point budget, 2 to ``MAX_POINTS`` (a 400 naming the range otherwise)."""
+    points = _integer(request, "points", minimum=0) if "points" in request.query_params else POINTS
+    if not 2 <= points <= MAX_POINTS:
+        raise BadRequest(f"points must be between 2 and {MAX_POINTS}, got {points}")
+    return points
 
 
 class Dashboard:
@@ -151,12 +160,16 @@ class Dashboard:
         return self.cached(request, agents_report)
 
     def run(self, request: Request) -> Response:
-        """The run's row (``runs --json``) and its per-episode aggregates (``episodes --json``)."""
+        """The run's row (``runs --json``) and its episodes for the charts: at most ``?points=`` buckets of
+        consecutive episodes (``episodes --points --json``; default ``POINTS``), one per episode when the run
+        has no more. ``/episodes`` has every episode."""
+        points = _budget(request)
 
         def run_summary(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
-            return {"run": run._asdict(), "episodes": episodes_report(run.id, reader.episodes(run))}
+            buckets = reader.episode_buckets(run, points)
+            return {"run": run._asdict(), "points": points, "episodes": buckets_report(run.id, buckets)}
 
-        return self.cached(request, run_summary)
+        return self.cached(request, run_summary, points)
 
     def flags(self, request: Request) -> Response:
         """The run's ``audit baselines`` flags at the CLI's default thresholds, without the trajectories."""

@@ -269,7 +269,7 @@ async function runsPage() {
 
 // The run page's per-episode series, kept so that live envelopes can be appended.
 function runSeries(episodes) {
-  const s = { episode: [], mean: [], min: [], max: [], baseline: [], reward: [], rmin: [], rmax: [], epsilon: [], stage: [] };
+  const s = { episode: [], mean: [], min: [], max: [], baseline: [], reward: [], rmin: [], rmax: [], epsilon: [], stage: [], n: [] };
   for (const e of episodes) appendEpisode(s, e);
   return s;
 }
@@ -278,16 +278,21 @@ function appendEpisode(s, e) {
   s.episode.push(e.episode); s.mean.push(e.survival_mean); s.min.push(e.survival_min); s.max.push(e.survival_max);
   s.baseline.push(e.baseline_mean); s.reward.push(e.reward_mean); s.rmin.push(e.reward_min);
   s.rmax.push(e.reward_max); s.epsilon.push(e.epsilon_mean); s.stage.push(e.curriculum_stage);
+  s.n.push(e.episodes ?? 1);  // a point of the server's budget summarises this many consecutive episodes
 }
+
+const episodesIn = (s) => s.n.reduce((sum, n) => sum + n, 0);
 
 // Add the episodes the series does not show yet, keeping episode order; never one twice (the stream, a catch-up
 // after a reconnect and a resume that trains episodes again can all bring the same episode). True if any was new.
+// On summarised points only episodes after the last point are added (an earlier one is inside a point already).
 function addEpisodes(s, episodes) {
-  const fresh = episodes.filter((e) => !s.episode.includes(e.episode));
+  const summarised = s.n.some((n) => n > 1), last = s.episode.length ? s.episode[s.episode.length - 1] : 0;
+  const fresh = episodes.filter((e) => !s.episode.includes(e.episode) && (!summarised || e.episode > last));
   if (!fresh.length) return false;
   const all = s.episode.map((episode, i) => ({ episode, survival_mean: s.mean[i], survival_min: s.min[i], survival_max: s.max[i],
     baseline_mean: s.baseline[i], reward_mean: s.reward[i], reward_min: s.rmin[i], reward_max: s.rmax[i],
-    epsilon_mean: s.epsilon[i], curriculum_stage: s.stage[i] })).concat(fresh).sort((a, b) => a.episode - b.episode);
+    epsilon_mean: s.epsilon[i], curriculum_stage: s.stage[i], episodes: s.n[i] })).concat(fresh).sort((a, b) => a.episode - b.episode);
   for (const key of Object.keys(s)) s[key].length = 0;
   for (const e of all) appendEpisode(s, e);
   return true;
@@ -338,7 +343,7 @@ function runCharts(charts, s, sessions, width) {
 
 function runHeader(run, s) {
   const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
-  return `${run.status} · ${run.num_agents} agents · ${s.episode.length} episodes` + (last ? ` (the last ${last})` : "") +
+  return `${run.status} · ${run.num_agents} agents · ${episodesIn(s)} episodes` + (last ? ` (the last ${last})` : "") +
     ` · schema ${run.schema_version} · ${run.device} · seed ${run.seed} · started ${(run.started_at || "").slice(0, 19)} · ` +
     `uuid ${run.run_uuid}`;
 }
@@ -348,11 +353,13 @@ async function runPage(runId) {
   const heatWidth = Math.max(200, Math.min(1180, (view.clientWidth || 1200) - 140));
   const heatData = api(`/api/runs/${runId}/heatmap?columns=${Math.floor(heatWidth)}&rows=64`);
   heatData.catch(() => {});  // a failure is shown where the heat map goes
-  const [{ run, episodes }, sessions] = await Promise.all([api(`/api/runs/${runId}`),
+  // The charts get at most one point per pixel: the server summarises consecutive episodes per point (min, max
+  // and mean exact over them); "every episode" reads them all.
+  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 40);
+  const [{ run, episodes, points }, sessions] = await Promise.all([api(`/api/runs/${runId}?points=${Math.max(2, width)}`),
     api(`/api/runs/${runId}/sessions`).catch(() => [])]);
   breadcrumbs(link("/", "runs"), el("span", { text: `run ${run.id}` }));
   const s = runSeries(episodes);
-  const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 40);
   const header = el("p", { class: "muted", id: "run-header" });
   const charts = el("div", { class: "charts" });
   const count = el("p", { id: "episode-count", class: "muted" });
@@ -361,6 +368,14 @@ async function runPage(runId) {
   const refresh = el("button", { type: "button", id: "refresh", text: "refresh" });
   refresh.addEventListener("click", () => render());
   const asOf = el("p", { id: "as-of", class: "muted", hidden: "" });
+  const every = el("button", { type: "button", id: "every-episode", text: `every episode (${points} points now)` });
+  every.addEventListener("click", async () => {
+    const all = await api(`/api/runs/${runId}/episodes`);
+    if (current !== page) return;
+    for (const key of Object.keys(s)) s[key].length = 0;
+    for (const e of all) appendEpisode(s, e);
+    draw();
+  });
   view.replaceChildren(el("h1", { text: `Run ${run.id}` }), header, count, asOf, charts);
   const storedLast = s.episode.length ? s.episode[s.episode.length - 1] : 0;
   asOf.append(`heat map, audits and agents as of episode ${storedLast}; the charts follow the trainer `, refresh);
@@ -369,7 +384,12 @@ async function runPage(runId) {
   const draw = () => {
     const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
     header.textContent = runHeader(run, s);
-    count.textContent = `${s.episode.length} episodes shown, the last ${last ?? "none"}`;
+    const shown = episodesIn(s);
+    count.replaceChildren(s.episode.length < shown
+      ? `${shown} episodes shown in ${s.episode.length} points (up to ${Math.max(...s.n)} consecutive episodes each, ` +
+        `min, max and mean exact over them), the last ${last ?? "none"} `
+      : `${shown} episodes shown, the last ${last ?? "none"}`);
+    if (s.episode.length < shown) count.append(every);
     if (last !== null && last > storedLast) asOf.hidden = false;  // live episodes since the page was read
     charts.replaceChildren();
     page.plots = runCharts(charts, s, sessions, width);

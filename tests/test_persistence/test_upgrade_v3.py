@@ -1,0 +1,97 @@
+"""Upgrading the committed revision-0003 database (written by townlet 0.7.0) to revision 0004 backfills a rollup
+for every episode, and every answer the 0.7.0 code gave by scanning agent rows comes out byte-identical from
+the rollups (tests/fixtures/README.md says how the outputs were captured)."""
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, fixture_copy
+from townlet.persistence.rollups import rollup_select
+from townlet_cli.app import app
+
+runner = CliRunner()
+EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]  # the order of the replay file
+
+
+def ok(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    connection = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)  # creates no sidecars
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def captured(name: str) -> list[bytes]:
+    return (FIXTURES / f"townlet_v3.{name}").read_bytes().splitlines(keepends=True)
+
+
+def test_the_v3_fixture_is_the_file_the_0_7_0_code_wrote():
+    digest = hashlib.sha256(V3_FIXTURE.read_bytes()).hexdigest()
+    assert digest == "750f9ed6d38f83378515540bd1b7cad1186a7be5608099c890e90ea23944373d"
+    assert rows(V3_FIXTURE, "SELECT version_num FROM townlet_alembic_version") == [("0003",)]
+
+
+@pytest.fixture
+def upgraded(tmp_path) -> tuple[Path, str]:
+    db = fixture_copy(tmp_path, V3_FIXTURE)
+    result = ok("db", "upgrade", "--db", str(db))
+    return db, result.stderr
+
+
+def test_upgrade_backfills_one_rollup_per_episode_with_progress_and_keeps_every_row(upgraded):
+    db, said = upgraded
+    assert "backfilled the rollups of 10 of 10 episodes (27 agent rows)" in said
+    assert "from revision 0003 (schema 2) to revision 0004 (schema 2)" in said
+    for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
+        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
+            V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        )
+    assert rows(db, "SELECT count(*) FROM episode_rollups") == [(10,)]
+    assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == rows(db, rollup_select("1 = 1") + " ORDER BY 1")
+    assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", str(db)).stdout
+
+
+def test_the_0_7_0_answers_come_out_byte_identical_from_the_rollups(upgraded):
+    db, _ = upgraded
+    flag = ("--db", str(db))
+    assert [ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
+    assert ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
+    for (run, episode), before in zip(EPISODES, captured("replay.jsonl"), strict=True):
+        assert ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
+    exported = b"".join(ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")
+    assert exported == b"".join(captured("export.jsonl"))
+    for name in ("rewards", "visits", "baselines"):
+        answers = [ok("audit", name, "--run", r, "--json", *flag).stdout_bytes for r in "12"]
+        assert answers == captured(f"{name}.jsonl"), name
+
+
+@pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE], ids=["v1", "v2"])
+def test_older_fixtures_get_rollups_equal_to_their_scan(tmp_path, fixture):
+    db = fixture_copy(tmp_path, fixture)
+    ok("db", "upgrade", "--db", str(db))
+    episodes = rows(db, "SELECT count(*) FROM episodes")
+    assert rows(db, "SELECT count(*) FROM episode_rollups") == episodes
+    assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == rows(db, rollup_select("1 = 1") + " ORDER BY 1")
+
+
+def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_them(upgraded):
+    db, _ = upgraded
+    before = rows(db, "SELECT * FROM episode_rollups ORDER BY 1")
+    down = ok("db", "downgrade", "0003", "--yes", "--no-backup", "--db", str(db))
+    assert "drops tables episode_rollups (10 rows)" in down.stderr
+    for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
+        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
+            V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        )
+    ok("db", "upgrade", "--no-backup", "--db", str(db))
+    assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == before

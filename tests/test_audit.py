@@ -8,7 +8,8 @@ from townlet.audit.baselines import (
     audit_run,
     consensus,
 )
-from townlet.audit.rewards import find_mismatches
+from townlet.audit.rewards import COLUMNS as REWARD_COLUMNS
+from townlet.audit.rewards import RewardCheck
 from townlet.audit.sparkline import BARS, sparkline
 from townlet.audit.visits import AFFORDANCES, audit_visits
 
@@ -88,5 +89,8 @@ def test_reward_audit_recomputes_with_the_reward_strategy():
         {"episode": 1, "agent_idx": 2, "survival_steps": 80, "death_cause": "energy",
          "baseline_survival_steps": 100.0, "episode_reward": -19.0},
     ]  # fmt: skip
-    mismatches = list(find_mismatches([agents]))
-    assert [(m.agent_idx, m.expected_reward) for m in mismatches] == [(2, -20.0)]
+    rows = [(a["episode"], a["agent_idx"], *(a[c] for c in REWARD_COLUMNS)) for a in agents]
+    check = RewardCheck()
+    mismatches = list(check.mismatches([rows[:2], [], rows[2:]]))
+    assert [(m.agent_idx, m.expected_reward, m.stored_reward) for m in mismatches] == [(2, -20.0, -19.0)]
+    assert check.checked == 3

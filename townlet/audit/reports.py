@@ -69,17 +69,15 @@ def flags_report(run: RunSummary, thresholds: Thresholds, audits: list[AgentBase
 
 
 def rewards_report(reader: TelemetryReader, run: RunSummary, episode: int | None = None) -> dict[str, Any]:
-    """``audit rewards --json``: every stored reward recomputed with ``RewardStrategy`` (loads torch)."""
-    from townlet.audit.rewards import find_mismatches
+    """``audit rewards --json``: every stored reward recomputed with ``RewardStrategy`` (loads torch), read as
+    the four columns it needs, batch by batch (memory: one batch and the mismatches)."""
+    from townlet.audit.rewards import COLUMNS, RewardCheck
 
-    checked = 0
-    mismatches = []
-    for _, agents in reader.agent_payloads(run, episode=episode):
-        checked += len(agents)
-        mismatches.extend(find_mismatches([agents]))
-    if episode is not None and not checked:
+    check = RewardCheck()
+    mismatches = [m.to_dict() for m in check.mismatches(reader.agent_columns(run, COLUMNS, episode=episode))]
+    if episode is not None and not check.checked:
         reader.episode_agents(run, episode)  # raises the one-line error for an episode that is not there
-    return {"run": run.id, "episode": episode, "checked": checked, "mismatches": [m.to_dict() for m in mismatches]}
+    return {"run": run.id, "episode": episode, "checked": check.checked, "mismatches": mismatches}
 
 
 def visits_audits(reader: TelemetryReader, run: RunSummary, agent: int | None = None) -> list[AgentVisits]:

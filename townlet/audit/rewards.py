@@ -39,33 +39,35 @@ class RewardMismatch:
         }
 
 
-def expected_rewards(survival: list[int], baselines: list[float]) -> list[float]:
-    """What ``RewardStrategy`` pays over a whole episode for agents that all ended it (batched, float32)."""
-    import torch
-
-    from townlet.environment.reward_strategy import RewardStrategy
-
-    steps = torch.tensor(survival, dtype=torch.long)
-    ended = torch.ones(len(survival), dtype=torch.bool)
-    return RewardStrategy().calculate_rewards(steps, ended, torch.tensor(baselines, dtype=torch.float32)).tolist()
+#: What ``RewardCheck.mismatches`` reads per row, after (episode, agent): ``TelemetryReader.agent_columns``.
+COLUMNS = ("survival_steps", "death_cause", "baseline_survival_steps", "episode_reward")
 
 
-def find_mismatches(batches: Iterable[list[dict[str, Any]]]) -> Iterator[RewardMismatch]:
-    """Stored agent payloads in, every row whose reward is not reproduced out (streamed, batch by batch)."""
-    for agents in batches:
-        if not agents:
-            continue
-        survival = [a["survival_steps"] for a in agents]
-        expected = expected_rewards(survival, [a["baseline_survival_steps"] for a in agents])
-        for agent, want in zip(agents, expected, strict=True):
-            stored = agent["episode_reward"]
-            if abs(stored - want) > TOLERANCE * max(1.0, abs(want)):
-                yield RewardMismatch(
-                    agent["episode"],
-                    agent["agent_idx"],
-                    agent["survival_steps"],
-                    agent["death_cause"],
-                    agent["baseline_survival_steps"],
-                    stored,
-                    want,
-                )
+class RewardCheck:
+    """Counts the rows checked while ``mismatches`` streams the ones that are not reproduced."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def mismatches(self, batches: Iterable[list[tuple[Any, ...]]]) -> Iterator[RewardMismatch]:
+        """``(episode, agent, *COLUMNS)`` rows in, in batches: each batch recomputed by ``RewardStrategy`` in one
+        tensor call and compared in one tensor operation; only the rows that differ become Python objects."""
+        import torch
+
+        from townlet.environment.reward_strategy import RewardStrategy
+
+        strategy = RewardStrategy()
+        for rows in batches:
+            if not rows:
+                continue
+            self.checked += len(rows)
+            _, _, survival, _, baselines, stored = zip(*rows, strict=True)
+            steps = torch.tensor(survival, dtype=torch.long)
+            expected = strategy.calculate_rewards(
+                steps, torch.ones(len(rows), dtype=torch.bool), torch.tensor(baselines, dtype=torch.float32)
+            ).double()
+            error = (torch.tensor(stored, dtype=torch.float64) - expected).abs()
+            off = error > TOLERANCE * expected.abs().clamp(min=1.0)
+            for i in off.nonzero().flatten().tolist():
+                episode, agent, steps_i, cause, baseline, reward = rows[i]
+                yield RewardMismatch(episode, agent, steps_i, cause, baseline, reward, float(expected[i]))

@@ -39,6 +39,9 @@ from townlet.telemetry.dto import (
 #: Every column of ``agent_snapshots`` a query may name (the fields of every schema version, and its own).
 AGENT_COLUMNS: frozenset[str] = frozenset({"schema_version", *ALL_FIELDS} - {"episode"})
 
+#: Each field's rule (the newest DTO's, which holds every field): what a streamed column is checked against.
+CURRENT_RULES = DTO_BY_VERSION[max(DTO_BY_VERSION)].RULES
+
 #: LIMIT that means none, in both SQLite and PostgreSQL (a bigint).
 NO_LIMIT = 2**62
 
@@ -461,12 +464,20 @@ class TelemetryReader:
             ) from None
 
     def agent_columns(
-        self, run: RunSummary, columns: Sequence[str], agents: Sequence[int] | None = None, batch: int = BATCH_ROWS
+        self,
+        run: RunSummary,
+        columns: Sequence[str],
+        agents: Sequence[int] | None = None,
+        batch: int = BATCH_ROWS,
+        episode: int | None = None,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """``(episode, agent, *columns)`` rows of the run (or of some agents), episode then agent order.
+        """``(episode, agent, *columns)`` rows of the run (or of some agents, or one episode), episode then agent
+        order, in batches of at most ``batch``.
 
         ``columns`` are ``agent_snapshots`` columns (NULL where the row's schema version lacks them). With
-        ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size.
+        ``agents``, each episode costs one primary-key lookup per agent, whatever the run's size. Each batch's
+        columns are checked with the DTO's rules for their fields (a value townlet would never write is
+        refused, as when whole rows are read).
         """
         unknown = set(columns) - AGENT_COLUMNS
         if unknown:
@@ -480,12 +491,33 @@ class TelemetryReader:
             names = [f"agent{i}" for i in range(len(agents))]
             params.update(zip(names, agents, strict=True))
             only = f"AND a.agent_idx IN ({', '.join(':' + n for n in names)})"
+        one = ""
+        if episode is not None:
+            one, params["episode"] = "AND e.episode = :episode", episode
         sql = f"""
         SELECT e.episode, a.agent_idx, {", ".join(f"a.{c}" for c in columns)}
         FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id {only}
-        WHERE e.run_id = :run ORDER BY e.episode, a.agent_idx
+        WHERE e.run_id = :run {one} ORDER BY e.episode, a.agent_idx
         """
-        return self._rows.stream(sql, params, batch)[1]
+        return self._checked(run, columns, self._rows.stream(sql, params, batch)[1])
+
+    def _checked(
+        self, run: RunSummary, columns: Sequence[str], batches: Iterator[list[tuple[Any, ...]]]
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        rules = [(i + 2, name, CURRENT_RULES[name]) for i, name in enumerate(columns) if name in CURRENT_RULES]
+        for rows in batches:
+            for i, name, rule in rules:
+                values = [row[i] for row in rows]
+                if rule.kind is not str and None in values:
+                    values = [v for v in values if v is not None]  # a field this row's schema version lacks
+                try:
+                    rule.check_column(name, values)
+                except (SnapshotValidationError, TelemetryLeakError) as exc:
+                    raise InvalidStoredRow(
+                        f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
+                        "it was changed outside townlet"
+                    ) from None
+            yield rows
 
     def survival_grid(self, run: RunSummary, *, columns: int, rows: int) -> dict[str, Any]:
         """Mean survival per (agent bucket, episode bucket): at most ``rows`` x ``columns`` cells, computed

@@ -75,10 +75,13 @@ def baselines(
     """Audit baseline trajectories (help: BASELINES_HELP)."""
     output = machine_format(as_json, as_csv)
     thresholds = Thresholds(below=below, streak=streak)
+    # The table of a whole run keeps a summary per agent (memory O(agents)); --json/--csv, and one agent, keep
+    # the trajectories they print.
+    bars = sparkline_width(make_console().width) if output is None and agent is None else None
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
         # One agent: its rows and the jury's, a few primary-key lookups per episode.
-        audits = baselines_audits(reader, chosen, thresholds, agent)
+        audits = baselines_audits(reader, chosen, thresholds, agent, summary_bars=bars)
     if output == "json":
         write_json(baselines_report(chosen, thresholds, audits))
     elif output == "csv":
@@ -140,11 +143,11 @@ def _baselines_table(label: str, run: RunSummary, audits: list[AgentBaselines]) 
     table.add_column("flags", width=FLAGS_W, overflow="fold")
     for audit in audits:
         changes = ", ".join(f"{c['from']}→{c['to']}@{c['episode']}" for c in audit.stage_changes) or "none"
-        span = f"{fmt(audit.baselines[0])} → {fmt(audit.baselines[-1])}" if audit.baselines else ""
+        span = f"{fmt(audit.first_baseline)} → {fmt(audit.last_baseline)}" if audit.count else ""
         flags = ", ".join(sorted({f.flag for f in audit.flags})) or "none"
         table.add_row(
             str(audit.agent_idx),
-            f"{span}\n{counted(len(audit.episodes), 'episode')}",
+            f"{span}\n{counted(audit.count, 'episode')}",
             f"b {audit.sparkline(width)}\ns {audit.survival_sparkline(width)}",
             changes,
             f"[red]{flags}[/]" if audit.flags else flags,
@@ -222,9 +225,10 @@ def visits(
 ) -> None:
     """Audit affordance visits (help: VISITS_HELP)."""
     output = machine_format(as_json, as_csv)
+    bars = _visits_bars(make_console().width) if output is None else None  # the table keeps summaries only
     with TelemetryReader(db) as reader:
         chosen = reader.run(run)
-        audits = visits_audits(reader, chosen, agent)
+        audits = visits_audits(reader, chosen, agent, summary_bars=bars)
     missing = max((a.missing for a in audits), default=0)
     if output == "json":
         write_json(visits_report(chosen, audits))
@@ -239,12 +243,17 @@ def visits(
         _visits_table(reader.label, chosen, audits, missing)
 
 
+def _visits_bars(terminal_width: int) -> int:
+    """Bars of each affordance's sparkline in the visits table."""
+    return bars_that_fit(terminal_width, columns=1 + len(AFFORDANCES), text=AGENT_W, sparklines=len(AFFORDANCES))
+
+
 def _visits_table(label: str, run: RunSummary, audits: list[AgentVisits], missing: int) -> None:
     from rich.table import Table
 
-    shown = len(audits[0].episodes) if audits else 0
+    shown = audits[0].count if audits else 0
     console = make_console()
-    width = bars_that_fit(console.width, columns=1 + len(AFFORDANCES), text=AGENT_W, sparklines=len(AFFORDANCES))
+    width = _visits_bars(console.width)
     table = Table()
     table.add_column("agent", justify="right", width=AGENT_W)
     for name in AFFORDANCES:

@@ -1,5 +1,8 @@
 """The audit building blocks: sparklines, the jury's consensus baseline, and the flags on hand-built trajectories."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from townlet.audit.baselines import (
     BELOW_BASELINE,
     DISAGREES,
@@ -10,7 +13,7 @@ from townlet.audit.baselines import (
 )
 from townlet.audit.rewards import COLUMNS as REWARD_COLUMNS
 from townlet.audit.rewards import RewardCheck
-from townlet.audit.sparkline import BARS, sparkline
+from townlet.audit.sparkline import BARS, Bars, sparkline
 from townlet.audit.visits import AFFORDANCES, audit_visits
 
 
@@ -94,3 +97,45 @@ def test_reward_audit_recomputes_with_the_reward_strategy():
     mismatches = list(check.mismatches([rows[:2], [], rows[2:]]))
     assert [(m.agent_idx, m.expected_reward, m.stored_reward) for m in mismatches] == [(2, -20.0, -19.0)]
     assert check.checked == 3
+
+
+# -- whole-run summaries: O(agents) memory, the same table ---------------------------------------------------
+
+summary_rows = st.lists(
+    st.tuples(st.integers(1, 4), st.sampled_from([100.0, 80.0, 50.0]), st.integers(0, 300), st.integers(0, 9)),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.floats(0, 1e6), min_size=0, max_size=300), width=st.integers(1, 60), zero=st.booleans())
+def test_bars_filled_one_value_at_a_time_draw_the_sparkline_of_the_whole_list(values, width, zero):
+    bars = Bars(len(values), width)
+    for value in values:
+        bars.add(value)
+    assert bars.line(from_zero=zero) == sparkline(values, width, from_zero=zero)
+
+
+@settings(max_examples=100, deadline=None)
+@given(episodes=summary_rows, width=st.integers(1, 40), streak=st.integers(1, 4))
+def test_a_summary_audit_keeps_what_the_table_shows_of_the_full_audit(episodes, width, streak):
+    """Agents 0-2 are the jury; agent 3's rows are the generated ones (its baseline may disagree)."""
+    rows = []
+    for number, (stage, baseline, survival, _) in enumerate(episodes, start=1):
+        rows += [(number, agent, stage, 100.0, 100, None) for agent in range(3)]
+        rows.append((number, 3, stage, baseline, survival, 1.0))
+    thresholds = Thresholds(below=0.5, streak=streak)
+    full = audit_run([rows], thresholds)
+    summary = audit_run([rows[:7], rows[7:]], thresholds, bars=(width, len(episodes)))
+    for a, b in zip(full, summary, strict=True):
+        assert (a.flags, a.stage_changes) == (b.flags, b.stage_changes)
+        assert (len(a.episodes), a.baselines[0], a.baselines[-1]) == (b.count, b.first_baseline, b.last_baseline)
+        assert (a.sparkline(width), a.survival_sparkline(width)) == (b.sparkline(width), b.survival_sparkline(width))
+        assert len(b.episodes) == len(b.baselines) == 0  # nothing per episode is kept
+    visit_rows = [(n, 0, v, v + 1, 0, 2 * v) for n, (_, _, _, v) in enumerate(episodes, start=1)]
+    (all_visits,) = audit_visits([visit_rows])
+    (few,) = audit_visits([visit_rows], bars=(width, len(episodes)))
+    for name in AFFORDANCES:
+        assert (all_visits.mean(name), all_visits.sparkline(name, width)) == (few.mean(name), few.sparkline(name))
+    assert len(few.episodes) == 0

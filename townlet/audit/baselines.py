@@ -13,11 +13,12 @@ Three flags, each one a question a researcher asks of a reward baseline:
 """
 
 from array import array
+from collections import deque
 from collections.abc import Iterable
 from itertools import chain, groupby
 from typing import Any, NamedTuple
 
-from townlet.audit.sparkline import sparkline
+from townlet.audit.sparkline import Bars, sparkline
 
 WITHOUT_STAGE_CHANGE = "baseline-without-stage-change"
 DISAGREES = "baseline-disagrees"
@@ -58,11 +59,18 @@ def consensus(members: list[tuple[int, float]]) -> tuple[int, float] | None:
 
 
 class AgentBaselines:
-    """One agent's trajectory across a run (compact arrays) and the flags found while it was read."""
+    """One agent's trajectory across a run and the flags found while it was read.
 
-    def __init__(self, agent_idx: int, thresholds: Thresholds) -> None:
+    With ``bars`` (a sparkline width and the number of episodes to come) it keeps a summary instead of the
+    trajectory: the episode count, the first and last baseline, the stage changes, the flags and the
+    sparklines' bars, so a whole-run audit's memory is O(agents), whatever the run's length. Without, it keeps
+    every episode in compact arrays (``to_dict()``, the CSV, one agent's audit).
+    """
+
+    def __init__(self, agent_idx: int, thresholds: Thresholds, bars: tuple[int, int] | None = None) -> None:
         self.agent_idx = agent_idx
         self.thresholds = thresholds
+        self.keeps_trajectory = bars is None
         self.episodes = array("q")
         self.stages = array("q")
         self.baselines = array("d")
@@ -70,7 +78,16 @@ class AgentBaselines:
         self.entropy: list[float | None] = []  # None for episodes written before schema version 2
         self.stage_changes: list[dict[str, int]] = []
         self.flags: list[Flag] = []
+        self.count = 0
+        self.first_baseline: float | None = None
+        self._last: tuple[int, float] | None = None  # the previous episode's (stage, baseline)
+        self._recent: deque[int] = deque(maxlen=max(1, thresholds.streak))  # the last episodes, for a streak's start
         self._streak = 0
+        self._bars = None if bars is None else (Bars(bars[1], bars[0]), Bars(bars[1], bars[0]))
+
+    @property
+    def last_baseline(self) -> float | None:
+        return None if self._last is None else self._last[1]
 
     def add(
         self,
@@ -82,8 +99,8 @@ class AgentBaselines:
         reference: tuple[int, float] | None,
     ) -> None:
         """Fold in the next episode; ``reference`` is the jury's consensus (stage, baseline) that episode."""
-        if self.episodes:
-            previous_stage, previous_baseline = self.stages[-1], self.baselines[-1]
+        if self._last is not None:
+            previous_stage, previous_baseline = self._last
             if stage != previous_stage:
                 self.stage_changes.append({"episode": episode, "from": previous_stage, "to": stage})
             elif baseline != previous_baseline:
@@ -94,9 +111,18 @@ class AgentBaselines:
             self.flags.append(Flag(DISAGREES, episode, detail))
         self._streak = self._streak + 1 if survival < self.thresholds.below * baseline else 0
         if self._streak == self.thresholds.streak:
-            first = self.episodes[-(self.thresholds.streak - 1)] if self.thresholds.streak > 1 else episode
+            first = self._recent[-(self.thresholds.streak - 1)] if self.thresholds.streak > 1 else episode
             detail = f"under {self.thresholds.below:g} x baseline for {self._streak} episodes from episode {first}"
             self.flags.append(Flag(BELOW_BASELINE, episode, detail))
+        self._recent.append(episode)
+        self._last = (stage, baseline)
+        self.count += 1
+        if self.first_baseline is None:
+            self.first_baseline = baseline
+        if self._bars is not None:
+            self._bars[0].add(baseline)
+            self._bars[1].add(survival)
+            return
         self.episodes.append(episode)
         self.stages.append(stage)
         self.baselines.append(baseline)
@@ -104,6 +130,8 @@ class AgentBaselines:
         self.entropy.append(entropy)
 
     def to_dict(self) -> dict[str, Any]:
+        if not self.keeps_trajectory:
+            raise ValueError("this audit kept a summary, not the trajectory: audit again without bars")
         return {
             "agent_idx": self.agent_idx,
             "episodes": self.episodes.tolist(),
@@ -116,10 +144,10 @@ class AgentBaselines:
         }
 
     def sparkline(self, width: int = 24) -> str:
-        return sparkline(self.baselines, width)
+        return sparkline(self.baselines, width) if self._bars is None else self._bars[0].line()
 
     def survival_sparkline(self, width: int = 24) -> str:
-        return sparkline(self.survival, width)
+        return sparkline(self.survival, width) if self._bars is None else self._bars[1].line()
 
 
 #: The ``agent_snapshots`` columns the audit reads, after (episode, agent): see ``audit_run``.
@@ -127,10 +155,14 @@ COLUMNS = ("curriculum_stage", "baseline_survival_steps", "survival_steps", "act
 
 
 def audit_run(
-    batches: Iterable[list[tuple[Any, ...]]], thresholds: Thresholds, only: int | None = None
+    batches: Iterable[list[tuple[Any, ...]]],
+    thresholds: Thresholds,
+    only: int | None = None,
+    bars: tuple[int, int] | None = None,
 ) -> list[AgentBaselines]:
     """Every agent (or ``only`` that one) from ``(episode, agent, *COLUMNS)`` rows ordered by episode then
-    agent; the rows must include the jury's (agents 0, 1, 2) for ``baseline-disagrees``.
+    agent; the rows must include the jury's (agents 0, 1, 2) for ``baseline-disagrees``. ``bars`` (width,
+    episodes): keep summaries, not trajectories (``AgentBaselines``).
     """
     agents: dict[int, AgentBaselines] = {}
     for episode, group in groupby(chain.from_iterable(batches), key=lambda row: row[0]):
@@ -141,6 +173,6 @@ def audit_run(
                 continue
             audit = agents.get(agent)
             if audit is None:
-                audit = agents[agent] = AgentBaselines(agent, thresholds)
+                audit = agents[agent] = AgentBaselines(agent, thresholds, bars)
             audit.add(episode, stage, baseline, survival, entropy, reference)
     return [agents[a] for a in sorted(agents)]

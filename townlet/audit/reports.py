@@ -41,11 +41,18 @@ def buckets_report(run: int, buckets: Sequence[EpisodeBucket]) -> list[dict[str,
 
 
 def baselines_audits(
-    reader: TelemetryReader, run: RunSummary, thresholds: Thresholds, agent: int | None = None
+    reader: TelemetryReader,
+    run: RunSummary,
+    thresholds: Thresholds,
+    agent: int | None = None,
+    summary_bars: int | None = None,
 ) -> list[AgentBaselines]:
-    """Every agent's baseline audit, or one agent's (read with the jury it is compared with)."""
+    """Every agent's baseline audit, or one agent's (read with the jury it is compared with). With
+    ``summary_bars``, each agent keeps a summary with sparklines of that many bars, not its trajectory:
+    memory O(agents) whatever the run's length (the table, the flags)."""
     agents = None if agent is None else sorted({agent, *(j for j in JURY if j < run.num_agents)})
-    return audit_run(reader.agent_columns(run, BASELINE_COLUMNS, agents), thresholds, only=agent)
+    bars = None if summary_bars is None else (summary_bars, run.episodes)
+    return audit_run(reader.agent_columns(run, BASELINE_COLUMNS, agents), thresholds, only=agent, bars=bars)
 
 
 def baselines_report(run: RunSummary, thresholds: Thresholds, audits: list[AgentBaselines]) -> dict[str, Any]:
@@ -80,8 +87,13 @@ def rewards_report(reader: TelemetryReader, run: RunSummary, episode: int | None
     return {"run": run.id, "episode": episode, "checked": check.checked, "mismatches": mismatches}
 
 
-def visits_audits(reader: TelemetryReader, run: RunSummary, agent: int | None = None) -> list[AgentVisits]:
-    return audit_visits(reader.agent_columns(run, VISIT_FIELDS, None if agent is None else [agent]))
+def visits_audits(
+    reader: TelemetryReader, run: RunSummary, agent: int | None = None, summary_bars: int | None = None
+) -> list[AgentVisits]:
+    """Every agent's visits (or one agent's); with ``summary_bars``, summaries with sparklines of that many
+    bars instead of the counts per episode (the table)."""
+    bars = None if summary_bars is None else (summary_bars, reader.episodes_with_visits(run))
+    return audit_visits(reader.agent_columns(run, VISIT_FIELDS, None if agent is None else [agent]), bars)
 
 
 def visits_report(run: RunSummary, audits: list[AgentVisits]) -> dict[str, Any]:

@@ -408,6 +408,15 @@ class TelemetryReader:
         _, rows = self._rows.all(_BUCKETS_SQL, {"run": run.id, "first": first, "points": points, "span": span})
         return [EpisodeBucket(*row) for row in rows]
 
+    def episodes_with_visits(self, run: RunSummary) -> int:
+        """How many of the run's episodes hold visit counts (written under schema version 2 or later), from
+        the rollups."""
+        sql = (
+            "SELECT count(*) FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id "
+            "WHERE e.run_id = :run AND r.visits_bed_sum IS NOT NULL"
+        )
+        return self._rows.all(sql, {"run": run.id})[1][0][0]
+
     def episode_agents(self, run: RunSummary, episode: int, agent: int | None = None) -> EpisodeAgents:
         """One episode's agents (or one agent) rebuilt through the DTO of their own schema version."""
         params: dict[str, Any] = {"run": run.id, "episode": episode}

@@ -176,7 +176,7 @@ class Dashboard:
 
         def flags(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
             thresholds = Thresholds()
-            return flags_report(run, thresholds, baselines_audits(reader, run, thresholds))
+            return flags_report(run, thresholds, baselines_audits(reader, run, thresholds, summary_bars=1))
 
         return self.cached(request, flags)
 

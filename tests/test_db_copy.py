@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, fixture_copy, townlet
 from tests.postgres_server import new_database
+from townlet.persistence.rollups import ROLLUP_COLUMNS
 from townlet_cli.app import app
 
 
@@ -89,6 +90,22 @@ def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_b
     assert outputs(str(back), {1: 1, 2: 2}) == before
     assert read("runs", "--json", "--db", str(back)) == runs_before
     assert checkpoints(back) == checkpoints(laptop)
+    assert rollups(back) == rollups(laptop)  # carried there and back with their rows, value for value
+    for db in (team, str(back)):
+        assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", db).stdout
+
+
+def rollups(db: Path) -> list[tuple]:
+    """Every rollup row without its episode key, in run and episode order."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return connection.execute(
+            f"SELECT e.run_id, e.episode, {', '.join('r.' + c for c in ROLLUP_COLUMNS[1:])} FROM episode_rollups r "
+            "JOIN episodes e ON e.id = r.episode_pk "
+            "ORDER BY e.run_id, e.episode"
+        ).fetchall()
+    finally:
+        connection.close()
 
 
 def test_a_run_already_there_is_refused_unless_skipped(laptop, tmp_path):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tests.test_telemetry_dto import snapshots as v2_snapshots
 from townlet.persistence import migrate
 from townlet.persistence.reader import EpisodeSummary, TelemetryReader
-from townlet.persistence.rollups import ROLLUP_COLUMNS
+from townlet.persistence.rollups import ROLLUP_COLUMNS, rollup_select
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
 from townlet.telemetry.dto import FIELD_NAMES, AgentTelemetrySnapshotV1, AgentTelemetrySnapshotV2
 from townlet_cli.app import app
@@ -127,6 +127,10 @@ def test_every_rollup_answer_equals_the_scan_of_the_agent_rows(store, first, aft
                 else:
                     assert mine == theirs, (i, bucket, row)
     assert [d for d in store.check_rollups() if d.run == run] == []
+    if exact:  # the write path's fold is what the database's aggregate gives, bit for bit
+        where = "e.run_id = :run"
+        stored = f"SELECT r.* FROM episode_rollups r JOIN episodes e ON e.id = r.episode_pk WHERE {where} ORDER BY 1"
+        assert scan(store, stored, run=run) == scan(store, rollup_select(where) + " ORDER BY 1", run=run)
     with store.transaction() as c:  # one rollup per episode, none left behind by the replaced ones
         orphans = c.execute(
             text("SELECT count(*) FROM episode_rollups WHERE episode_pk NOT IN (SELECT id FROM episodes)")

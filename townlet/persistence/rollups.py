@@ -1,20 +1,29 @@
-"""The one SQL that rolls an episode's agent rows up into its ``episode_rollups`` row, and the check of it.
+"""What an episode's ``episode_rollups`` row holds, computed two ways that agree, and the check of it.
 
-The database computes every rollup itself, from the agent rows it holds, with the statement built here: the
-write path runs it in the episode's own transaction right after the agent rows (so a rollup can never
-disagree with its episode), ``db copy`` runs it for each copied run, ``db check --repair`` reruns it, and
-``db check`` compares what is stored with what it computes now. Answers read from the rollups therefore equal
-the answers a scan of the agent rows gives: the same engine sums the same rows in the same order.
+``rollup_select`` is the definition: the SQL that aggregates an episode's stored agent rows. ``db copy`` runs
+it for each copied run, ``db check --repair`` reruns it, revision 0004 backfilled with a frozen copy of it,
+and ``db check`` compares what is stored with what it gives now.
+
+``rollup_values`` is the write path's fast equivalent: the same aggregates folded from the columns the
+store is about to insert (already checked by the DTO), inserted in the episode's own transaction right after
+its agent rows, so a rollup can never disagree with its episode. It adds in agent order, as the database
+reads the rows (``sum()`` adds floats one by one on Python 3.11, like SQLite's ``sum()``), so on SQLite a
+mean from a rollup is bit for bit the mean a scan gives. Aggregating in SQL inside the transaction cost
+as much as inserting the rows (``benchmarks/bench_store.py``: 0.47x a bare insert); folding the lists costs
+a fraction of it.
 
 Revision 0004's backfill keeps a frozen copy of this statement (a migration must not change when this code
 does); a test checks that the two still build the same rows.
 """
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from operator import mul
 from typing import Any, NamedTuple
 
 from townlet.persistence.models import EPISODE_ROLLUPS, ROLLUP_AGGREGATES, ROLLUP_DEATHS, ROLLUP_FIELDS
+from townlet.telemetry.dto import AgentColumns
 
 #: Column order of ``episode_rollups`` (the episode key first).
 ROLLUP_COLUMNS: tuple[str, ...] = tuple(c.name for c in EPISODE_ROLLUPS.c)
@@ -38,6 +47,39 @@ def _aggregates() -> list[str]:
     return values
 
 
+#: A square below this counts as 0 (see ``_EXPRESSIONS``): the guard applies to values under 1e-150.
+TINY = 1e-150
+
+
+def _sum_of_squares(values: Sequence[Any]) -> float:
+    squares = list(map(mul, values, values))
+    if min(filter(None, squares), default=1.0) < 1e-299:  # a tiny nonzero value: apply the SQL's guard exactly
+        squares = [0.0 if abs(v) < TINY else float(v) * v for v in values]
+    return sum(squares, 0.0)  # ints are added as doubles, as CAST(... AS DOUBLE PRECISION) adds them
+
+
+def rollup_values(agents: AgentColumns) -> list[Any]:
+    """The rollup row (after the episode key) of one episode's checked columns: what ``rollup_select`` gives
+    for the same rows once stored, in ``ROLLUP_COLUMNS`` order."""
+    row: list[Any] = [agents.num_agents]
+    for field in ROLLUP_FIELDS:
+        values = agents.columns.get(field)
+        if values is None or not agents.num_agents:  # a field this schema version lacks; an episode of no agents
+            row += [None] * len(ROLLUP_AGGREGATES)
+            continue
+        row += [sum(values, 0.0), min(values), max(values), _sum_of_squares(values)]
+    deaths = Counter(agents.columns["death_cause"]) if agents.num_agents else Counter()
+    row += [deaths[cause] for cause in ROLLUP_DEATHS]
+    return row
+
+
+def insert_values(placeholder: str) -> str:
+    """The write path's insert of one ``rollup_values`` row, the episode key first, in the driver's own
+    positional ``placeholder`` (``?`` for sqlite3, ``%s`` for psycopg)."""
+    marks = ", ".join([placeholder] * len(ROLLUP_COLUMNS))
+    return f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(ROLLUP_COLUMNS)}) VALUES ({marks})"
+
+
 def rollup_select(where: str) -> str:
     """``SELECT`` of the rollup rows of the episodes ``where`` picks (over ``episodes e``), by episode key.
 
@@ -53,8 +95,6 @@ def rollup_insert(where: str) -> str:
     return f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(ROLLUP_COLUMNS)}) {rollup_select(where)}"
 
 
-#: The write path's statement: the rollup of one just-written episode, ``:episode_pk``.
-INSERT_EPISODE = rollup_insert("e.id = :episode_pk")
 #: Every episode of run ``:run`` (``db copy``, ``db check --repair``).
 INSERT_RUN = rollup_insert("e.run_id = :run")
 #: Rebuilding a run's rollups deletes them first.

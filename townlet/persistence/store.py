@@ -37,11 +37,12 @@ from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
 from townlet.persistence.rollups import (
     DELETE_RUN,
-    INSERT_EPISODE,
     INSERT_RUN,
     ROLLUP_COLUMNS,
     RollupDifference,
+    insert_values,
     rollup_select,
+    rollup_values,
 )
 from townlet.persistence.rollups import differences as rollup_differences
 from townlet.persistence.run_liveness import run_is_trained
@@ -54,7 +55,6 @@ WAL_TRUNCATE_BYTES = 8 * 1024 * 1024
 WAL_CHECKPOINT_WAIT_MS = 2000
 RUNS, EPISODES, AGENTS = RunRow.__table__, EpisodeRow.__table__, AgentSnapshotRow.__table__
 CHECKPOINTS = CheckpointRow.__table__
-INSERT_EPISODE_ROLLUP = text(INSERT_EPISODE)
 CHECKPOINT_COLUMNS = ("episode", "format_version", "device", "blob", "size_bytes")
 
 
@@ -118,6 +118,7 @@ class TelemetryStore:
         self.writable = writable
         self.created = False
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
+        self._rollup_insert_sql = insert_values("?" if is_sqlite(url) else "%s")
         #: PostgreSQL: agent rows go in with COPY (binary); False falls back to executemany (benchmarks compare).
         self.pg_copy = url.get_backend_name() == "postgresql"
         self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
@@ -442,8 +443,8 @@ class TelemetryStore:
             ).scalar_one()
             if agents.num_agents:
                 self._insert_agents(c, episode_pk, agents)
-            # The database rolls the rows just written up, in this transaction: the rollup is its episode's.
-            c.execute(INSERT_EPISODE_ROLLUP, {"episode_pk": episode_pk})
+            # The rollup of the rows just written, in this transaction: it is its episode's (rollups.py).
+            c.exec_driver_sql(self._rollup_insert_sql, (episode_pk, *rollup_values(agents)))
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
 
@@ -477,6 +478,30 @@ class TelemetryStore:
         else:
             key = {"episode_pk": episode_pk, "schema_version": agents.schema_version}
             c.execute(insert(AGENTS), [dict(zip(AGENT_FIELDS, row, strict=True), **key) for row in rows])
+
+    def insert_agent_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Agent rows as tuples in ``AGENT_COPY_COLUMNS`` order (the episode key and schema version first), by
+        the engine's bulk path: SQLite ``executemany`` of positional tuples, PostgreSQL binary ``COPY``
+        (``db copy`` moves whole runs this way)."""
+        raw = c.connection.driver_connection
+        if is_sqlite(self.url):
+            cursor = raw.cursor()
+            try:
+                cursor.executemany(AGENT_ROWS_INSERT_SQL, rows)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(AGENT_ROWS_INSERT_SQL, None, exc, sqlite3.Error) from exc
+            finally:
+                cursor.close()
+            return
+        try:
+            with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
+                copy.set_types(AGENT_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        except Exception as exc:
+            if not isinstance(exc, raw.Error):
+                raise
+            raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
 
     @staticmethod
     def _insert_checkpoint(c: Connection, run: int, checkpoint: StoredCheckpoint, keep: int) -> None:
@@ -539,6 +564,9 @@ class TelemetryStore:
 #: the agent fields, and each column's PostgreSQL type in that order.
 AGENT_COPY_COLUMNS = ("episode_pk", "schema_version", *AGENT_FIELDS)
 AGENT_COPY_SQL = f"COPY {AGENTS.name} ({', '.join(AGENT_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+AGENT_ROWS_INSERT_SQL = (
+    f"INSERT INTO {AGENTS.name} ({', '.join(AGENT_COPY_COLUMNS)}) VALUES ({', '.join('?' for _ in AGENT_COPY_COLUMNS)})"
+)
 AGENT_COPY_TYPES = [
     "float8"
     if isinstance(AGENTS.c[name].type, Double)

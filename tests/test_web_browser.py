@@ -494,3 +494,50 @@ def test_live_the_header_follows_the_chart_and_a_finished_run_says_so(browser, t
         "return a !== null && a.hidden && c !== null && c.textContent.startsWith('41 episodes');"
     )
     WebDriverWait(browser, 30).until(lambda d: d.execute_script(redrawn))
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory) -> Path:
+    """One run of 700 episodes x 2 agents, written through the store (training that many would take minutes)."""
+    from datetime import UTC, datetime
+
+    from townlet.persistence.store import EpisodeMeta, TelemetryStore
+    from townlet.telemetry.dto import CURRENT_DTO
+
+    db = tmp_path_factory.mktemp("long") / "long.db"
+    now = datetime.now(UTC)
+    with TelemetryStore.open(str(db), write=True) as store:
+        run = store.create_run(run_uuid="d" * 32, seed=0, device="cpu", num_agents=2, config={})
+        for episode in range(1, 701):
+            survival = [50 + episode % 97, 60 + episode % 89]
+            columns = {
+                "agent_idx": range(2), "survival_steps": survival, "baseline_survival_steps": [100.0, 100.0],
+                "episode_reward": [s - 100.0 for s in survival], "epsilon": [0.5, 0.5], "curriculum_stage": [1, 1],
+                "death_cause": ["energy", "timeout"], "meter_energy": [0.0, 0.5], "meter_hygiene": [0.5, 0.5],
+                "meter_satiation": [0.5, 0.5], "meter_money": [0.5, 0.5], "visits_bed": [1, 2], "visits_shower": [0, 1],
+                "visits_fridge": [1, 1], "visits_job": [0, 0], "action_entropy": [1.0, 1.2],
+            }  # fmt: skip
+            agents = CURRENT_DTO.check_columns(columns, {"episode": episode})
+            store.write_episode(run, EpisodeMeta(episode, max(survival), 1, 0.01, now, now), agents)
+        store.set_run_status(run, "finished")
+    return db
+
+
+def test_a_long_run_is_charted_within_the_point_budget_and_every_episode_is_one_click_away(
+    browser, long_run, processes
+):
+    base = _serve(long_run, processes)
+    open_page(browser, f"{base}/runs/1", "#every-episode")
+    count = browser.find_element(By.ID, "episode-count").text
+    points = int(count.split(" in ")[1].split()[0])
+    assert count.startswith("700 episodes shown in ") and points <= 600 and "the last 700" in count
+    assert "· 700 episodes (the last 700)" in browser.find_element(By.ID, "run-header").text
+    with urllib.request.urlopen(f"{base}/api/runs/1?points={points}", timeout=30) as response:
+        body = json.loads(response.read())
+    assert len(body["episodes"]) == points and sum(p["episodes"] for p in body["episodes"]) == 700
+    browser.find_element(By.ID, "every-episode").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "episode-count").text == "700 episodes shown, the last 700"
+    )
+    assert not browser.find_elements(By.ID, "every-episode")
+    assert console_errors(browser) == []

@@ -126,6 +126,18 @@ def trained(path: Path, *, episodes: int, agents: int) -> Path:
     return path
 
 
+def tamper(db: Path, sql: str) -> None:
+    """Change a SQLite database behind townlet's back (one statement, committed; the connection closed)."""
+    import sqlite3
+
+    connection = sqlite3.connect(db)
+    try:
+        with connection:
+            connection.execute(sql)
+    finally:
+        connection.close()
+
+
 def serve(db: Path | str, port: int, *extra: str) -> subprocess.Popen:
     """``townlet-telemetry serve`` on ``db`` at 127.0.0.1:``port`` as a real process, its output captured."""
     return subprocess.Popen(

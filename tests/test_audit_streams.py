@@ -1,11 +1,10 @@
 """The whole-run audits stream the columns they need; a stored value townlet would never write is refused in one
 line whichever way it is read (whole rows for replay and export, columns for the audits)."""
 
-import sqlite3
-
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import tamper, trained
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -13,13 +12,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def tampered(tmp_path):
-    db = tmp_path / "t.db"
-    trained = runner.invoke(app, ["train", "--episodes", "3", "--agents", "3", "--device", "cpu", "--db", str(db)])
-    assert trained.exit_code == 0, trained.output
-    connection = sqlite3.connect(db)
-    with connection:
-        connection.execute("UPDATE agent_snapshots SET survival_steps = -5 WHERE agent_idx = 1 AND episode_pk = 2")
-    connection.close()
+    db = trained(tmp_path / "t.db", episodes=3, agents=3)
+    tamper(db, "UPDATE agent_snapshots SET survival_steps = -5 WHERE agent_idx = 1 AND episode_pk = 2")
     return db
 
 
@@ -41,14 +35,9 @@ def test_a_value_townlet_would_never_write_is_refused_in_one_line(tampered, comm
 
 
 def test_the_reward_audit_finds_a_changed_reward_among_many_batches(tmp_path):
-    db = tmp_path / "t.db"
-    trained = runner.invoke(app, ["train", "--episodes", "4", "--agents", "5", "--device", "cpu", "--db", str(db)])
-    assert trained.exit_code == 0, trained.output
-    connection = sqlite3.connect(db)
-    with connection:
-        connection.execute("UPDATE agent_snapshots SET episode_reward = episode_reward + 3 WHERE agent_idx = 4 "
-                           "AND episode_pk = (SELECT id FROM episodes WHERE episode = 3)")  # fmt: skip
-    connection.close()
+    db = trained(tmp_path / "t.db", episodes=4, agents=5)
+    tamper(db, "UPDATE agent_snapshots SET episode_reward = episode_reward + 3 WHERE agent_idx = 4 "
+               "AND episode_pk = (SELECT id FROM episodes WHERE episode = 3)")  # fmt: skip
     result = runner.invoke(app, ["audit", "rewards", "--db", str(db)])
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0].startswith("episode 3 agent 4: stored reward ")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from tests.helpers import tamper, trained
 from tests.test_telemetry_dto import snapshots as v2_snapshots
 from townlet.persistence import migrate
 from townlet.persistence.reader import EpisodeSummary, TelemetryReader
@@ -179,9 +180,7 @@ GOOD = {
 def test_the_write_path_and_the_backfill_build_the_same_rollups(tmp_path):
     """Revision 0004's frozen backfill SQL and ``rollups.py`` agree: rebuilt with the migration's statement, every
     rollup a trainer wrote comes out identical."""
-    db = tmp_path / "t.db"
-    trained = CliRunner().invoke(app, ["train", "--episodes", "4", "--agents", "3", "--device", "cpu", "--db", str(db)])
-    assert trained.exit_code == 0, trained.output
+    db = trained(tmp_path / "t.db", episodes=4, agents=3)
     everything = "SELECT * FROM episode_rollups ORDER BY episode_pk"
     written = rows(db, everything)
     backfill = migrate._module("0004").backfill_sql()
@@ -196,14 +195,9 @@ def test_the_write_path_and_the_backfill_build_the_same_rollups(tmp_path):
 
 
 def test_db_check_names_a_tampered_rollup_and_repair_rebuilds_it(tmp_path):
-    db = tmp_path / "t.db"
+    db = trained(tmp_path / "t.db", episodes=3, agents=3)
     runner = CliRunner()
-    trained = runner.invoke(app, ["train", "--episodes", "3", "--agents", "3", "--device", "cpu", "--db", str(db)])
-    assert trained.exit_code == 0, trained.output
-    connection = sqlite3.connect(db)
-    with connection:
-        connection.execute("UPDATE episode_rollups SET episode_reward_max = 1e6 WHERE episode_pk = 2")
-    connection.close()
+    tamper(db, "UPDATE episode_rollups SET episode_reward_max = 1e6 WHERE episode_pk = 2")
     found = runner.invoke(app, ["db", "check", "--db", str(db)])
     assert found.exit_code == 1
     assert found.stdout.splitlines() == [

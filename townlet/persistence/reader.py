@@ -192,41 +192,33 @@ class RunSummary(NamedTuple):
     seed: int
 
 
-class EpisodeSummary(NamedTuple):
-    """One episode of a run with its agents' survival and reward aggregated."""
+#: What every summary of agent rows carries (an episode's, or a bucket of episodes'), after its own fields.
+_AGENT_AGGREGATES: list[tuple[str, type]] = [
+    ("agents", int),
+    ("survival_mean", float),
+    ("survival_min", int),
+    ("survival_max", int),
+    ("reward_mean", float),
+    ("reward_min", float),
+    ("reward_max", float),
+    ("baseline_mean", float),
+    ("epsilon_mean", float),
+]
 
-    episode: int
-    steps: int
-    curriculum_stage: int
-    duration_s: float
-    agents: int
-    survival_mean: float
-    survival_min: int
-    survival_max: int
-    reward_mean: float
-    reward_min: float
-    reward_max: float
-    baseline_mean: float
-    epsilon_mean: float
+EpisodeSummary = NamedTuple(
+    "EpisodeSummary",
+    [("episode", int), ("steps", int), ("curriculum_stage", int), ("duration_s", float), *_AGENT_AGGREGATES],
+)
+EpisodeSummary.__doc__ = "One episode of a run with its agents' survival and reward aggregated."
 
-
-class EpisodeBucket(NamedTuple):
-    """Consecutive episodes of a run summarised together (a chart's point): episodes ``first_episode`` to
-    ``episode``, how many, the last stage, the agent rows, and their survival and reward (mean, min, max)."""
-
-    first_episode: int
-    episode: int
-    episodes: int
-    curriculum_stage: int
-    agents: int
-    survival_mean: float
-    survival_min: int
-    survival_max: int
-    reward_mean: float
-    reward_min: float
-    reward_max: float
-    baseline_mean: float
-    epsilon_mean: float
+EpisodeBucket = NamedTuple(
+    "EpisodeBucket",
+    [("first_episode", int), ("episode", int), ("episodes", int), ("curriculum_stage", int), *_AGENT_AGGREGATES],
+)
+EpisodeBucket.__doc__ = (
+    "Consecutive episodes of a run summarised together (a chart's point): episodes ``first_episode`` to "
+    "``episode``, how many, the last stage, the agent rows, and their survival and reward (mean, min, max)."
+)
 
 
 class EpisodeAgents(NamedTuple):

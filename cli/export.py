@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import typer
 
 from townlet.errors import TelemetryError
 from townlet.persistence.reader import RunSummary, TelemetryReader
-from townlet.telemetry.dto import ALL_FIELDS
+from townlet.telemetry.dto import ALL_FIELDS, AgentColumns
 from townlet.telemetry.payloads import encode
 from townlet.wording import counted
 from townlet_cli.options import DEFAULT, AtLeast, DbOption
@@ -169,23 +169,24 @@ def _write(
 
         write_parquet(batches, out)
     elif fmt is ExportFormat.jsonl:
-        for run, version, agents in batches:
-            out.write(b"".join(encode({"run": run, "schema_version": version, **a}) + b"\n" for a in agents))
+        for run, agents in batches:
+            key = {"run": run, "schema_version": agents.schema_version}
+            out.write(b"".join(encode({**key, **a}) + b"\n" for a in agents.rows()))
     else:
         text = _TextSink(out)
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_HEADER)
-        for run, version, agents in batches:
-            writer.writerows([run, version, *(a.get(f, "") for f in ALL_FIELDS)] for a in agents)
+        for run, agents in batches:  # a field the row's version lacks is None: an empty cell
+            writer.writerows((run, agents.schema_version, *row) for row in agents.tuples(ALL_FIELDS))
             text.flush()
     out.flush()
 
 
-def _batches(reader: TelemetryReader, runs: list[RunSummary]) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
-    """``(run, schema_version, payloads)`` batches, run after run."""
+def _batches(reader: TelemetryReader, runs: list[RunSummary]) -> Iterator[tuple[int, AgentColumns]]:
+    """``(run, checked columns)`` batches, run after run: each format takes the columns as it needs them."""
     for run in runs:
-        for version, agents in reader.agent_payloads(run):
-            yield run.id, version, agents
+        for agents in reader.agent_column_batches(run):
+            yield run.id, agents
 
 
 class _TextSink:
@@ -203,9 +204,7 @@ class _TextSink:
         self.parts.clear()
 
 
-def _progress(
-    batches: Iterator[tuple[int, int, list[dict[str, Any]]]], total: int
-) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+def _progress(batches: Iterator[tuple[int, AgentColumns]], total: int) -> Iterator[tuple[int, AgentColumns]]:
     from rich.progress import Progress
 
     from townlet_cli.console import make_console
@@ -214,6 +213,6 @@ def _progress(
     console = make_console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("export rows", total=total)
-        for run, version, agents in batches:
-            yield run, version, agents
-            progress.advance(task, len(agents))
+        for run, agents in batches:
+            yield run, agents
+            progress.advance(task, agents.num_agents)

@@ -104,7 +104,7 @@ def test_parquet_is_written_one_zstd_row_group_per_batch(db, tmp_path, batch):
     out = tmp_path / "run.parquet"
     with TelemetryReader(str(db)) as reader, out.open("wb") as handle:
         run = reader.run(None)
-        write_parquet(((run.id, v, agents) for v, agents in reader.agent_payloads(run, batch=batch)), handle)
+        write_parquet(((run.id, agents) for agents in reader.agent_column_batches(run, batch=batch)), handle)
         rows = run.episodes * run.num_agents
     metadata = pq.ParquetFile(out).metadata
     assert metadata.num_rows == rows

@@ -32,6 +32,7 @@ from townlet.telemetry.dto import (
     ALL_FIELDS,
     DTO_BY_VERSION,
     FIELD_NAMES,
+    AgentColumns,
     SnapshotValidationError,
     TelemetryLeakError,
 )
@@ -445,19 +446,33 @@ class TelemetryReader:
 
         Yields ``(schema_version, payloads)``; memory stays bounded by ``batch`` rows.
         """
+        for columns in self.agent_column_batches(run, episode=episode, batch=batch):
+            yield columns.schema_version, columns.rows()
+
+    def agent_column_batches(
+        self, run: RunSummary, *, episode: int | None = None, batch: int = BATCH_ROWS
+    ) -> Iterator[AgentColumns]:
+        """The same rows as checked columns, one ``AgentColumns`` per batch and schema version (``episode`` is a
+        column here): what a columnar export writes without building a dict per row."""
         params: dict[str, Any] = {"run": run.id}
         filters = ""
         if episode is not None:
             filters, params["episode"] = "AND e.episode = :episode", episode
         names, batches = self._rows.stream(_RUN_ROWS_SQL.format(filters=filters), params, batch)
         for rows in batches:
-            yield from self._payloads(names, rows, run)
+            yield from self._checked_columns(names, rows, run)
 
     def _payloads(
         self, names: list[str], rows: list[tuple[Any, ...]], run: RunSummary, episode: int | None = None
     ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        for columns in self._checked_columns(names, rows, run, episode):
+            yield columns.schema_version, columns.rows()
+
+    def _checked_columns(
+        self, names: list[str], rows: list[tuple[Any, ...]], run: RunSummary, episode: int | None = None
+    ) -> Iterator[AgentColumns]:
         try:
-            yield from payloads_from_rows(names, rows, episode=episode)
+            yield from columns_from_rows(names, rows, episode=episode)
         except (SnapshotValidationError, TelemetryLeakError) as exc:
             raise InvalidStoredRow(
                 f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
@@ -578,10 +593,10 @@ def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:
     return AgentNotFound(f"run {run.id} has no agent {agent} (agents 0 to {run.num_agents - 1}): fix --agent")
 
 
-def payloads_from_rows(
+def columns_from_rows(
     names: Sequence[str], rows: Sequence[tuple[Any, ...]], *, episode: int | None = None
-) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """Stored rows -> ``(schema_version, payloads)`` per run of rows sharing a version.
+) -> Iterator[AgentColumns]:
+    """Stored rows -> one ``AgentColumns`` per run of rows sharing a schema version.
 
     Each column is checked with the DTO's own rules (``check_columns``), the same check the write path
     ran, and the dicts come out as the write path builds them: what replays is exactly what was written.
@@ -595,4 +610,4 @@ def payloads_from_rows(
         columns = list(zip(*group, strict=True))
         constants = {} if episode is None else {"episode": episode}  # one episode's rows: its number, checked once
         values = {name: columns[index[name]] for name in FIELD_NAMES[cls] if name not in constants}
-        yield version, cls.check_columns(values, constants).rows()
+        yield cls.check_columns(values, constants)

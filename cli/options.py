@@ -17,8 +17,8 @@ class AtLeast(IntRange):
 
     name = "int"
 
-    def __init__(self, low: int) -> None:
-        super().__init__(min=low)
+    def __init__(self, low: int, high: int | None = None) -> None:
+        super().__init__(min=low, max=high)
 
     def convert(self, value: object, param: object, ctx: object) -> int:  # type: ignore[override]
         number = super().convert(value, param, ctx)  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 import typer
-from typer._click.types import IntRange
 
 from townlet.audit.reports import BUCKET_COLUMNS, EPISODE_COLUMNS, buckets_report, episodes_report, runs_report
 from townlet.defaults import MAX_POINTS
@@ -73,7 +72,7 @@ def episodes(
             help="Summarise the whole run into at most N rows of consecutive episodes (a chart's budget): "
             "per row its first and last episode, the count, and survival and reward mean (weighted by agent "
             "rows), min and max, exact over the row's episodes.",
-            click_type=IntRange(2, MAX_POINTS),
+            click_type=AtLeast(2, MAX_POINTS),
         ),
     ] = None,
     as_json: JsonFlag = False,

@@ -9,8 +9,8 @@ store is about to insert (already checked by the DTO), inserted in the episode's
 its agent rows, so a rollup can never disagree with its episode. It adds in agent order, as the database
 reads the rows (``sum()`` adds floats one by one on Python 3.11, like SQLite's ``sum()``), so on SQLite a
 mean from a rollup is bit for bit the mean a scan gives. Aggregating in SQL inside the transaction cost
-as much as inserting the rows (``benchmarks/bench_store.py``: 0.47x a bare insert); folding the lists costs
-a fraction of it.
+as much as inserting the rows (``benchmarks/bench_store.py``: 0.47x a bare insert); the fold costs about
+1 ms per 1,024 agents beside a 3.3 ms insert (0.59-0.66x).
 
 Revision 0004's backfill keeps a frozen copy of this statement (a migration must not change when this code
 does); a test checks that the two still build the same rows.

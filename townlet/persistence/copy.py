@@ -16,7 +16,6 @@ from sqlalchemy import Connection, func, insert, select
 
 from townlet.errors import TelemetryError
 from townlet.persistence.models import EPISODE_ROLLUPS
-from townlet.persistence.rollups import insert_values
 from townlet.persistence.store import AGENT_COPY_COLUMNS, AGENTS, CHECKPOINTS, EPISODES, RUNS, TelemetryStore
 
 #: Agent rows read and inserted per round trip: memory stays bounded whatever the run's size.
@@ -146,10 +145,7 @@ def _copy_run(
             .where(EPISODES.c.run_id == run)
         ).all()
     if rollups:
-        target.exec_driver_sql(
-            insert_values("?" if target.dialect.name == "sqlite" else "%s"),
-            [(episode_pk[row[0]], *row[1:]) for row in rollups],
-        )
+        dst.insert_rollup_rows(target, [(episode_pk[row[0]], *row[1:]) for row in rollups])
     with src.blamed():
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:

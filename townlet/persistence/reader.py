@@ -474,10 +474,13 @@ class TelemetryReader:
         try:
             yield from columns_from_rows(names, rows, episode=episode)
         except (SnapshotValidationError, TelemetryLeakError) as exc:
-            raise InvalidStoredRow(
-                f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
-                "it was changed outside townlet"
-            ) from None
+            raise self._invalid_row(run, exc) from None
+
+    def _invalid_row(self, run: RunSummary, exc: Exception) -> InvalidStoredRow:
+        return InvalidStoredRow(
+            f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
+            "it was changed outside townlet"
+        )
 
     def agent_columns(
         self,
@@ -529,10 +532,7 @@ class TelemetryReader:
                 try:
                     rule.check_column(name, values)
                 except (SnapshotValidationError, TelemetryLeakError) as exc:
-                    raise InvalidStoredRow(
-                        f"run {run.id} in {self.label} holds a row townlet would never write ({exc}): "
-                        "it was changed outside townlet"
-                    ) from None
+                    raise self._invalid_row(run, exc) from None
             yield rows
 
     def survival_grid(self, run: RunSummary, *, columns: int, rows: int) -> dict[str, Any]:

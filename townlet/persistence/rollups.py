@@ -1,8 +1,8 @@
 """What an episode's ``episode_rollups`` row holds, computed two ways that agree, and the check of it.
 
-``rollup_select`` is the definition: the SQL that aggregates an episode's stored agent rows. ``db copy`` runs
-it for each copied run, ``db check --repair`` reruns it, revision 0004 backfilled with a frozen copy of it,
-and ``db check`` compares what is stored with what it gives now.
+``rollup_select`` is the definition: the SQL that aggregates an episode's stored agent rows. ``db check
+--repair`` reruns it, revision 0004 backfilled with a frozen copy of it, and ``db check`` compares what is
+stored with what it gives now (``db copy`` carries the rollups with their unchanged rows).
 
 ``rollup_values`` is the write path's fast equivalent: the same aggregates folded from the columns the
 store is about to insert (already checked by the DTO), inserted in the episode's own transaction right after
@@ -95,7 +95,7 @@ def rollup_insert(where: str) -> str:
     return f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(ROLLUP_COLUMNS)}) {rollup_select(where)}"
 
 
-#: Every episode of run ``:run`` (``db copy``, ``db check --repair``).
+#: Every episode of run ``:run`` (``db check --repair``).
 INSERT_RUN = rollup_insert("e.run_id = :run")
 #: Rebuilding a run's rollups deletes them first.
 DELETE_RUN = f"DELETE FROM {EPISODE_ROLLUPS.name} WHERE episode_pk IN (SELECT id FROM episodes WHERE run_id = :run)"

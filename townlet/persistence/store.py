@@ -3,7 +3,7 @@
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -444,7 +444,7 @@ class TelemetryStore:
             if agents.num_agents:
                 self._insert_agents(c, episode_pk, agents)
             # The rollup of the rows just written, in this transaction: it is its episode's (rollups.py).
-            c.exec_driver_sql(self._rollup_insert_sql, (episode_pk, *rollup_values(agents)))
+            self.insert_rollup_rows(c, [(episode_pk, *rollup_values(agents))])
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
 
@@ -454,27 +454,11 @@ class TelemetryStore:
             # SQLite fast path: the tuples go lazily to executemany; the episode key is last_insert_rowid(), i.e.
             # the episodes row just inserted (inserts into a WITHOUT ROWID table leave it unchanged), so the
             # statement text never changes and stays cached.
-            sql = self._agent_insert_sql.format(schema_version=agents.schema_version)
-            cursor = c.connection.driver_connection.cursor()
-            try:
-                cursor.executemany(sql, rows)
-            except sqlite3.Error as exc:  # surface exactly as SQLAlchemy would (IntegrityError, ...)
-                raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
-            finally:
-                cursor.close()
+            _executemany(c, self._agent_insert_sql.format(schema_version=agents.schema_version), rows)
         elif self.pg_copy:
             # PostgreSQL fast path: psycopg's binary COPY on the transaction's own connection, one row per agent.
             key = (episode_pk, agents.schema_version)
-            raw = c.connection.driver_connection
-            try:
-                with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
-                    copy.set_types(AGENT_COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(key + row)
-            except Exception as exc:  # a psycopg error: surface exactly as SQLAlchemy would
-                if not isinstance(exc, raw.Error):
-                    raise
-                raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
+            _copy_agent_rows(c, (key + row for row in rows))
         else:
             key = {"episode_pk": episode_pk, "schema_version": agents.schema_version}
             c.execute(insert(AGENTS), [dict(zip(AGENT_FIELDS, row, strict=True), **key) for row in rows])
@@ -483,25 +467,15 @@ class TelemetryStore:
         """Agent rows as tuples in ``AGENT_COPY_COLUMNS`` order (the episode key and schema version first), by
         the engine's bulk path: SQLite ``executemany`` of positional tuples, PostgreSQL binary ``COPY``
         (``db copy`` moves whole runs this way)."""
-        raw = c.connection.driver_connection
         if is_sqlite(self.url):
-            cursor = raw.cursor()
-            try:
-                cursor.executemany(AGENT_ROWS_INSERT_SQL, rows)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(AGENT_ROWS_INSERT_SQL, None, exc, sqlite3.Error) from exc
-            finally:
-                cursor.close()
-            return
-        try:
-            with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
-                copy.set_types(AGENT_COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-        except Exception as exc:
-            if not isinstance(exc, raw.Error):
-                raise
-            raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
+            _executemany(c, AGENT_ROWS_INSERT_SQL, rows)
+        else:
+            _copy_agent_rows(c, rows)
+
+    def insert_rollup_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """``episode_rollups`` rows, the episode key first then ``rollup_values`` (the write path's one per
+        episode; ``db copy`` carries a run's at once)."""
+        c.exec_driver_sql(self._rollup_insert_sql, rows)
 
     @staticmethod
     def _insert_checkpoint(c: Connection, run: int, checkpoint: StoredCheckpoint, keep: int) -> None:
@@ -575,6 +549,33 @@ AGENT_COPY_TYPES = [
     else "int4"
     for name in AGENT_COPY_COLUMNS
 ]
+
+
+def _executemany(c: Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """SQLite: positional rows through the transaction's own driver cursor, errors raised exactly as SQLAlchemy
+    would raise them (IntegrityError, ...)."""
+    cursor = c.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _copy_agent_rows(c: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: agent rows in ``AGENT_COPY_COLUMNS`` order through psycopg's binary COPY on the
+    transaction's own connection, a psycopg error raised exactly as SQLAlchemy would raise it."""
+    raw = c.connection.driver_connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(AGENT_COPY_SQL) as copy:
+            copy.set_types(AGENT_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+    except Exception as exc:
+        if not isinstance(exc, raw.Error):
+            raise
+        raise DBAPIError.instance(AGENT_COPY_SQL, None, exc, raw.Error) from exc
 
 
 def _stored_checkpoint(row: Any) -> StoredCheckpoint:

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -17,11 +18,14 @@ from typer.testing import CliRunner
 
 from tests.helpers import tamper, trained
 from tests.test_telemetry_dto import snapshots as v2_snapshots
+from townlet.environment.world import CAUSE_TIMEOUT, METERS
 from townlet.persistence import migrate
 from townlet.persistence.reader import EpisodeSummary, TelemetryReader
 from townlet.persistence.rollups import ROLLUP_COLUMNS, rollup_select
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.population.runtime_registry import AgentRuntimeRegistry
 from townlet.telemetry.dto import FIELD_NAMES, AgentTelemetrySnapshotV1, AgentTelemetrySnapshotV2
+from townlet.telemetry.payloads import build_agent_columns
 from townlet_cli.app import app
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -229,3 +233,30 @@ def test_the_rollup_columns_are_the_tables(tmp_path):
     with TelemetryStore.open(str(db), write=True):
         pass
     assert tuple(row[1] for row in rows(db, "PRAGMA table_info(episode_rollups)")) == ROLLUP_COLUMNS
+
+
+CAUSES = torch.tensor([CAUSE_TIMEOUT, *range(3)])  # timeout, energy, hygiene, satiation
+
+
+def test_a_trainers_rollups_from_the_registrys_facts_are_what_the_database_adds(store):
+    """The registry's facts (sums by ``cumsum`` in agent order) stand in for the fold: bit for bit what SQLite's
+    aggregate of the stored rows gives, on values whose sums depend on the order of the additions."""
+    run = store.create_run(run_uuid=uuid.uuid4().hex, seed=0, device="cpu", num_agents=700, config={})
+    generator = torch.Generator().manual_seed(7)
+    for episode in (1, 2, 3):
+        registry = AgentRuntimeRegistry(700)
+        registry.set_baselines(torch.rand(700, generator=generator) * 10**episode)
+        registry.set_epsilon(0.1 * episode)
+        registry.record_step(
+            torch.randint(1, 500, (700,), generator=generator), torch.randn(700, generator=generator) * 1e3,
+            torch.ones(700, dtype=torch.bool), CAUSES[torch.randint(0, 4, (700,), generator=generator)],
+            torch.rand(700, len(METERS), generator=generator),
+        )  # fmt: skip
+        agents = build_agent_columns(registry.snapshot(), episode)
+        assert agents.facts  # the fast path is the one under test
+        store.write_episode(run, EpisodeMeta(episode, 100, 1, 0.5, T0, T0), agents)
+    where = "e.run_id = :run"
+    stored = f"SELECT r.* FROM episode_rollups r JOIN episodes e ON e.id = r.episode_pk WHERE {where} ORDER BY 1"
+    if store.url.get_backend_name() == "sqlite":
+        assert scan(store, stored, run=run) == scan(store, rollup_select(where) + " ORDER BY 1", run=run)
+    assert [d for d in store.check_rollups() if d.run == run] == []

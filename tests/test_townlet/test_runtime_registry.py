@@ -1,8 +1,10 @@
 """Plan phase 1: the AgentRuntimeRegistry owns per-agent runtime tensors and snapshots them as scalars."""
 
 import dataclasses
+import functools
 import json
 import math
+import operator
 
 import pytest
 import torch
@@ -168,17 +170,28 @@ def test_batched_snapshot_converts_per_field_never_per_agent_and_never_with_item
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     registry.snapshot()
-    # 9 fields, and the facts (min and max) of the 8 numeric ones: the same count whatever the number of agents
-    assert calls == {"tolist": 9 + 8, "item": 0}
+    # 9 fields, and the facts of the 8 numeric ones at once: the same count whatever the number of agents
+    assert calls == {"tolist": 9 + 1, "item": 0}
 
 
-def test_snapshot_facts_are_each_fields_type_min_and_max():
-    snapshot = finished_registry(5).snapshot()
-    steps = snapshot.survival_steps
-    assert snapshot.facts["survival_steps"] == ColumnFacts(int, min(steps), max(steps))
-    meters = [v for column in snapshot.meter_columns for v in column]
-    assert snapshot.facts["meter_columns"] == ColumnFacts(float, min(meters), max(meters))
-    assert dataclasses.replace(snapshot, epsilon=(0.5,) * 5).facts == {}  # another column: no facts vouch for it
+def in_order(values) -> ColumnFacts:
+    """A column's facts by definition: the sums added one value after another, in agent order, as doubles."""
+    kind = type(values[0])
+    total = functools.reduce(operator.add, map(float, values), 0.0)
+    squares = functools.reduce(operator.add, (float(v) * v for v in values), 0.0)
+    return ColumnFacts(kind, min(values), max(values), total, squares)
+
+
+def test_snapshot_facts_are_each_columns_type_min_max_and_sums_in_agent_order():
+    registry = finished_registry(300)
+    registry.set_baselines(torch.rand(300) * 1e4)  # magnitudes that make the order of the additions matter
+    snapshot = registry.snapshot()
+    assert snapshot.facts["survival_steps"] == in_order(snapshot.survival_steps)
+    assert snapshot.facts["baseline_survival_steps"] == in_order(snapshot.baseline_survival_steps)
+    assert snapshot.facts["meter_columns"] == tuple(map(in_order, snapshot.meter_columns))
+    assert snapshot.facts["visit_columns"] == tuple(map(in_order, snapshot.visit_columns))
+    assert type(snapshot.facts["visit_columns"][0].low) is int
+    assert dataclasses.replace(snapshot, epsilon=(0.5,) * 300).facts == {}  # another column: no facts vouch for it
 
 
 def test_begin_episode_resets_per_episode_fields_but_keeps_baseline():

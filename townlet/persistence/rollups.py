@@ -8,16 +8,17 @@ stored with what it gives now (``db copy`` carries the rollups with their unchan
 store is about to insert (already checked by the DTO), inserted in the episode's own transaction right after
 its agent rows, so a rollup can never disagree with its episode. It adds in agent order, as the database
 reads the rows (``sum()`` adds floats one by one on Python 3.11, like SQLite's ``sum()``), so on SQLite a
-mean from a rollup is bit for bit the mean a scan gives. Aggregating in SQL inside the transaction cost
-as much as inserting the rows (``benchmarks/bench_store.py``: 0.47x a bare insert); the fold costs about
-1 ms per 1,024 agents beside a 3.3 ms insert (0.59-0.66x).
+mean from a rollup is bit for bit the mean a scan gives. The trainer's columns come with those aggregates
+already measured by the registry on its tensors (``ColumnFacts``: one float64 matrix, ``cumsum`` in agent
+order), so its episodes skip the fold. Aggregating in SQL inside the transaction cost as much as inserting
+the rows (``benchmarks/bench_store.py``: 0.47x a bare insert); the fold costs about 1 ms per 1,024 agents
+beside a 3.3 ms insert (0.59-0.66x); the facts about 0.1 ms.
 
 Revision 0004's backfill keeps a frozen copy of this statement (a migration must not change when this code
 does); a test checks that the two still build the same rows.
 """
 
 import math
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from operator import mul
 from typing import Any, NamedTuple
@@ -60,16 +61,24 @@ def _sum_of_squares(values: Sequence[Any]) -> float:
 
 def rollup_values(agents: AgentColumns) -> list[Any]:
     """The rollup row (after the episode key) of one episode's checked columns: what ``rollup_select`` gives
-    for the same rows once stored, in ``ROLLUP_COLUMNS`` order."""
+    for the same rows once stored, in ``ROLLUP_COLUMNS`` order.
+
+    A column the registry measured comes with its sums, min and max (``ColumnFacts``, added in agent order
+    like the database adds): taken as they are. Any other column is folded here.
+    """
     row: list[Any] = [agents.num_agents]
     for field in ROLLUP_FIELDS:
         values = agents.columns.get(field)
+        facts = agents.facts.get(field)
         if values is None or not agents.num_agents:  # a field this schema version lacks; an episode of no agents
             row += [None] * len(ROLLUP_AGGREGATES)
-            continue
-        row += [sum(values, 0.0), min(values), max(values), _sum_of_squares(values)]
-    deaths = Counter(agents.columns["death_cause"]) if agents.num_agents else Counter()
-    row += [deaths[cause] for cause in ROLLUP_DEATHS]
+        elif facts is not None and facts.total is not None:
+            # A registry value is a float32 or a small integer: no nonzero square falls under the SQL's guard.
+            row += [facts.total, facts.low, facts.high, facts.total_of_squares]
+        else:
+            row += [sum(values, 0.0), min(values), max(values), _sum_of_squares(values)]
+    causes = agents.columns["death_cause"]
+    row += [causes.count(cause) for cause in ROLLUP_DEATHS]
     return row
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from townlet.environment.world import ACTIONS, AFFORDANCES, CAUSE_ALIVE, CAUSE_TIMEOUT, METERS, cause_name
-from townlet.population.snapshots import AgentRuntimeSnapshot, ColumnFacts, RegistrySnapshot
+from townlet.population.snapshots import AgentRuntimeSnapshot, ColumnFacts, Facts, RegistrySnapshot
 
 Number = float | int
 AFFORDANCE_NAMES: tuple[str, ...] = tuple(a.name for a in AFFORDANCES)
@@ -165,8 +165,8 @@ class AgentRuntimeRegistry:
         transposed first, so they arrive one column per meter and per affordance), with each field's facts.
 
         Float fields are ``+ 0.0`` first, which turns any negative zero into 0.0 (telemetry has no -0.0). The
-        facts (each tensor's value type, min and max: one ``aminmax`` per field, ~25 us for all at 1024 agents)
-        let the DTO accept a column without walking its values.
+        facts (each column's value type, min, max and sums, all from one float64 matrix, see ``_facts``) let
+        the DTO accept a column without walking its values and the store write the episode's rollup.
         """
         tensors = {
             "baseline_survival_steps": self._baseline + 0.0,
@@ -242,11 +242,35 @@ def _as_tuples(tensor: torch.Tensor) -> tuple[Any, ...]:
     return tuple(map(tuple, values)) if tensor.dim() == 2 else tuple(values)
 
 
-def _facts(tensors: dict[str, torch.Tensor]) -> dict[str, ColumnFacts]:
-    """Each tensor's Python value type after ``.tolist()`` (the registry's fields are float or integer
-    tensors), min and max (NaN propagates into both): one two-value ``.tolist()`` per field, never ``.item()``."""
-    facts = {}
-    for name, tensor in tensors.items():
-        low, high = torch.stack(torch.aminmax(tensor)).tolist()
-        facts[name] = ColumnFacts(float if tensor.is_floating_point() else int, low, high)
+def _facts(tensors: dict[str, torch.Tensor]) -> dict[str, Facts]:
+    """Each column's facts (a 2-d field's, one per column): the Python type ``.tolist()`` gives, min and max
+    (NaN propagates into both), and the sums of the values and their squares added in agent order.
+
+    Every column goes into one float64 matrix on the CPU (exact for the registry's float32 and small integer
+    values; a float32 square is exact in float64), where ``cumsum`` adds each row one value after another
+    (a CUDA scan would add in another order): one ``.tolist()`` for all the facts, never ``.item()``.
+    """
+    rows = [tensor.reshape(1, -1) if tensor.dim() == 1 else tensor for tensor in tensors.values()]
+    matrix = torch.cat([row.to(torch.float64) for row in rows]).cpu()
+    low, high = torch.aminmax(matrix, dim=1)
+    measured = torch.stack([low, high, matrix.cumsum(1)[:, -1], (matrix * matrix).cumsum(1)[:, -1]]).t().tolist()
+    facts: dict[str, Facts] = {}
+    at = 0
+    for (name, tensor), row in zip(tensors.items(), rows, strict=True):
+        kind = float if tensor.is_floating_point() else int
+        columns = tuple(_column_facts(kind, *values) for values in measured[at : at + len(row)])
+        facts[name] = columns if tensor.dim() == 2 else columns[0]
+        at += len(row)
     return facts
+
+
+#: Integers up to this size are exact in float64; a column with larger ones gets bounds only (they may round).
+_EXACT_INT = 2**53
+
+
+def _column_facts(kind: type, low: float, high: float, total: float, total_of_squares: float) -> ColumnFacts:
+    if kind is float:
+        return ColumnFacts(float, low, high, total, total_of_squares)
+    if low >= -_EXACT_INT and high <= _EXACT_INT:  # as .tolist() gives them
+        return ColumnFacts(int, int(low), int(high), total, total_of_squares)
+    return ColumnFacts(int, int(low), int(high))  # may round, but never across the DTO's int bounds (0 and 1)

@@ -8,14 +8,23 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class ColumnFacts:
     """What the registry knows of one snapshot column from the tensor it came out of: the Python type
-    ``.tolist()`` gave every value, and the smallest and largest value (NaN when any value is NaN).
+    ``.tolist()`` gave every value, the smallest and largest value (NaN when any value is NaN), and the sum of
+    the values and of their squares, each added one by one in agent order in double precision (what a
+    database's ``sum()`` over the stored column gives; ``None`` when not measured).
 
-    The DTO rules accept a column whose facts already prove every value good, instead of walking its values.
+    The DTO rules accept a column whose facts already prove every value good, instead of walking its values;
+    the store writes an episode's rollup from them instead of folding the values again.
     """
 
     kind: type
     low: Any
     high: Any
+    total: float | None = None
+    total_of_squares: float | None = None
+
+
+#: A field's facts: one ``ColumnFacts``, or a tuple of them for a 2-d field (one per column).
+Facts = ColumnFacts | tuple[ColumnFacts, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +51,10 @@ class RegistrySnapshot:
     ``visit_columns[a][i]`` agent ``i``'s visits to ``affordance_names[a]`` (one column per name, which is the
     shape the payload builder and the store consume, and a cheaper ``.tolist()`` than one list per agent).
 
-    ``facts`` (by field name) are set only by the registry, from the tensors the columns came out of; the
-    columns are tuples, so they cannot go stale. A snapshot made any other way, or by ``dataclasses.replace``,
-    has none, and the DTO walks every value.
+    ``facts`` (by field name) are set only by the registry, from the tensors the columns came out of (a 2-d
+    field's facts are a tuple, one per column); the columns are tuples, so they cannot go stale. A snapshot
+    made any other way, or by ``dataclasses.replace``, has none: the DTO walks every value and the store
+    folds the rollup.
     """
 
     baseline_survival_steps: Sequence[float]
@@ -58,10 +68,10 @@ class RegistrySnapshot:
     visit_columns: Sequence[Sequence[int]]
     affordance_names: tuple[str, ...]
     action_entropy: Sequence[float]
-    facts: Mapping[str, ColumnFacts] = field(default_factory=dict, init=False, compare=False, repr=False)
+    facts: Mapping[str, "Facts"] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
-    def from_registry(cls, facts: Mapping[str, ColumnFacts], **columns: Any) -> "RegistrySnapshot":
+    def from_registry(cls, facts: Mapping[str, "Facts"], **columns: Any) -> "RegistrySnapshot":
         """A snapshot with the facts its producer (the registry) measured on the tensors."""
         snapshot = cls(**columns)
         object.__setattr__(snapshot, "facts", dict(facts))  # frozen: facts are set once, here

@@ -7,7 +7,7 @@ same rules check one instance (``__post_init__``) or whole columns at once (``va
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, field, fields
 from itertools import repeat
 from operator import countOf
 from typing import Any, ClassVar
@@ -190,7 +190,8 @@ class AgentTelemetrySnapshotV1:
         if len(lengths) > 1:
             raise SnapshotValidationError(f"V{cls.SCHEMA_VERSION} columns have different lengths {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
-        return AgentColumns(cls, {f: columns[f] if f in columns else [constants[f]] * n for f in names}, n)
+        checked = {f: columns[f] if f in columns else [constants[f]] * n for f in names}
+        return AgentColumns(cls, checked, n, {name: facts[name] for name in columns if name in facts})
 
     @classmethod
     def check_dicts(cls, dicts: Sequence[Mapping[str, Any]]) -> "AgentColumns":
@@ -276,12 +277,14 @@ class AgentColumns:
     """One episode's agent records as columns already checked by one DTO's rules: what the choke point hands on.
 
     ``rows()`` gives the envelope's dicts (keys sorted), ``tuples(names)`` the store's rows in its column
-    order; neither checks again. ``columns`` holds every field of ``dto``, one list per field.
+    order; neither checks again. ``columns`` holds every field of ``dto``, one list per field; ``facts`` the
+    registry's facts of the columns it measured (none for columns made any other way).
     """
 
     dto: type[AgentTelemetrySnapshotV1]
     columns: Mapping[str, Sequence[Any]]
     num_agents: int
+    facts: Mapping[str, ColumnFacts] = field(default_factory=dict)
 
     @property
     def schema_version(self) -> int:

@@ -85,10 +85,10 @@ def build_agent_columns(snapshot: "RegistrySnapshot", episode: int) -> AgentColu
     ):
         if len(matrix) != len(names):
             raise SnapshotValidationError(f"{len(matrix)} {field} for {len(names)} names {list(names)}")
-        for name, column in zip(names, matrix, strict=True):
+        for i, (name, column) in enumerate(zip(names, matrix, strict=True)):
             columns[prefix + name] = column
-            if field in snapshot.facts:  # one min and max over every column of the field
-                facts[prefix + name] = snapshot.facts[field]
+            if field in snapshot.facts:  # one ColumnFacts per column of the field
+                facts[prefix + name] = snapshot.facts[field][i]
     return CURRENT_DTO.check_columns(columns, constants={"episode": episode}, facts=facts)
 
 

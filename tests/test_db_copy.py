@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import V2_FIXTURE, fixture_copy, townlet
+from tests.helpers import V2_FIXTURE, fixture_copy, tamper, townlet
 from tests.postgres_server import new_database
 from townlet.persistence.rollups import ROLLUP_COLUMNS
 from townlet_cli.app import app
@@ -108,6 +108,27 @@ def rollups(db: Path) -> list[tuple]:
         connection.close()
 
 
+def test_sqlite_to_sqlite_reads_byte_identically(laptop, tmp_path):
+    """File to file the destination attaches the source and copies rows and rollups by SQL: the same answers."""
+    copy = tmp_path / "copy.db"
+    assert "2 runs, 23 agent rows copied" in ok("db", "copy", str(laptop), str(copy)).stderr
+    assert outputs(str(copy), {1: 1, 2: 2}) == outputs(str(laptop), {1: 1, 2: 2})
+    assert read("runs", "--json", "--db", str(copy)) == read("runs", "--json", "--db", str(laptop))
+    assert checkpoints(copy) == checkpoints(laptop) and rollups(copy) == rollups(laptop)
+    assert counts(copy) == counts(laptop)
+    assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", str(copy)).stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]  # nothing attached is left open
+
+
+def test_a_source_whose_rollups_miscount_its_rows_is_refused_and_nothing_of_the_run_is_copied(laptop, tmp_path):
+    damaged = tmp_path / "damaged.db"
+    ok("db", "copy", str(laptop), str(damaged))
+    tamper(damaged, "UPDATE episode_rollups SET agents = agents + 1 WHERE episode_pk = 2")  # an episode of run 1
+    dst = tmp_path / "dst.db"
+    refused(townlet("db", "copy", str(damaged), str(dst)), "run 1 of", "were read", "db check --repair")
+    assert counts(dst) == [0, 0, 0, 0]
+
+
 def test_a_run_already_there_is_refused_unless_skipped(laptop, tmp_path):
     dst = tmp_path / "dst.db"
     ok("db", "copy", str(laptop), str(dst), "--run", "2")
@@ -152,3 +173,19 @@ def test_a_run_being_trained_is_refused_and_dst_is_not_created(db_url, tmp_path)
         refused(townlet("db", "copy", db_url, str(dst)), "run 1 in", "is being trained now: copy it once it has")
     assert not dst.exists()
     ok("db", "copy", db_url, str(dst))  # once nobody trains it (it is then stale), it copies
+
+
+def test_a_file_to_file_copy_leaves_foreign_keys_on_and_nothing_attached(laptop, tmp_path):
+    """The attached copy switches foreign key checks off for its own transaction only: a later delete on the
+    same pooled connection still cascades (``--resume`` relies on it)."""
+    from townlet.persistence.copy import copy_runs, plan_into, runs_to_copy
+    from townlet.persistence.store import TelemetryStore
+
+    with (
+        TelemetryStore.open(str(laptop), write=False) as src,
+        TelemetryStore.open(str(tmp_path / "d.db"), write=True) as dst,
+    ):
+        copy_runs(src, dst, plan_into(dst, runs_to_copy(src, [1]), src.label))
+        with dst.transaction() as c:
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert "townlet_source" not in [row[1] for row in c.exec_driver_sql("PRAGMA database_list")]

@@ -10,13 +10,24 @@ to upgrade).
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
 from townlet.errors import TelemetryError
+from townlet.persistence.engine import is_sqlite
+from townlet.persistence.location import sqlite_path
 from townlet.persistence.models import EPISODE_ROLLUPS
-from townlet.persistence.store import AGENT_COPY_COLUMNS, AGENTS, CHECKPOINTS, EPISODES, RUNS, TelemetryStore
+from townlet.persistence.store import (
+    AGENT_COPY_COLUMNS,
+    AGENTS,
+    CHECKPOINTS,
+    EPISODES,
+    RUNS,
+    SOURCE_SCHEMA,
+    TelemetryStore,
+)
 
 #: Agent rows read and inserted per round trip: memory stays bounded whatever the run's size.
 BATCH_ROWS = 50_000
@@ -24,6 +35,10 @@ BATCH_ROWS = 50_000
 
 class RunAlreadyThere(TelemetryError):
     """A run to copy is already in the destination (same uuid) and ``--skip-existing`` was not given."""
+
+
+class CopyIncomplete(TelemetryError):
+    """A run's agent rows read do not add up to what its rollups count (the source needs ``db check``)."""
 
 
 class RunBeingTrained(TelemetryError):
@@ -82,10 +97,10 @@ def runs_to_copy(src: TelemetryStore, runs: Sequence[int] | None) -> list[tuple[
                 src.get_run(run)  # raises RunNotFound with the hint to list the runs
             if found[run].status == "running" and src.run_is_trained(c, run):
                 raise RunBeingTrained(f"run {run} in {src.label} is being trained now: copy it once it has stopped")
-        rows = dict(
+        rows = dict(  # from the rollups: one row per episode, not per agent row
             c.execute(
-                select(EPISODES.c.run_id, func.count())
-                .select_from(EPISODES.join(AGENTS, AGENTS.c.episode_pk == EPISODES.c.id))
+                select(EPISODES.c.run_id, func.sum(EPISODE_ROLLUPS.c.agents))
+                .select_from(EPISODES.join(EPISODE_ROLLUPS, EPISODE_ROLLUPS.c.episode_pk == EPISODES.c.id))
                 .group_by(EPISODES.c.run_id)
             ).all()
         )
@@ -103,10 +118,25 @@ def copy_runs(
 ) -> CopyReport:
     """Copy the planned runs, one destination transaction each; ``on_rows(n)`` hears each batch of agent rows."""
     report = CopyReport()
-    for run in plan.todo:
-        with src.transaction() as source, dst.transaction() as target:
-            report.copied[run] = _copy_run(source, target, run, on_rows, report, src, dst)
+    attach = _attachable(src, dst)
+    for run, expected in plan.todo.items():
+        with src.transaction() as source, dst.transaction(attach=attach) as target:
+            before = report.agent_rows
+            report.copied[run] = _copy_run(source, target, run, on_rows, report, src, dst, attached=attach is not None)
+            if report.agent_rows - before != expected:  # raised inside: the run's transaction rolls back
+                raise CopyIncomplete(
+                    f"run {run} of {src.label}: its rollups count {expected} agent rows, {report.agent_rows - before} "
+                    f"were read; nothing of it was copied: run db check --repair --db {src.label} first"
+                )
     return report
+
+
+def _attachable(src: TelemetryStore, dst: TelemetryStore) -> Path | None:
+    """SQLite to SQLite: the source file, which the destination attaches so that the database copies the
+    agent rows and rollups itself (``INSERT ... SELECT``, no row through Python); else ``None``."""
+    if is_sqlite(src.url) and is_sqlite(dst.url):
+        return sqlite_path(src.url.database or "", read_only=True)
+    return None
 
 
 def _copy_run(
@@ -117,9 +147,12 @@ def _copy_run(
     report: CopyReport,
     src: TelemetryStore,
     dst: TelemetryStore,
+    *,
+    attached: bool,
 ) -> int:
     """Every read of ``source`` is ``src.blamed()``: it runs inside the destination's transaction, whose
-    handler would otherwise name the destination for a source outage."""
+    handler would otherwise name the destination for a source outage. ``attached``: the source file is
+    attached to ``target`` (``_attachable``), and the rows go by SQL."""
     with src.blamed():
         row = source.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one()
         episodes = (
@@ -132,6 +165,28 @@ def _copy_run(
     for episode in episodes:
         moved = _moved(episode, run_id=new_run)
         episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), moved).scalar_one()
+    if attached:
+        _copy_attached(target, run, episode_pk, on_rows, report)
+    else:
+        _copy_through(source, target, run, episode_pk, on_rows, report, src, dst)
+    with src.blamed():
+        checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
+    for checkpoint in checkpoints:
+        target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
+    return new_run
+
+
+def _copy_through(
+    source: Connection,
+    target: Connection,
+    run: int,
+    episode_pk: dict[int, int],
+    on_rows: Callable[[int], object],
+    report: CopyReport,
+    src: TelemetryStore,
+    dst: TelemetryStore,
+) -> None:
+    """Agent rows and rollups read from ``source`` in batches and written by ``dst``'s bulk path."""
     with src.blamed():
         for batch in _agent_rows(source, run):
             dst.insert_agent_rows(target, [(episode_pk[row[0]], *row[1:]) for row in batch])
@@ -146,11 +201,44 @@ def _copy_run(
         ).all()
     if rollups:
         dst.insert_rollup_rows(target, [(episode_pk[row[0]], *row[1:]) for row in rollups])
-    with src.blamed():
-        checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
-    for checkpoint in checkpoints:
-        target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
-    return new_run
+
+
+#: Episodes per ``INSERT ... SELECT`` of the attached copy (one progress step each).
+SPAN_EPISODES = 200
+_MAP = "temp.townlet_copy_episodes"
+
+
+def _copy_attached(
+    target: Connection, run: int, episode_pk: dict[int, int], on_rows: Callable[[int], object], report: CopyReport
+) -> None:
+    """Agent rows, then rollups, copied by the destination from the attached source: a temporary table maps
+    the destination's new episode keys to the source's, and each span of episodes is one ``INSERT ... SELECT``
+    in the destination's key order (what a bare ``ATTACH`` script does, plus the mapping)."""
+    raw = target.connection.driver_connection
+    raw.execute(f"CREATE TABLE {_MAP} (dst INTEGER PRIMARY KEY, src INTEGER NOT NULL)")
+    try:
+        raw.executemany(f"INSERT INTO {_MAP} VALUES (?, ?)", [(d, s) for s, d in episode_pk.items()])
+        columns = ", ".join(AGENT_COPY_COLUMNS)
+        selected = ", ".join(["m.dst", *(f"a.{name}" for name in AGENT_COPY_COLUMNS[1:])])
+        rows_sql = (
+            f"INSERT INTO {AGENTS.name} ({columns}) SELECT {selected} FROM {_MAP} m "
+            f"JOIN {SOURCE_SCHEMA}.{AGENTS.name} a ON a.episode_pk = m.src "
+            "WHERE m.dst BETWEEN ? AND ? ORDER BY m.dst, a.agent_idx"
+        )
+        keys = sorted(episode_pk.values())
+        for start in range(0, len(keys), SPAN_EPISODES):
+            span = keys[start : start + SPAN_EPISODES]
+            count = raw.execute(rows_sql, (span[0], span[-1])).rowcount
+            report.agent_rows += count
+            on_rows(count)
+        rollup_columns = [c.name for c in EPISODE_ROLLUPS.c]
+        raw.execute(
+            f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(rollup_columns)}) "
+            f"SELECT m.dst, {', '.join(f'r.{name}' for name in rollup_columns[1:])} FROM {_MAP} m "
+            f"JOIN {SOURCE_SCHEMA}.{EPISODE_ROLLUPS.name} r ON r.episode_pk = m.src ORDER BY m.dst"
+        )
+    finally:
+        raw.execute(f"DROP TABLE {_MAP}")
 
 
 def _agent_rows(source: Connection, run: int) -> Iterator[list[tuple[Any, ...]]]:

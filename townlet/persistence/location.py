@@ -39,6 +39,13 @@ def sqlite_path(database: str, *, read_only: bool) -> Path:
     return path
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI that opens a SQLite file read-only (``immutable`` for a WAL-mode file at rest, see
+    ``connect_sqlite``): for a connection, or for ``ATTACH`` on a connection opened by ``connect_sqlite``."""
+    options = "mode=ro&immutable=1" if _wal_at_rest(path) else "mode=ro"
+    return f"{path.resolve().as_uri()}?{options}"
+
+
 def _wal_at_rest(path: Path) -> bool:
     """A WAL-mode file (header bytes 18-19 are 2) with no ``-wal`` file beside it: nobody has it open."""
     try:
@@ -60,10 +67,9 @@ def connect_sqlite(path: Path, *, read_only: bool) -> sqlite3.Connection:
     belong to the reading user (and lock the owner out) or fail in a directory it cannot write.
     """
     if read_only:
-        options = "mode=ro&immutable=1" if _wal_at_rest(path) else "mode=ro"
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, check_same_thread=False)
-    else:
-        connection = sqlite3.connect(path, check_same_thread=False)
+        connection = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
+    else:  # a URI too, so that ATTACH takes one (``db copy`` attaches its source read-only)
+        connection = sqlite3.connect(path.resolve().as_uri(), uri=True, check_same_thread=False)
     connection.isolation_level = None
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA foreign_keys = ON")

@@ -33,7 +33,7 @@ from townlet.persistence.errors import (
     RunNotFound,
     fault_state,
 )
-from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, sqlite_path
+from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, read_only_uri, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
 from townlet.persistence.rollups import (
     DELETE_RUN,
@@ -258,17 +258,21 @@ class TelemetryStore:
         self.close()
 
     @contextmanager
-    def transaction(self, *, busy_timeout_ms: int | None = None, migrating: bool = False) -> Iterator[Connection]:
+    def transaction(
+        self, *, busy_timeout_ms: int | None = None, migrating: bool = False, attach: Path | None = None
+    ) -> Iterator[Connection]:
         """One transaction; driver errors become one-line ``DatabaseError``s naming the database.
 
         ``busy_timeout_ms`` shortens how long this transaction waits for another process's SQLite lock
         (the background writer waits in short steps so it can say so and be stopped). ``migrating``: the
-        transaction may change the schema (``engine.migration_transaction``).
+        transaction may change the schema (``engine.migration_transaction``). ``attach``: another SQLite
+        file, attached read-only as ``SOURCE_SCHEMA`` for this transaction (SQLite only; ``db copy``).
         """
         try:
             with (
                 self.engine.connect() as connection,
                 _busy_timeout(connection, busy_timeout_ms),
+                _attached(connection, attach),
                 migration_transaction(connection) if migrating else connection.begin(),
             ):
                 yield connection
@@ -587,6 +591,27 @@ def _positional_insert(table: Any) -> str:
     columns = ["episode_pk", "schema_version", *AGENT_FIELDS]
     values = ["last_insert_rowid()", "{schema_version}", *("?" for _ in AGENT_FIELDS)]
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(values)})"
+
+
+#: The schema name of a file attached by ``transaction(attach=...)``.
+SOURCE_SCHEMA = "townlet_source"
+
+
+@contextmanager
+def _attached(connection: Connection, path: Path | None) -> Iterator[None]:
+    """``path`` attached read-only to a SQLite connection around one transaction (ATTACH and DETACH cannot
+    run inside one), detached again before the pooled connection goes back."""
+    if path is None:
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute(f"ATTACH DATABASE ? AS {SOURCE_SCHEMA}", (read_only_uri(path),))
+    raw.execute("PRAGMA foreign_keys = OFF")  # a copy's rows point at the episodes it has just inserted
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.execute(f"DETACH DATABASE {SOURCE_SCHEMA}")
 
 
 @contextmanager

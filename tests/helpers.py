@@ -65,6 +65,7 @@ V1_FIXTURE = FIXTURES / "townlet_v1.db"
 V2_FIXTURE = FIXTURES / "townlet_v2.db"
 #: The revision 0003 database written by townlet 0.7.0, before the rollups (tests/fixtures/README.md).
 V3_FIXTURE = FIXTURES / "townlet_v3.db"
+V4_FIXTURE = FIXTURES / "townlet_v4.db"
 
 
 def fixture_copy(directory: Path, fixture: Path, name: str = "townlet.db") -> Path:

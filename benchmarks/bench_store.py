@@ -36,7 +36,7 @@ TYPES = {"death_cause": "VARCHAR(16)"}
 
 def agent_columns(n: int) -> AgentColumns:
     registry = AgentRuntimeRegistry(n)
-    registry.set_baselines(torch.rand(n) * 100)
+    registry.set_baselines(100.0)  # one baseline for every agent, as a stage gives them (no baseline flag)
     registry.set_epsilon(0.3)
     registry.record_step(
         torch.randint(1, 200, (n,)), torch.randn(n) * 50, torch.ones(n, dtype=torch.bool),

@@ -120,24 +120,26 @@ PROGRESS_EVERY_S = 5.0
 
 
 @contextmanager
-def _upgrade_progress(console: "Console") -> Iterator[Callable[[int, int, int], None]]:
-    """What a long upgrade step reports (revision 0004 backfills every episode's rollup): a bar on a terminal,
-    else a plain line every ``PROGRESS_EVERY_S`` seconds and at the end."""
+def _upgrade_progress(console: "Console") -> Iterator[Callable[..., None]]:
+    """What a long upgrade step reports (revision 0004 backfills every episode's rollup, 0005 every run's
+    baseline flags): a bar on a terminal, else a plain line every ``PROGRESS_EVERY_S`` seconds and at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("backfill episode rollups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("backfill {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     said = time.monotonic()
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task("backfill", total=None)
+        task = bar.add_task("rollups", total=None)
+        shown = ["rollups"]
 
-        def report(done: int, total: int, rows: int) -> None:
+        def report(done: int, total: int, rows: int, what: str = "rollups") -> None:
             nonlocal said
+            if what != shown[0]:  # the next revision's backfill begins
+                shown[0] = what
+                bar.reset(task, description=what)
             bar.update(task, completed=done, total=total)
             if not console.is_terminal and (done == total or time.monotonic() - said >= PROGRESS_EVERY_S):
                 said = time.monotonic()
-                console.print(
-                    f"backfilled the rollups of {done:,} of {counted(total, 'episode')} ({rows:,} agent rows)"
-                )
+                console.print(f"backfilled the {what} of {done:,} of {counted(total, 'episode')} ({rows:,} agent rows)")
 
         yield report
 
@@ -269,14 +271,16 @@ def check(
     repair: Annotated[
         bool,
         typer.Option(
-            "--repair", help="Rebuild the rollups of every run that has a differing one (from its agent rows)."
+            "--repair",
+            help="Rebuild the rollups and baseline flags of every run that has a differing one (from its agent rows).",
         ),
     ] = False,
 ) -> None:
     """Check that the models and the migrated database agree (like `alembic check`), that every stored
     learner checkpoint is intact (its size and sha256 digest; a format 1 checkpoint's CRC-32s), and that every
-    episode's rollup equals what its agent rows give (reads every agent row); exit 1 on any difference or
-    damage, naming each. --repair rebuilds the differing runs' rollups and checks them again.
+    episode's rollup and every run's maintained baseline flags equal what the agent rows give (reads every
+    agent row); exit 1 on any difference or damage, naming each. --repair rebuilds the differing runs' rollups
+    and flags and checks them again.
 
     Example: townlet-telemetry db check --db townlet.db
     """
@@ -303,7 +307,7 @@ def check(
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )
-        wrong = list(store.check_rollups())
+        wrong, flags = list(store.check_rollups()), list(store.check_flags())
         if repair:
             for run in sorted({w.run for w in wrong}):
                 rebuilt = store.rebuild_rollups(run)
@@ -311,18 +315,23 @@ def check(
                     f"rebuilt the rollups of run {run} ({counted(rebuilt, 'episode')}) from its agent rows",
                     markup=False,
                 )
-            wrong = list(store.check_rollups())
+            for run in sorted({f.run for f in flags}):
+                rebuilt = store.rebuild_flags(run)
+                notes.print(
+                    f"rebuilt the baseline flags of run {run} ({counted(rebuilt, 'flag')}) from its agent rows",
+                    markup=False,
+                )
+            wrong, flags = list(store.check_rollups()), list(store.check_flags())
+        fix = f"rebuild it with `townlet-telemetry db check --repair {store.db_flag}`"
         for difference in wrong:
-            console.print(
-                f"rollup differs: {difference.describe()}: rebuild it with "
-                f"`townlet-telemetry db check --repair {store.db_flag}`",
-                markup=False,
-            )
-    if differences or problems or wrong:
+            console.print(f"rollup differs: {difference.describe()}: {fix}", markup=False)
+        for flag in flags:
+            console.print(f"baseline flag differs: {flag.describe()}: {fix}", markup=False)
+    if differences or problems or wrong or flags:
         raise typer.Exit(code=1)
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
-        f"{counted(checked, 'checkpoint')} intact; every episode's rollup matches its agent rows"
+        f"{counted(checked, 'checkpoint')} intact; every episode's rollup and every baseline flag match the agent rows"
     )
 
 

@@ -66,6 +66,8 @@ V2_FIXTURE = FIXTURES / "townlet_v2.db"
 #: The revision 0003 database written by townlet 0.7.0, before the rollups (tests/fixtures/README.md).
 V3_FIXTURE = FIXTURES / "townlet_v3.db"
 V4_FIXTURE = FIXTURES / "townlet_v4.db"
+#: What ``db check`` says when every rollup and flag holds.
+ALL_MATCH = "every episode's rollup and every baseline flag match the agent rows"
 
 
 def fixture_copy(directory: Path, fixture: Path, name: str = "townlet.db") -> Path:

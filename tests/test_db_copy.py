@@ -92,7 +92,10 @@ def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_b
     assert checkpoints(back) == checkpoints(laptop)
     assert rollups(back) == rollups(laptop)  # carried there and back with their rows, value for value
     for db in (team, str(back)):
-        assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", db).stdout
+        assert (
+            "every episode's rollup and every baseline flag match the agent rows"
+            in ok("db", "check", "--db", db).stdout
+        )
 
 
 def rollups(db: Path) -> list[tuple]:
@@ -116,7 +119,10 @@ def test_sqlite_to_sqlite_reads_byte_identically(laptop, tmp_path):
     assert read("runs", "--json", "--db", str(copy)) == read("runs", "--json", "--db", str(laptop))
     assert checkpoints(copy) == checkpoints(laptop) and rollups(copy) == rollups(laptop)
     assert counts(copy) == counts(laptop)
-    assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", str(copy)).stdout
+    assert (
+        "every episode's rollup and every baseline flag match the agent rows"
+        in ok("db", "check", "--db", str(copy)).stdout
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]  # nothing attached is left open
 
 
@@ -152,8 +158,8 @@ def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
 
 def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):
     old = fixture_copy(tmp_path, V2_FIXTURE, "old.db")
-    refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0004", "db upgrade")
-    refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0004", f"--db {old}")
+    refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0005", "db upgrade")
+    refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0005", f"--db {old}")
     refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
     assert not (tmp_path / "new.db").exists()  # refused before the destination was created
 

@@ -109,6 +109,7 @@ def test_a_runs_flags_are_the_baseline_audits_flags(tmp_path):
     with sqlite3.connect(db) as connection:  # agent 1 at episode 2: a baseline nobody else has
         connection.execute("UPDATE agent_snapshots SET baseline_survival_steps = 55.5 WHERE agent_idx = 1 "
                            "AND episode_pk = (SELECT id FROM episodes WHERE episode = 2)")  # fmt: skip
+    cli_bytes("db", "check", "--repair", "--db", str(db))  # the maintained flags follow the changed rows
     flags = TestClient(create_app(str(db)), base_url="http://127.0.0.1").get("/api/runs/1/flags").json()
     audit = json.loads(cli_bytes("audit", "baselines", "--run", "1", "--json", "--db", str(db)))
     assert flags["thresholds"] == audit["thresholds"] == {"below": 0.5, "streak": 5}

@@ -51,14 +51,17 @@ def upgraded(tmp_path) -> tuple[Path, str]:
 def test_upgrade_backfills_one_rollup_per_episode_with_progress_and_keeps_every_row(upgraded):
     db, said = upgraded
     assert "backfilled the rollups of 10 of 10 episodes (27 agent rows)" in said
-    assert "from revision 0003 (schema 2) to revision 0004 (schema 2)" in said
+    assert "from revision 0003 (schema 2) to revision 0005 (schema 2)" in said
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
             V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
         )
     assert rows(db, "SELECT count(*) FROM episode_rollups") == [(10,)]
     assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == rows(db, rollup_select("1 = 1") + " ORDER BY 1")
-    assert "every episode's rollup matches its agent rows" in ok("db", "check", "--db", str(db)).stdout
+    assert (
+        "every episode's rollup and every baseline flag match the agent rows"
+        in ok("db", "check", "--db", str(db)).stdout
+    )
 
 
 def test_the_0_7_0_answers_come_out_byte_identical_from_the_rollups(upgraded):
@@ -88,7 +91,7 @@ def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_t
     db, _ = upgraded
     before = rows(db, "SELECT * FROM episode_rollups ORDER BY 1")
     down = ok("db", "downgrade", "0003", "--yes", "--no-backup", "--db", str(db))
-    assert "drops tables episode_rollups (10 rows)" in down.stderr
+    assert "drops tables baseline_flags (0 rows), episode_rollups (10 rows)" in down.stderr
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
             V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"

@@ -48,6 +48,18 @@ class Flag(NamedTuple):
 JURY = (0, 1, 2)
 
 
+def without_stage_change_detail(previous: float, baseline: float, stage: int) -> str:
+    return f"{previous:g} -> {baseline:g} while stage stayed {stage}"
+
+
+def disagrees_detail(baseline: float, reference: float) -> str:
+    return f"{baseline:g} vs {reference:g} held by agents {', '.join(map(str, JURY))}"
+
+
+def below_detail(thresholds: Thresholds, first: int) -> str:
+    return f"under {thresholds.below:g} x baseline for {thresholds.streak} episodes from episode {first}"
+
+
 def consensus(members: list[tuple[int, float]]) -> tuple[int, float] | None:
     """The (stage, baseline) at least two jurors hold, else the first juror's; None with fewer than two."""
     if len(members) < 2:
@@ -104,16 +116,14 @@ class AgentBaselines:
             if stage != previous_stage:
                 self.stage_changes.append({"episode": episode, "from": previous_stage, "to": stage})
             elif baseline != previous_baseline:
-                detail = f"{previous_baseline:g} -> {baseline:g} while stage stayed {stage}"
+                detail = without_stage_change_detail(previous_baseline, baseline, stage)
                 self.flags.append(Flag(WITHOUT_STAGE_CHANGE, episode, detail))
         if reference is not None and reference[0] == stage and reference[1] != baseline:
-            detail = f"{baseline:g} vs {reference[1]:g} held by agents {', '.join(map(str, JURY))}"
-            self.flags.append(Flag(DISAGREES, episode, detail))
+            self.flags.append(Flag(DISAGREES, episode, disagrees_detail(baseline, reference[1])))
         self._streak = self._streak + 1 if survival < self.thresholds.below * baseline else 0
         if self._streak == self.thresholds.streak:
             first = self._recent[-(self.thresholds.streak - 1)] if self.thresholds.streak > 1 else episode
-            detail = f"under {self.thresholds.below:g} x baseline for {self._streak} episodes from episode {first}"
-            self.flags.append(Flag(BELOW_BASELINE, episode, detail))
+            self.flags.append(Flag(BELOW_BASELINE, episode, below_detail(self.thresholds, first)))
         self._recent.append(episode)
         self._last = (stage, baseline)
         self.count += 1

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
-from townlet.audit.baselines import JURY, AgentBaselines, Thresholds, audit_run
+from townlet.audit.baselines import JURY, AgentBaselines, Flag, Thresholds, audit_run
 from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
 from townlet.persistence.reader import EpisodeBucket, EpisodeSummary, RunSummary, TelemetryReader
 from townlet.telemetry.dto import VISIT_FIELDS
@@ -65,14 +65,20 @@ def baselines_report(run: RunSummary, thresholds: Thresholds, audits: list[Agent
     }
 
 
-def flags_report(run: RunSummary, thresholds: Thresholds, audits: list[AgentBaselines]) -> dict[str, Any]:
-    """The baseline flags of a run without the trajectories (what a run overview needs, small at any size)."""
+def flags_report(run: RunSummary, thresholds: Thresholds, flags: list[tuple[int, Flag]]) -> dict[str, Any]:
+    """The baseline flags of a run as ``(agent, Flag)`` without the trajectories (what a run overview needs,
+    small at any size)."""
     return {
         "run": run.id,
         "run_id": run.run_uuid,
         "thresholds": {"below": thresholds.below, "streak": thresholds.streak},
-        "flags": [{"agent_idx": a.agent_idx, **flag.to_dict()} for a in audits for flag in a.flags],
+        "flags": [{"agent_idx": agent, **flag.to_dict()} for agent, flag in flags],
     }
+
+
+def scanned_flags(audits: list[AgentBaselines]) -> list[tuple[int, Flag]]:
+    """Every agent's flags from a scan (``baselines_audits``), by agent then episode."""
+    return [(audit.agent_idx, flag) for audit in audits for flag in audit.flags]
 
 
 def rewards_report(reader: TelemetryReader, run: RunSummary, episode: int | None = None) -> dict[str, Any]:

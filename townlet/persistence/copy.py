@@ -1,11 +1,11 @@
 """``copy_runs``: whole runs from one townlet database into another (a laptop's SQLite <-> the team PostgreSQL).
 
 Every row goes: the ``runs`` row (uuid, status, timestamps, config, code and schema version as they are),
-its episodes, its agent rows, their rollups and its checkpoints. Ids are the destination's own (a run or an
-episode gets the next free id there; agent rows follow their episode); everything else is copied value for
-value, so a copied run replays and exports byte-identically. One destination transaction per run: a run is
-copied whole or not at all. Both databases must be at this code's revision (``TelemetryStore.open`` says which
-to upgrade).
+its episodes, its agent rows, their rollups and baseline flags, and its checkpoints. Ids are the
+destination's own (a run or an episode gets the next free id there; agent rows follow their episode);
+everything else is copied value for value, so a copied run replays and exports byte-identically. One
+destination transaction per run: a run is copied whole or not at all. Both databases must be at this code's
+revision (``TelemetryStore.open`` says which to upgrade).
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from townlet.errors import TelemetryError
 from townlet.persistence.engine import is_sqlite
+from townlet.persistence.flags import FLAG_COLUMNS
 from townlet.persistence.location import sqlite_path
 from townlet.persistence.models import EPISODE_ROLLUPS
 from townlet.persistence.store import (
@@ -201,6 +202,10 @@ def _copy_through(
         ).all()
     if rollups:
         dst.insert_rollup_rows(target, [(episode_pk[row[0]], *row[1:]) for row in rollups])
+    with src.blamed():
+        flags = src.baseline_flag_rows(source, run)
+    if flags:
+        dst.insert_flag_rows(target, [(episode_pk[row[0]], *row[1:]) for row in flags])
 
 
 #: Episodes per ``INSERT ... SELECT`` of the attached copy (one progress step each).
@@ -236,6 +241,11 @@ def _copy_attached(
             f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(rollup_columns)}) "
             f"SELECT m.dst, {', '.join(f'r.{name}' for name in rollup_columns[1:])} FROM {_MAP} m "
             f"JOIN {SOURCE_SCHEMA}.{EPISODE_ROLLUPS.name} r ON r.episode_pk = m.src ORDER BY m.dst"
+        )
+        raw.execute(
+            f"INSERT INTO baseline_flags ({', '.join(FLAG_COLUMNS)}) "
+            f"SELECT m.dst, {', '.join(f'f.{name}' for name in FLAG_COLUMNS[1:])} FROM {_MAP} m "
+            f"JOIN {SOURCE_SCHEMA}.baseline_flags f ON f.episode_pk = m.src ORDER BY m.dst"
         )
     finally:
         raw.execute(f"DROP TABLE {_MAP}")

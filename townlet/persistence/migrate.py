@@ -69,8 +69,9 @@ def prepare_for_writing(connection: Connection, label: str, *, db_flag: str) -> 
     return False
 
 
-#: ``progress(done, total, agent_rows)``: what a long upgrade step (0004's backfill) reports as it goes.
-Progress = Callable[[int, int, int], None]
+#: ``progress(done, total, agent_rows[, what])``: what a long upgrade step reports as it goes (0004's backfill of
+#: the rollups; 0005's of the baseline flags, ``what`` = ``"baseline flags"``).
+Progress = Callable[..., None]
 
 
 def upgrade(connection: Connection, revision: str = "head", progress: Progress | None = None) -> None:

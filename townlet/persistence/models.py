@@ -164,3 +164,17 @@ EPISODE_ROLLUPS = Table(
     *(_rollup_column(field, aggregate) for field in ROLLUP_FIELDS for aggregate in ROLLUP_AGGREGATES),
     *(Column(f"deaths_{cause}", Integer, nullable=False) for cause in ROLLUP_DEATHS),
 )
+
+#: The baseline audit's flags at the default thresholds (revision 0005), maintained as episodes are written
+#: (``townlet.persistence.flags``): one row per flag, usually none. ``kind`` indexes ``audit.baselines.FLAGS``.
+BASELINE_FLAGS = Table(
+    "baseline_flags",
+    Base.metadata,
+    Column("episode_pk", ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("agent_idx", Integer, primary_key=True, autoincrement=False),
+    Column("kind", Integer, primary_key=True, autoincrement=False),
+    Column("stage", Integer, nullable=False),
+    Column("baseline", Double, nullable=False),
+    Column("other", Double, nullable=True),
+    Column("since", Integer, nullable=True),
+)

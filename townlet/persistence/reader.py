@@ -15,6 +15,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
+from townlet.audit.baselines import Flag
 from townlet.persistence.errors import (
     AgentNotFound,
     DatabaseTooNew,
@@ -25,6 +26,7 @@ from townlet.persistence.errors import (
     NotATownletDatabase,
     RunNotFound,
 )
+from townlet.persistence.flags import FLAG_COLUMNS, FlagRow
 from townlet.persistence.location import connect_sqlite, is_url, sqlite_path
 from townlet.persistence.revisions import VERSION_TABLE, require_head, revision_from_tables
 from townlet.persistence.run_liveness import run_is_trained, sqlite_lock_held
@@ -534,6 +536,17 @@ class TelemetryReader:
                 except (SnapshotValidationError, TelemetryLeakError) as exc:
                     raise self._invalid_row(run, exc) from None
             yield rows
+
+    def baseline_flags(self, run: RunSummary) -> list[tuple[int, Flag]]:
+        """The run's maintained baseline flags (``audit baselines`` at its default thresholds, revision 0005) as
+        ``(agent, Flag)``, by agent then episode, as a scan raises them: a read of a small table."""
+        columns = ", ".join(f"f.{name}" for name in FLAG_COLUMNS)
+        _, rows = self._rows.all(
+            f"SELECT e.episode, {columns} FROM baseline_flags f JOIN episodes e ON e.id = f.episode_pk "
+            "WHERE e.run_id = :run ORDER BY f.agent_idx, e.episode, f.kind",
+            {"run": run.id},
+        )
+        return [(row[2], FlagRow(*row[1:]).flag(row[0])) for row in rows]
 
     def survival_grid(self, run: RunSummary, *, columns: int, rows: int) -> dict[str, Any]:
         """Mean survival per (agent bucket, episode bucket): at most ``rows`` x ``columns`` cells, computed

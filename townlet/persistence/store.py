@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from townlet import __version__
+from townlet.persistence import flags as flag_sql
 from townlet.persistence import migrate
 from townlet.persistence.engine import (
     connection_hint,
@@ -33,6 +34,8 @@ from townlet.persistence.errors import (
     RunNotFound,
     fault_state,
 )
+from townlet.persistence.flags import DEFAULT as DEFAULT_THRESHOLDS
+from townlet.persistence.flags import FLAG_COLUMNS, FlagRow, FlagTracker
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, read_only_uri, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
 from townlet.persistence.rollups import (
@@ -119,6 +122,9 @@ class TelemetryStore:
         self.created = False
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         self._rollup_insert_sql = insert_values("?" if is_sqlite(url) else "%s")
+        self._flag_insert_sql = flag_sql.insert_values("?" if is_sqlite(url) else "%s")
+        #: Per run this store writes: the baseline flags' state after its last committed episode (``flags.py``).
+        self._flag_trackers: dict[int, FlagTracker] = {}
         #: PostgreSQL: agent rows go in with COPY (binary); False falls back to executemany (benchmarks compare).
         self.pg_copy = url.get_backend_name() == "postgresql"
         self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
@@ -404,6 +410,7 @@ class TelemetryStore:
     def resume_run(self, run: int, *, after: int | None) -> None:
         """Mark the run ``running`` again; with ``after``, delete its episodes (and checkpoints) past that
         episode in the same transaction, to be trained again from the checkpoint."""
+        self._flag_trackers.pop(run, None)  # rebuilt from what stays stored
         with self.transaction() as c:
             if after is not None:
                 c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode > after))
@@ -424,13 +431,30 @@ class TelemetryStore:
         busy_timeout_ms: int | None = None,
         guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
-        """Write one episode, all its agents (columns the DTO checked) and its rollup (``rollups``) in one
-        transaction: whole or not at all.
+        """Write one episode, all its agents (columns the DTO checked), its rollup (``rollups``) and its
+        baseline flags (``flags``) in one transaction: whole or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
         the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too. ``guard``
         runs first inside the transaction (the trainer checks there that it still holds its run's lock).
         """
+        try:
+            tracker = self._write_episode(run, episode, agents, checkpoint, keep_checkpoints, busy_timeout_ms, guard)
+        except BaseException:
+            self._flag_trackers.pop(run, None)  # committed or not: the next write rebuilds the state from the rows
+            raise
+        tracker.advance()  # committed: the flags' state moves on
+
+    def _write_episode(
+        self,
+        run: int,
+        episode: EpisodeMeta,
+        agents: AgentColumns,
+        checkpoint: StoredCheckpoint | None,
+        keep_checkpoints: int,
+        busy_timeout_ms: int | None,
+        guard: Callable[[Connection], object],
+    ) -> FlagTracker:
         with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             guard(c)
             episode_pk = c.execute(
@@ -449,8 +473,18 @@ class TelemetryStore:
                 self._insert_agents(c, episode_pk, agents)
             # The rollup of the rows just written, in this transaction: it is its episode's (rollups.py).
             self.insert_rollup_rows(c, [(episode_pk, *rollup_values(agents))])
+            tracker = self._flags_of(c, run, agents, episode.episode)
+            facts = agents.facts.get("survival_steps"), agents.facts.get("baseline_survival_steps")
+            flags = tracker.flags(
+                episode_pk, episode.episode, agents.columns["agent_idx"], agents.columns["curriculum_stage"],
+                agents.columns["baseline_survival_steps"], agents.columns["survival_steps"],
+                None if None in facts else (facts[0].low, facts[1].high),
+            )  # fmt: skip
+            if flags:
+                self.insert_flag_rows(c, flags)
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
+        return tracker
 
     def _insert_agents(self, c: Connection, episode_pk: int, agents: AgentColumns) -> None:
         rows = agents.tuples(AGENT_FIELDS)  # zipped straight from the checked columns, in table column order
@@ -504,6 +538,71 @@ class TelemetryStore:
         )
         c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode.not_in(newest)))
 
+    # -- baseline flags -------------------------------------------------------------------------
+
+    def _flags_of(self, c: Connection, run: int, agents: AgentColumns, episode: int) -> FlagTracker:
+        """The run's flag state before ``episode``: kept from the last episode this store wrote, else rebuilt
+        from the newest stored episodes (one query of ``streak`` episodes; an agent missing there is looked up
+        alone, by its own newest rows)."""
+        tracker = self._flag_trackers.get(run)
+        if tracker is None:
+            tracker = self._flag_trackers[run] = FlagTracker()
+            window = DEFAULT_THRESHOLDS.streak
+            params = {"run": run, "before": episode, "episodes": window}
+            tracker.complete = c.execute(text(_NEWEST_EPISODES_SQL), params).scalar_one() < window  # all of them
+            history = c.execute(text(_NEWEST_ROWS_SQL), params).all()
+            history.sort(key=lambda row: (row[0], -row[1]))  # each agent's rows newest first
+            unresolved = tracker.restore(history)
+            if not tracker.complete:
+                for agent in sorted(unresolved):
+                    self._restore_agent(c, tracker, run, agent, episode)
+        if not tracker.complete:  # an agent not seen yet may have older rows
+            for agent in tracker.unknown(agents.columns["agent_idx"]):
+                self._restore_agent(c, tracker, run, agent, episode)
+        return tracker
+
+    @staticmethod
+    def _restore_agent(c: Connection, tracker: FlagTracker, run: int, agent: int, episode: int) -> None:
+        """One agent's state from its own newest stored rows (those before ``episode``)."""
+        params = {"run": run, "agent": agent, "before": episode, "rows": DEFAULT_THRESHOLDS.streak}
+        tracker.restore([(agent, *row) for row in c.execute(text(_AGENT_NEWEST_ROWS_SQL), params)])
+
+    def insert_flag_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """``baseline_flags`` rows in ``FLAG_COLUMNS`` order (the write path's per episode; ``db copy``'s)."""
+        c.exec_driver_sql(self._flag_insert_sql, rows)
+
+    def baseline_flag_rows(self, c: Connection, run: int) -> list[FlagRow]:
+        """The run's stored flags, as rows."""
+        stored = c.execute(
+            text(
+                f"SELECT {', '.join('f.' + name for name in FLAG_COLUMNS)} FROM baseline_flags f "
+                "JOIN episodes e ON e.id = f.episode_pk WHERE e.run_id = :run"
+            ),
+            {"run": run},
+        )
+        return [FlagRow(*row) for row in stored]
+
+    def check_flags(self) -> Iterator[flag_sql.FlagDifference]:
+        """Every stored baseline flag its run's agent rows no longer raise, and every one they raise that is
+        not stored, run by run (one read transaction each; a full scan, like the rollups' check)."""
+        with self.transaction() as c:
+            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
+        for run in runs:
+            with self.transaction() as c:
+                numbers = dict(
+                    c.execute(select(EPISODES.c.id, EPISODES.c.episode).where(EPISODES.c.run_id == run)).all()
+                )
+                stored = self.baseline_flag_rows(c, run)
+                computed = c.execute(text(flag_sql.flags_select("e.run_id = :run")), {"run": run}).all()
+            yield from flag_sql.differences(run, numbers, stored, computed)
+
+    def rebuild_flags(self, run: int) -> int:
+        """Compute the run's baseline flags again from its agent rows, in one transaction; returns the flags."""
+        self._flag_trackers.pop(run, None)
+        with self.transaction() as c:
+            c.execute(text(flag_sql.DELETE_RUN), {"run": run})
+            return c.execute(text(flag_sql.INSERT_RUN), {"run": run}).rowcount
+
     # -- rollups --------------------------------------------------------------------------------
 
     def check_rollups(self) -> Iterator[RollupDifference]:
@@ -553,6 +652,24 @@ AGENT_COPY_TYPES = [
     else "int4"
     for name in AGENT_COPY_COLUMNS
 ]
+
+
+#: How many of the newest ``:episodes`` episodes before ``:before`` the run has (fewer: it has no others).
+_NEWEST_EPISODES_SQL = """
+SELECT count(*) FROM (SELECT id FROM episodes WHERE run_id = :run AND episode < :before LIMIT :episodes) newest
+"""
+#: The agent rows of a run's newest ``:episodes`` episodes before ``:before``: what the flags' state needs.
+_NEWEST_ROWS_SQL = """
+SELECT a.agent_idx, e.episode, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
+FROM agent_snapshots a JOIN episodes e ON e.id = a.episode_pk
+WHERE e.id IN (SELECT id FROM episodes WHERE run_id = :run AND episode < :before ORDER BY episode DESC LIMIT :episodes)
+"""
+#: One agent's newest ``:rows`` rows of a run before episode ``:before``, newest first.
+_AGENT_NEWEST_ROWS_SQL = """
+SELECT e.episode, a.curriculum_stage, a.baseline_survival_steps, a.survival_steps
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id AND a.agent_idx = :agent
+WHERE e.run_id = :run AND e.episode < :before ORDER BY e.episode DESC LIMIT :rows
+"""
 
 
 def _executemany(c: Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -172,11 +172,11 @@ class Dashboard:
         return self.cached(request, run_summary, points)
 
     def flags(self, request: Request) -> Response:
-        """The run's ``audit baselines`` flags at the CLI's default thresholds, without the trajectories."""
+        """The run's ``audit baselines`` flags at the CLI's default thresholds, without the trajectories: read
+        from the flags maintained as episodes are written (revision 0005), whatever the run's size."""
 
         def flags(reader: TelemetryReader, run: RunSummary) -> dict[str, Any]:
-            thresholds = Thresholds()
-            return flags_report(run, thresholds, baselines_audits(reader, run, thresholds, summary_bars=1))
+            return flags_report(run, Thresholds(), reader.baseline_flags(run))
 
         return self.cached(request, flags)
 

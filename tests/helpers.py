@@ -66,6 +66,13 @@ V2_FIXTURE = FIXTURES / "townlet_v2.db"
 #: The revision 0003 database written by townlet 0.7.0, before the rollups (tests/fixtures/README.md).
 V3_FIXTURE = FIXTURES / "townlet_v3.db"
 V4_FIXTURE = FIXTURES / "townlet_v4.db"
+#: An agent row's fields besides its index, stage, baseline and survival (tests that write rows by hand).
+TEMPLATE = {
+    "episode": 1, "curriculum_stage": 1, "baseline_survival_steps": 100.0, "survival_steps": 100,
+    "episode_reward": 0.0, "epsilon": 0.5, "death_cause": "energy", "meter_energy": 0.0, "meter_hygiene": 0.5,
+    "meter_satiation": 0.25, "meter_money": 0.75, "visits_bed": 1, "visits_shower": 2, "visits_fridge": 3,
+    "visits_job": 4, "action_entropy": 1.25,
+}  # fmt: skip
 #: What ``db check`` says when every rollup and flag holds.
 ALL_MATCH = "every episode's rollup and every baseline flag match the agent rows"
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import tamper, trained
+from tests.helpers import TEMPLATE, tamper, trained
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import baselines_audits, scanned_flags
 from townlet.persistence import migrate
@@ -22,11 +22,6 @@ from townlet.telemetry.dto import FIELD_NAMES, AgentTelemetrySnapshotV1, AgentTe
 from townlet_cli.app import app
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-TEMPLATE = {
-    "episode": 1, "episode_reward": 0.0, "epsilon": 0.5, "death_cause": "energy", "meter_energy": 0.0,
-    "meter_hygiene": 0.5, "meter_satiation": 0.25, "meter_money": 0.75, "visits_bed": 1, "visits_shower": 2,
-    "visits_fridge": 3, "visits_job": 4, "action_entropy": 1.25,
-}  # fmt: skip
 
 #: One agent row's (stage, baseline, survival): few values, so that stages repeat, baselines move inside a
 #: stage, jurors disagree and survival falls under half the baseline often enough to make streaks.

@@ -1,0 +1,122 @@
+"""Upgrading the committed revision-0004 database (written by townlet 0.8.0) to revision 0005 backfills the
+maintained baseline flags, keeps every row, and every answer the 0.8.0 code gave comes out byte-identical
+(tests/fixtures/README.md says how the outputs were captured); older fixtures get the flags their scan raises."""
+
+import hashlib
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import ALL_MATCH, FIXTURES, TEMPLATE, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, V4_FIXTURE, fixture_copy
+from townlet.audit.baselines import Thresholds
+from townlet.audit.reports import baselines_audits, scanned_flags
+from townlet.persistence.flags import flags_select
+from townlet.persistence.reader import TelemetryReader
+from townlet.persistence.store import EpisodeMeta, TelemetryStore
+from townlet.telemetry.dto import CURRENT_DTO
+from townlet_cli.app import app
+
+runner = CliRunner()
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]  # the order of the replay file
+TABLES = ("runs", "episodes", "agent_snapshots", "checkpoints", "episode_rollups")
+
+
+def ok(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    connection = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)  # creates no sidecars
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def captured(name: str) -> list[bytes]:
+    return (FIXTURES / f"townlet_v4.{name}").read_bytes().splitlines(keepends=True)
+
+
+def test_the_v4_fixture_is_the_file_the_0_8_0_code_wrote():
+    digest = hashlib.sha256(V4_FIXTURE.read_bytes()).hexdigest()
+    assert digest == "43c0b322b770e5e2a249e14a8f6db10ea5f4458fde50c5ff7f09dff2790d6a86"
+    assert rows(V4_FIXTURE, "SELECT version_num FROM townlet_alembic_version") == [("0004",)]
+
+
+@pytest.fixture
+def upgraded(tmp_path) -> tuple[Path, str]:
+    db = fixture_copy(tmp_path, V4_FIXTURE)
+    result = ok("db", "upgrade", "--db", str(db))
+    return db, result.stderr
+
+
+def test_upgrade_backfills_the_flags_with_progress_and_keeps_every_row(upgraded):
+    db, said = upgraded
+    assert "backfilled the baseline flags of 10 of 10 episodes (27 agent rows)" in said
+    assert "from revision 0004 (schema 2) to revision 0005 (schema 2)" in said
+    for table in TABLES:
+        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
+            V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        )
+    assert rows(db, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3") == rows(
+        db, flags_select("1 = 1") + " ORDER BY 1, 2, 3"
+    )
+    assert ALL_MATCH in ok("db", "check", "--db", str(db)).stdout
+
+
+def test_the_0_8_0_answers_come_out_byte_identical(upgraded):
+    db, _ = upgraded
+    flag = ("--db", str(db))
+    assert [ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
+    assert ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
+    for (run, episode), before in zip(EPISODES, captured("replay.jsonl"), strict=True):
+        assert ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
+    exported = b"".join(ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")
+    assert exported == b"".join(captured("export.jsonl"))
+    for name in ("rewards", "visits", "baselines"):
+        answers = [ok("audit", name, "--run", r, "--json", *flag).stdout_bytes for r in "12"]
+        assert answers == captured(f"{name}.jsonl"), name
+
+
+@pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE], ids=["v1", "v2", "v3"])
+def test_older_fixtures_get_the_flags_their_scan_raises(tmp_path, fixture):
+    db = fixture_copy(tmp_path, fixture)
+    ok("db", "upgrade", "--db", str(db))
+    with TelemetryReader(str(db)) as reader:
+        for run in reader.runs():
+            scan = scanned_flags(baselines_audits(reader, run, Thresholds(), summary_bars=1))
+            assert reader.baseline_flags(run) == scan
+
+
+def low_survivor(db: Path) -> Path:
+    """A database whose agent 0 survives under half its baseline for 6 episodes: one flag."""
+    with TelemetryStore.open(str(db), write=True) as store:
+        run = store.create_run(run_uuid="f" * 32, seed=0, device="cpu", num_agents=1, config={})
+        for episode in range(1, 7):
+            agent = {**TEMPLATE, "agent_idx": 0, "episode": episode, "survival_steps": 10}
+            store.write_episode(run, EpisodeMeta(episode, 10, 1, 0.1, T0, T0), CURRENT_DTO.check_dicts([agent]))
+    return db
+
+
+def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_them(upgraded, tmp_path):
+    db, _ = upgraded
+    flagged = low_survivor(tmp_path / "flagged.db")  # a downgrade that drops flag rows asks first
+    before = rows(flagged, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3")
+    refused = runner.invoke(app, ["db", "downgrade", "0004", "--db", str(flagged)])
+    assert len(before) == 1
+    assert refused.exit_code == 2 and "drops tables baseline_flags (1 row)" in refused.stderr
+    down = ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(db))
+    assert "drops tables baseline_flags (0 rows)" in down.stderr
+    for table in TABLES:
+        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
+            V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        )
+    ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(flagged))
+    ok("db", "upgrade", "--no-backup", "--db", str(flagged))
+    assert rows(flagged, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3") == before

@@ -154,3 +154,21 @@ def serve(db: Path | str, port: int, *extra: str) -> subprocess.Popen:
         [sys.executable, "-m", "townlet_cli", "serve", "--db", str(db), "--port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def low_survivor(db: Path, *, episodes: int = 6) -> Path:
+    """A database (written through the store) whose one agent survives under half its baseline for
+    ``episodes`` episodes: from the fifth on, a run with a baseline flag."""
+    from datetime import UTC, datetime
+
+    from townlet.persistence.store import EpisodeMeta, TelemetryStore
+    from townlet.telemetry.dto import CURRENT_DTO
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with TelemetryStore.open(str(db), write=True) as store:
+        run = store.create_run(run_uuid="f" * 32, seed=0, device="cpu", num_agents=1, config={})
+        for episode in range(1, episodes + 1):
+            agent = {**TEMPLATE, "agent_idx": 0, "episode": episode, "survival_steps": 10}
+            store.write_episode(run, EpisodeMeta(episode, 10, 1, 0.1, now, now), CURRENT_DTO.check_dicts([agent]))
+        store.set_run_status(run, "finished")
+    return db

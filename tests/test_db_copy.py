@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import V2_FIXTURE, fixture_copy, tamper, townlet
+from tests.helpers import ALL_MATCH, V2_FIXTURE, fixture_copy, low_survivor, tamper, townlet
 from tests.postgres_server import new_database
 from townlet.persistence.rollups import ROLLUP_COLUMNS
 from townlet_cli.app import app
@@ -124,6 +124,31 @@ def test_sqlite_to_sqlite_reads_byte_identically(laptop, tmp_path):
         in ok("db", "check", "--db", str(copy)).stdout
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]  # nothing attached is left open
+
+
+def flags(db: Path) -> list[tuple]:
+    """Every baseline flag without its episode key, in run, episode and agent order."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return connection.execute(
+            "SELECT e.run_id, e.episode, f.agent_idx, f.kind, f.stage, f.baseline, f.other, f.since "
+            "FROM baseline_flags f JOIN episodes e ON e.id = f.episode_pk ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_baseline_flags_go_with_their_run_file_to_file_and_through_postgresql(postgres_base_url, tmp_path):
+    source = low_survivor(tmp_path / "flagged.db", episodes=7)
+    assert flags(source) == [(1, 5, 0, 2, 1, 100.0, None, 1)]
+    ok("db", "copy", str(source), str(tmp_path / "copy.db"))
+    team = new_database(postgres_base_url)
+    ok("db", "copy", str(source), team)
+    ok("db", "copy", team, str(tmp_path / "back.db"))
+    assert flags(tmp_path / "copy.db") == flags(tmp_path / "back.db") == flags(source)
+    for db in (team, str(tmp_path / "back.db")):
+        assert ALL_MATCH in ok("db", "check", "--db", db).stdout
 
 
 def test_a_source_whose_rollups_miscount_its_rows_is_refused_and_nothing_of_the_run_is_copied(laptop, tmp_path):

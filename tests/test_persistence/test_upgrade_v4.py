@@ -4,23 +4,28 @@ maintained baseline flags, keeps every row, and every answer the 0.8.0 code gave
 
 import hashlib
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import ALL_MATCH, FIXTURES, TEMPLATE, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, V4_FIXTURE, fixture_copy
+from tests.helpers import (
+    ALL_MATCH,
+    FIXTURES,
+    V1_FIXTURE,
+    V2_FIXTURE,
+    V3_FIXTURE,
+    V4_FIXTURE,
+    fixture_copy,
+    low_survivor,
+)
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import baselines_audits, scanned_flags
 from townlet.persistence.flags import flags_select
 from townlet.persistence.reader import TelemetryReader
-from townlet.persistence.store import EpisodeMeta, TelemetryStore
-from townlet.telemetry.dto import CURRENT_DTO
 from townlet_cli.app import app
 
 runner = CliRunner()
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]  # the order of the replay file
 TABLES = ("runs", "episodes", "agent_snapshots", "checkpoints", "episode_rollups")
 
@@ -92,16 +97,6 @@ def test_older_fixtures_get_the_flags_their_scan_raises(tmp_path, fixture):
         for run in reader.runs():
             scan = scanned_flags(baselines_audits(reader, run, Thresholds(), summary_bars=1))
             assert reader.baseline_flags(run) == scan
-
-
-def low_survivor(db: Path) -> Path:
-    """A database whose agent 0 survives under half its baseline for 6 episodes: one flag."""
-    with TelemetryStore.open(str(db), write=True) as store:
-        run = store.create_run(run_uuid="f" * 32, seed=0, device="cpu", num_agents=1, config={})
-        for episode in range(1, 7):
-            agent = {**TEMPLATE, "agent_idx": 0, "episode": episode, "survival_steps": 10}
-            store.write_episode(run, EpisodeMeta(episode, 10, 1, 0.1, T0, T0), CURRENT_DTO.check_dicts([agent]))
-    return db
 
 
 def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_them(upgraded, tmp_path):

@@ -28,7 +28,7 @@ def serve(
         int,
         typer.Option(
             "--audits-above",
-            help="Runs with more agent rows than this get a button for the audits instead of running them at once.",
+            help="Runs with more agent rows than this get a button for the reward audit instead of running it at once.",
             min=0,
         ),
     ] = defaults.AUDITS_ABOVE,
@@ -51,8 +51,8 @@ def serve(
     Pages: the runs; a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
     agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
     episode's agents and its exact envelope. With --live the run page appends episodes as the trainer
-    finishes them. The reward audit and the baseline flags read every agent row: on a run bigger than
-    --audits-above rows the page runs them when asked. The JSON endpoints under /api answer what the
+    finishes them. The baseline flags are kept as episodes are written and show at once; the reward audit
+    reads every agent row: on a run bigger than --audits-above rows the page runs it when asked. The JSON endpoints under /api answer what the
     matching --json commands print (docs/telemetry_schema.md). The server never writes the database; the
     page loads nothing from other sites.
 

@@ -340,13 +340,13 @@ def test_an_unknown_schema_version_on_the_live_stream_shows_a_banner(browser, de
         stream.close(drain_timeout=0.2)
 
 
-def test_on_a_big_run_the_audits_run_when_asked(browser, demo, processes):
+def test_on_a_big_run_the_flags_show_at_once_and_the_reward_audit_runs_when_asked(browser, demo, processes):
     base = _serve(demo, processes, "--audits-above", "10")  # run 1 has 32 agent rows: "big" here
     open_page(browser, f"{base}/runs/1", "#run-audits")
-    assert "checking" not in browser.find_element(By.ID, "view").text
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.ID, "flag-summary"))  # from the kept flags
+    assert "reward audit: checking" not in browser.find_element(By.ID, "view").text
     browser.find_element(By.ID, "run-audits").click()
     WebDriverWait(browser, 60).until(lambda d: "every reward matches" in d.find_element(By.ID, "view").text)
-    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.ID, "flag-summary"))
     assert console_errors(browser) == []
 
 

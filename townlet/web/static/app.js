@@ -410,16 +410,17 @@ async function runPage(runId) {
   const audit = el("p", { class: "muted", text: "reward audit: checking…" });
   const flagBox = el("div", {}, el("p", { class: "muted", text: "baseline flags: checking…" }));
   view.append(el("h2", { text: "audits" }), audit, flagBox);
+  // The flags are kept as episodes are written: a read of a small table at any run size.
+  baselineFlags(runId, flagBox);
   const rows = run.episodes * run.num_agents;
   if (rows > CONFIG.audits_above) {
-    // Both audits read every agent row: on a big run they take minutes, so they run when asked.
+    // The reward audit recomputes every stored reward: on a big run it takes minutes, so it runs when asked.
     const start = el("button", { type: "button", id: "run-audits",
-      text: `run the audits (they read all ${rows.toLocaleString()} agent rows)` });
-    start.addEventListener("click", () => { start.remove(); runAudits(runId, audit, flagBox); });
+      text: `run the reward audit (it reads all ${rows.toLocaleString()} agent rows)` });
+    start.addEventListener("click", () => { start.remove(); rewardAudit(runId, audit); });
     audit.replaceChildren(start);
-    flagBox.replaceChildren();
   } else {
-    runAudits(runId, audit, flagBox);
+    rewardAudit(runId, audit);
   }
   const agentsBox = el("div", { id: "agents" }, el("p", { class: "muted", text: "agents: loading…" }));
   view.append(el("h2", { text: "agents" }), agentsBox, el("h2", { text: "episodes" }), lastLink);
@@ -490,7 +491,7 @@ function agentsTable(box, runId, answer) {
   draw();
 }
 
-function runAudits(runId, audit, flagBox) {
+function rewardAudit(runId, audit) {
   audit.textContent = "reward audit: checking…";
   api(`/api/runs/${runId}/rewards`).then((r) => {
     audit.className = r.mismatches.length ? "bad" : "ok";
@@ -498,7 +499,9 @@ function runAudits(runId, audit, flagBox) {
       ? `reward audit: ${r.mismatches.length} of ${r.checked} rewards do not match RewardStrategy`
       : `reward audit: ${r.checked} rewards checked, every reward matches`;
   }).catch((error) => { audit.textContent = `reward audit failed: ${error.message}`; });
-  flagBox.replaceChildren(el("p", { class: "muted", text: "baseline flags: checking…" }));
+}
+
+function baselineFlags(runId, flagBox) {
   api(`/api/runs/${runId}/flags`).then((flags) => {
     const t = flags.thresholds;
     const shown = flags.flags.slice(0, 500);

@@ -272,15 +272,15 @@ def check(
         bool,
         typer.Option(
             "--repair",
-            help="Rebuild the rollups and baseline flags of every run that has a differing one (from its agent rows).",
+            help="Rebuild what differs (rollups, baseline flags, survival blocks) of each run from its agent rows.",
         ),
     ] = False,
 ) -> None:
     """Check that the models and the migrated database agree (like `alembic check`), that every stored
     learner checkpoint is intact (its size and sha256 digest; a format 1 checkpoint's CRC-32s), and that every
-    episode's rollup and every run's maintained baseline flags equal what the agent rows give (reads every
-    agent row); exit 1 on any difference or damage, naming each. --repair rebuilds the differing runs' rollups
-    and flags and checks them again.
+    episode's rollup and every run's maintained baseline flags and survival blocks equal what the agent rows
+    give (reads every agent row); exit 1 on any difference or damage, naming each. --repair rebuilds what
+    differs, run by run, and checks again.
 
     Example: townlet-telemetry db check --db townlet.db
     """
@@ -307,7 +307,7 @@ def check(
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )
-        wrong, flags = list(store.check_rollups()), list(store.check_flags())
+        wrong, flags, blocks = list(store.check_rollups()), list(store.check_flags()), list(store.check_blocks())
         if repair:
             for run in sorted({w.run for w in wrong}):
                 rebuilt = store.rebuild_rollups(run)
@@ -321,17 +321,26 @@ def check(
                     f"rebuilt the baseline flags of run {run} ({counted(rebuilt, 'flag')}) from its agent rows",
                     markup=False,
                 )
-            wrong, flags = list(store.check_rollups()), list(store.check_flags())
+            for run in sorted({b.run for b in blocks}):
+                rebuilt = store.rebuild_blocks(run)
+                notes.print(
+                    f"rebuilt the survival blocks of run {run} ({counted(rebuilt, 'row')}) from its agent rows",
+                    markup=False,
+                )
+            wrong, flags, blocks = list(store.check_rollups()), list(store.check_flags()), list(store.check_blocks())
         fix = f"rebuild it with `townlet-telemetry db check --repair {store.db_flag}`"
         for difference in wrong:
             console.print(f"rollup differs: {difference.describe()}: {fix}", markup=False)
         for flag in flags:
             console.print(f"baseline flag differs: {flag.describe()}: {fix}", markup=False)
-    if differences or problems or wrong or flags:
+        for block in blocks:
+            console.print(f"survival block differs: {block.describe()}: {fix}", markup=False)
+    if differences or problems or wrong or flags or blocks:
         raise typer.Exit(code=1)
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
-        f"{counted(checked, 'checkpoint')} intact; every episode's rollup and every baseline flag match the agent rows"
+        f"{counted(checked, 'checkpoint')} intact; every rollup, baseline flag and survival block matches the "
+        "agent rows"
     )
 
 

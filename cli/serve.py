@@ -51,10 +51,10 @@ def serve(
     Pages: the runs; a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
     agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
     episode's agents and its exact envelope. With --live the run page appends episodes as the trainer
-    finishes them. The baseline flags are kept as episodes are written and show at once; the reward audit
-    reads every agent row: on a run bigger than --audits-above rows the page runs it when asked. The JSON endpoints under /api answer what the
-    matching --json commands print (docs/telemetry_schema.md). The server never writes the database; the
-    page loads nothing from other sites.
+    finishes them. The heat map and the baseline flags read what is kept as episodes are written and show at
+    once; the reward audit reads every agent row: on a run bigger than --audits-above rows the page runs it
+    when asked. The JSON endpoints under /api answer what the matching --json commands print
+    (docs/telemetry_schema.md). The server never writes the database; the page loads nothing from other sites.
 
     It answers only requests addressed to it by an IP address, as localhost, by the --host given, by this
     machine's name (when --host is 0.0.0.0 or ::) or by an --allow-host name; any other Host gets 421 (a

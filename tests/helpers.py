@@ -74,7 +74,7 @@ TEMPLATE = {
     "visits_job": 4, "action_entropy": 1.25,
 }  # fmt: skip
 #: What ``db check`` says when every rollup and flag holds.
-ALL_MATCH = "every episode's rollup and every baseline flag match the agent rows"
+ALL_MATCH = "every rollup, baseline flag and survival block matches the agent rows"
 
 
 def fixture_copy(directory: Path, fixture: Path, name: str = "townlet.db") -> Path:

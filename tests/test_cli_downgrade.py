@@ -43,8 +43,8 @@ def trained(db_url) -> str:
 
 
 DROPS_ALL = (
-    "drops tables baseline_flags (0 rows), episode_rollups (2 rows), checkpoints (1 row), agent_snapshots (6 rows), "
-    "episodes (2 rows), "
+    "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row), "
+    "agent_snapshots (6 rows), episodes (2 rows), "
     "runs (1 row)"
 )
 

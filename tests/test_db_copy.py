@@ -92,10 +92,7 @@ def test_sqlite_to_postgresql_and_back_reads_byte_identically(laptop, postgres_b
     assert checkpoints(back) == checkpoints(laptop)
     assert rollups(back) == rollups(laptop)  # carried there and back with their rows, value for value
     for db in (team, str(back)):
-        assert (
-            "every episode's rollup and every baseline flag match the agent rows"
-            in ok("db", "check", "--db", db).stdout
-        )
+        assert ALL_MATCH in ok("db", "check", "--db", db).stdout
 
 
 def rollups(db: Path) -> list[tuple]:
@@ -119,10 +116,7 @@ def test_sqlite_to_sqlite_reads_byte_identically(laptop, tmp_path):
     assert read("runs", "--json", "--db", str(copy)) == read("runs", "--json", "--db", str(laptop))
     assert checkpoints(copy) == checkpoints(laptop) and rollups(copy) == rollups(laptop)
     assert counts(copy) == counts(laptop)
-    assert (
-        "every episode's rollup and every baseline flag match the agent rows"
-        in ok("db", "check", "--db", str(copy)).stdout
-    )
+    assert ALL_MATCH in ok("db", "check", "--db", str(copy)).stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]  # nothing attached is left open
 
 
@@ -138,15 +132,24 @@ def flags(db: Path) -> list[tuple]:
         connection.close()
 
 
+def blocks(db: Path) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return connection.execute("SELECT * FROM survival_blocks ORDER BY 1, 2, 3").fetchall()
+
+
 @pytest.mark.slow
-def test_baseline_flags_go_with_their_run_file_to_file_and_through_postgresql(postgres_base_url, tmp_path):
-    source = low_survivor(tmp_path / "flagged.db", episodes=7)
+def test_baseline_flags_and_survival_blocks_go_with_their_run_file_to_file_and_through_postgresql(
+    postgres_base_url, tmp_path
+):
+    source = low_survivor(tmp_path / "flagged.db", episodes=17)  # one complete survival block, too
     assert flags(source) == [(1, 5, 0, 2, 1, 100.0, None, 1)]
+    assert blocks(source) == [(1, 0, 0, 16, 160.0)]
     ok("db", "copy", str(source), str(tmp_path / "copy.db"))
     team = new_database(postgres_base_url)
     ok("db", "copy", str(source), team)
     ok("db", "copy", team, str(tmp_path / "back.db"))
     assert flags(tmp_path / "copy.db") == flags(tmp_path / "back.db") == flags(source)
+    assert blocks(tmp_path / "copy.db") == blocks(tmp_path / "back.db") == blocks(source)
     for db in (team, str(tmp_path / "back.db")):
         assert ALL_MATCH in ok("db", "check", "--db", db).stdout
 

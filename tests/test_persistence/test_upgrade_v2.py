@@ -116,8 +116,8 @@ def test_downgrade_to_0002_names_the_checkpoints_maps_the_states_back_and_backs_
     refused = runner.invoke(app, ["db", "downgrade", "0002", "--db", str(upgraded)])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
     assert (
-        f"drops tables baseline_flags (0 rows), episode_rollups (13 rows), checkpoints ({counted(checkpoints, 'row')})"
-        in refused.stderr
+        "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (13 rows), "
+        f"checkpoints ({counted(checkpoints, 'row')})" in refused.stderr
     )
     assert "relabels runs.status interrupted as crashed, stale as running (2 rows)" in refused.stderr
     down = ok("db", "downgrade", "0002", "--db", str(upgraded), "--yes")

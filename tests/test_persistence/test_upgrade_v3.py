@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, fixture_copy
+from tests.helpers import ALL_MATCH, FIXTURES, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, fixture_copy
 from townlet.persistence.rollups import rollup_select
 from townlet_cli.app import app
 
@@ -58,10 +58,7 @@ def test_upgrade_backfills_one_rollup_per_episode_with_progress_and_keeps_every_
         )
     assert rows(db, "SELECT count(*) FROM episode_rollups") == [(10,)]
     assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == rows(db, rollup_select("1 = 1") + " ORDER BY 1")
-    assert (
-        "every episode's rollup and every baseline flag match the agent rows"
-        in ok("db", "check", "--db", str(db)).stdout
-    )
+    assert ALL_MATCH in ok("db", "check", "--db", str(db)).stdout
 
 
 def test_the_0_7_0_answers_come_out_byte_identical_from_the_rollups(upgraded):
@@ -91,7 +88,7 @@ def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_t
     db, _ = upgraded
     before = rows(db, "SELECT * FROM episode_rollups ORDER BY 1")
     down = ok("db", "downgrade", "0003", "--yes", "--no-backup", "--db", str(db))
-    assert "drops tables baseline_flags (0 rows), episode_rollups (10 rows)" in down.stderr
+    assert "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (10 rows)" in down.stderr
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
             V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"

@@ -21,6 +21,7 @@ from tests.helpers import (
 )
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import baselines_audits, scanned_flags
+from townlet.persistence.blocks import blocks_select
 from townlet.persistence.flags import flags_select
 from townlet.persistence.reader import TelemetryReader
 from townlet_cli.app import app
@@ -64,6 +65,7 @@ def upgraded(tmp_path) -> tuple[Path, str]:
 def test_upgrade_backfills_the_flags_with_progress_and_keeps_every_row(upgraded):
     db, said = upgraded
     assert "backfilled the baseline flags of 10 of 10 episodes (27 agent rows)" in said
+    assert "backfilled the survival blocks of 10 of 10 episodes (27 agent rows)" in said
     assert "from revision 0004 (schema 2) to revision 0005 (schema 2)" in said
     for table in TABLES:
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
@@ -71,6 +73,9 @@ def test_upgrade_backfills_the_flags_with_progress_and_keeps_every_row(upgraded)
         )
     assert rows(db, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3") == rows(
         db, flags_select("1 = 1") + " ORDER BY 1, 2, 3"
+    )
+    assert rows(db, "SELECT * FROM survival_blocks ORDER BY 1, 2, 3") == rows(
+        db, blocks_select("1 = 1") + " ORDER BY 1, 2, 3"
     )
     assert ALL_MATCH in ok("db", "check", "--db", str(db)).stdout
 
@@ -93,6 +98,7 @@ def test_the_0_8_0_answers_come_out_byte_identical(upgraded):
 def test_older_fixtures_get_the_flags_their_scan_raises(tmp_path, fixture):
     db = fixture_copy(tmp_path, fixture)
     ok("db", "upgrade", "--db", str(db))
+    assert ALL_MATCH in ok("db", "check", "--db", str(db)).stdout
     with TelemetryReader(str(db)) as reader:
         for run in reader.runs():
             scan = scanned_flags(baselines_audits(reader, run, Thresholds(), summary_bars=1))
@@ -105,9 +111,9 @@ def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_the
     before = rows(flagged, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3")
     refused = runner.invoke(app, ["db", "downgrade", "0004", "--db", str(flagged)])
     assert len(before) == 1
-    assert refused.exit_code == 2 and "drops tables baseline_flags (1 row)" in refused.stderr
+    assert refused.exit_code == 2 and "drops tables baseline_flags (1 row), survival_blocks (0 rows)" in refused.stderr
     down = ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(db))
-    assert "drops tables baseline_flags (0 rows)" in down.stderr
+    assert "drops tables baseline_flags (0 rows), survival_blocks (0 rows)" in down.stderr
     for table in TABLES:
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
             V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"

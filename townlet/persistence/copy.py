@@ -1,11 +1,11 @@
 """``copy_runs``: whole runs from one townlet database into another (a laptop's SQLite <-> the team PostgreSQL).
 
 Every row goes: the ``runs`` row (uuid, status, timestamps, config, code and schema version as they are),
-its episodes, its agent rows, their rollups and baseline flags, and its checkpoints. Ids are the
-destination's own (a run or an episode gets the next free id there; agent rows follow their episode);
-everything else is copied value for value, so a copied run replays and exports byte-identically. One
-destination transaction per run: a run is copied whole or not at all. Both databases must be at this code's
-revision (``TelemetryStore.open`` says which to upgrade).
+its episodes, its agent rows, their rollups and baseline flags, its survival blocks and its checkpoints.
+Ids are the destination's own (a run or an episode gets the next free id there; agent rows follow their
+episode); everything else is copied value for value, so a copied run replays and exports byte-identically.
+One destination transaction per run: a run is copied whole or not at all. Both databases must be at this
+code's revision (``TelemetryStore.open`` says which to upgrade).
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 
 from townlet.errors import TelemetryError
+from townlet.persistence.blocks import BLOCK_COLUMNS
 from townlet.persistence.engine import is_sqlite
 from townlet.persistence.flags import FLAG_COLUMNS
 from townlet.persistence.location import sqlite_path
-from townlet.persistence.models import EPISODE_ROLLUPS
+from townlet.persistence.models import EPISODE_ROLLUPS, SURVIVAL_BLOCKS
 from townlet.persistence.store import (
     AGENT_COPY_COLUMNS,
     AGENTS,
@@ -167,9 +168,9 @@ def _copy_run(
         moved = _moved(episode, run_id=new_run)
         episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), moved).scalar_one()
     if attached:
-        _copy_attached(target, run, episode_pk, on_rows, report)
+        _copy_attached(target, run, new_run, episode_pk, on_rows, report)
     else:
-        _copy_through(source, target, run, episode_pk, on_rows, report, src, dst)
+        _copy_through(source, target, run, new_run, episode_pk, on_rows, report, src, dst)
     with src.blamed():
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:
@@ -181,13 +182,15 @@ def _copy_through(
     source: Connection,
     target: Connection,
     run: int,
+    new_run: int,
     episode_pk: dict[int, int],
     on_rows: Callable[[int], object],
     report: CopyReport,
     src: TelemetryStore,
     dst: TelemetryStore,
 ) -> None:
-    """Agent rows and rollups read from ``source`` in batches and written by ``dst``'s bulk path."""
+    """Agent rows, rollups, flags and survival blocks read from ``source`` (agent rows in batches) and written
+    by ``dst``'s bulk path."""
     with src.blamed():
         for batch in _agent_rows(source, run):
             dst.insert_agent_rows(target, [(episode_pk[row[0]], *row[1:]) for row in batch])
@@ -204,8 +207,11 @@ def _copy_through(
         dst.insert_rollup_rows(target, [(episode_pk[row[0]], *row[1:]) for row in rollups])
     with src.blamed():
         flags = src.baseline_flag_rows(source, run)
+        blocks = source.execute(select(SURVIVAL_BLOCKS).where(SURVIVAL_BLOCKS.c.run_id == run)).all()
     if flags:
         dst.insert_flag_rows(target, [(episode_pk[row[0]], *row[1:]) for row in flags])
+    if blocks:
+        dst.insert_block_rows(target, [(new_run, *row[1:]) for row in blocks])
 
 
 #: Episodes per ``INSERT ... SELECT`` of the attached copy (one progress step each).
@@ -214,7 +220,12 @@ _MAP = "temp.townlet_copy_episodes"
 
 
 def _copy_attached(
-    target: Connection, run: int, episode_pk: dict[int, int], on_rows: Callable[[int], object], report: CopyReport
+    target: Connection,
+    run: int,
+    new_run: int,
+    episode_pk: dict[int, int],
+    on_rows: Callable[[int], object],
+    report: CopyReport,
 ) -> None:
     """Agent rows, then rollups, copied by the destination from the attached source: a temporary table maps
     the destination's new episode keys to the source's, and each span of episodes is one ``INSERT ... SELECT``
@@ -246,6 +257,11 @@ def _copy_attached(
             f"INSERT INTO baseline_flags ({', '.join(FLAG_COLUMNS)}) "
             f"SELECT m.dst, {', '.join(f'f.{name}' for name in FLAG_COLUMNS[1:])} FROM {_MAP} m "
             f"JOIN {SOURCE_SCHEMA}.baseline_flags f ON f.episode_pk = m.src ORDER BY m.dst"
+        )
+        raw.execute(
+            f"INSERT INTO survival_blocks ({', '.join(BLOCK_COLUMNS)}) SELECT ?, "
+            f"{', '.join(BLOCK_COLUMNS[1:])} FROM {SOURCE_SCHEMA}.survival_blocks WHERE run_id = ? ORDER BY block, grp",
+            (new_run, run),
         )
     finally:
         raw.execute(f"DROP TABLE {_MAP}")

@@ -178,3 +178,15 @@ BASELINE_FLAGS = Table(
     Column("other", Double, nullable=True),
     Column("since", Integer, nullable=True),
 )
+
+#: Survival summed per block of 16 episodes and group of agents (revision 0005; ``townlet.persistence.blocks``):
+#: what the heat map of a long run reads. ``agents`` is how many agent rows ``survival_sum`` adds up.
+SURVIVAL_BLOCKS = Table(
+    "survival_blocks",
+    Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("block", Integer, primary_key=True, autoincrement=False),
+    Column("grp", Integer, primary_key=True, autoincrement=False),
+    Column("agents", Integer, nullable=False),
+    Column("survival_sum", Double, nullable=False),
+)

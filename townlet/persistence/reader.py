@@ -8,6 +8,7 @@ check the database's revision first with the same rules as the write path.
 """
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from townlet.audit.baselines import Flag
+from townlet.persistence.blocks import BLOCK_EPISODES, group_count
 from townlet.persistence.errors import (
     AgentNotFound,
     DatabaseTooNew,
@@ -301,6 +303,17 @@ ORDER BY r, c
 """
 
 
+#: A heat map over more agent rows than this reads the run's survival blocks instead of its agent rows.
+RAW_GRID_ROWS = 250_000
+#: The agent rows after the last complete survival block, summed like a block (per group and block).
+_GRID_TAIL_SQL = f"""
+SELECT (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}, count(*),
+       sum(CAST(a.survival_steps AS DOUBLE PRECISION))
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE e.run_id = :run AND e.episode >= :first
+GROUP BY (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}
+"""
+
 _LAST_EPISODE_SQL = """
 SELECT e.run_id, CAST(r.survival_steps_sum AS DOUBLE PRECISION) / r.agents, r.baseline_survival_steps_sum / r.agents
 FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
@@ -559,11 +572,40 @@ class TelemetryReader:
             return {"first_episode": None, "last_episode": None, "rows": 0, "columns": 0, "cells": []}
         span = last - first + 1
         rows, columns = max(1, min(rows, run.num_agents)), max(1, min(columns, span))
+        if first == 1 and rows == group_count(run.num_agents) and span * run.num_agents > RAW_GRID_ROWS:
+            return self._block_grid(run, last, columns, rows)
         _, cells = self._rows.all(
             _GRID_SQL,
             {"run": run.id, "first": first, "rows": rows, "agents": run.num_agents, "columns": columns, "span": span},
         )
         return {"first_episode": first, "last_episode": last, "rows": rows, "columns": columns, "cells": cells}
+
+    def _block_grid(self, run: RunSummary, last: int, columns: int, rows: int) -> dict[str, Any]:
+        """The grid from the run's survival blocks (``blocks.py``): each column whole blocks of episodes, each
+        row one agent group; the episodes after the last complete block from their agent rows."""
+        blocks = math.ceil(last / BLOCK_EPISODES)
+        per_column = math.ceil(blocks / columns)  # whole blocks per column
+        _, stored = self._rows.all(
+            "SELECT grp, block, agents, survival_sum FROM survival_blocks WHERE run_id = :run", {"run": run.id}
+        )
+        tail = (max((row[1] for row in stored), default=-1) + 1) * BLOCK_EPISODES + 1
+        _, newest = self._rows.all(
+            _GRID_TAIL_SQL, {"run": run.id, "first": tail, "groups": rows, "agents": run.num_agents}
+        )
+        cells: dict[tuple[int, int], list[float]] = {}
+        for group, block, agents, survival in [*stored, *newest]:
+            cell = cells.setdefault((group, block // per_column), [0, 0.0])
+            cell[0] += agents
+            cell[1] += survival
+        width = per_column * BLOCK_EPISODES
+        return {
+            "first_episode": 1,
+            "last_episode": last,
+            "rows": rows,
+            "columns": math.ceil(last / width),
+            "episodes_per_column": width,
+            "cells": [(r, c, total / count) for (r, c), (count, total) in sorted(cells.items())],
+        }
 
     # -- what the dashboard's overview pages read ------------------------------------------------------
 

@@ -6,8 +6,8 @@ same messages. A test fails when a shipped revision has no entry.
 
 Two kinds of revision: one that adds a telemetry schema version (the DTO changes: 0001, 0002), and a storage
 revision that changes only what the database keeps beside the telemetry (0003: learner checkpoints and run
-states; 0004: per-episode rollups; 0005: maintained baseline flags) under the same schema version. Either
-way the code needs its head revision.
+states; 0004: per-episode rollups; 0005: maintained baseline flags and survival blocks) under the same
+schema version. Either way the code needs its head revision.
 """
 
 from townlet.persistence.errors import DatabaseTooNew, DatabaseTooOld, NotATownletDatabase
@@ -24,7 +24,7 @@ ADDED_BY_REVISION: dict[str, str] = {
     "0002": "affordance visits, action entropy",
     "0003": "learner checkpoints, run states",
     "0004": "per-episode rollups",
-    "0005": "maintained baseline flags",
+    "0005": "maintained baseline flags, survival blocks",
 }
 HEAD_REVISION = list(SCHEMA_BY_REVISION)[-1]
 assert SCHEMA_BY_REVISION[HEAD_REVISION] == SCHEMA_VERSION, "the head revision must hold this code's schema"

@@ -15,8 +15,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from townlet import __version__
+from townlet.persistence import blocks as block_sql
 from townlet.persistence import flags as flag_sql
 from townlet.persistence import migrate
+from townlet.persistence.blocks import BLOCK_EPISODES, BlockTracker
 from townlet.persistence.engine import (
     connection_hint,
     database_url,
@@ -123,8 +125,11 @@ class TelemetryStore:
         self._agent_insert_sql = _positional_insert(AGENTS) if is_sqlite(url) else None
         self._rollup_insert_sql = insert_values("?" if is_sqlite(url) else "%s")
         self._flag_insert_sql = flag_sql.insert_values("?" if is_sqlite(url) else "%s")
-        #: Per run this store writes: the baseline flags' state after its last committed episode (``flags.py``).
+        #: Per run this store writes: the baseline flags' state after its last committed episode (``flags.py``),
+        #: and the open survival block's sums (``blocks.py``).
         self._flag_trackers: dict[int, FlagTracker] = {}
+        self._block_trackers: dict[int, BlockTracker] = {}
+        self._block_insert_sql = block_sql.insert_values("?" if is_sqlite(url) else "%s")
         #: PostgreSQL: agent rows go in with COPY (binary); False falls back to executemany (benchmarks compare).
         self.pg_copy = url.get_backend_name() == "postgresql"
         self._file_identity: tuple[int, int] | None = None  # the SQLite file this store writes (see use_wal)
@@ -410,10 +415,11 @@ class TelemetryStore:
     def resume_run(self, run: int, *, after: int | None) -> None:
         """Mark the run ``running`` again; with ``after``, delete its episodes (and checkpoints) past that
         episode in the same transaction, to be trained again from the checkpoint."""
-        self._flag_trackers.pop(run, None)  # rebuilt from what stays stored
+        self._forget(run)  # rebuilt from what stays stored
         with self.transaction() as c:
             if after is not None:
                 c.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run, CHECKPOINTS.c.episode > after))
+                c.execute(text(block_sql.DELETE_AFTER), {"run": run, "after": after})
                 # Agent rows go with their episodes (ON DELETE CASCADE).
                 c.execute(delete(EPISODES).where(EPISODES.c.run_id == run, EPISODES.c.episode > after))
             c.execute(update(RUNS).where(RUNS.c.id == run).values(status="running", ended_at=None))
@@ -439,11 +445,16 @@ class TelemetryStore:
         runs first inside the transaction (the trainer checks there that it still holds its run's lock).
         """
         try:
-            tracker = self._write_episode(run, episode, agents, checkpoint, keep_checkpoints, busy_timeout_ms, guard)
+            self._write_episode(run, episode, agents, checkpoint, keep_checkpoints, busy_timeout_ms, guard)
         except BaseException:
-            self._flag_trackers.pop(run, None)  # committed or not: the next write rebuilds the state from the rows
+            self._forget(run)  # committed or not: the next write rebuilds the state from the rows
             raise
-        tracker.advance()  # committed: the flags' state moves on
+        self._flag_trackers[run].advance()  # committed: the flags' state and the open block move on
+        self._block_trackers[run].advance()
+
+    def _forget(self, run: int) -> None:
+        self._flag_trackers.pop(run, None)
+        self._block_trackers.pop(run, None)
 
     def _write_episode(
         self,
@@ -454,7 +465,7 @@ class TelemetryStore:
         keep_checkpoints: int,
         busy_timeout_ms: int | None,
         guard: Callable[[Connection], object],
-    ) -> FlagTracker:
+    ) -> None:
         with self.transaction(busy_timeout_ms=busy_timeout_ms) as c:
             guard(c)
             episode_pk = c.execute(
@@ -482,9 +493,13 @@ class TelemetryStore:
             )  # fmt: skip
             if flags:
                 self.insert_flag_rows(c, flags)
+            blocks = self._blocks_of(c, run, episode.episode).add(
+                episode.episode, agents.columns["agent_idx"], agents.columns["survival_steps"]
+            )
+            if blocks:
+                self.insert_block_rows(c, blocks)
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
-        return tracker
 
     def _insert_agents(self, c: Connection, episode_pk: int, agents: AgentColumns) -> None:
         rows = agents.tuples(AGENT_FIELDS)  # zipped straight from the checked columns, in table column order
@@ -566,6 +581,46 @@ class TelemetryStore:
         """One agent's state from its own newest stored rows (those before ``episode``)."""
         params = {"run": run, "agent": agent, "before": episode, "rows": DEFAULT_THRESHOLDS.streak}
         tracker.restore([(agent, *row) for row in c.execute(text(_AGENT_NEWEST_ROWS_SQL), params)])
+
+    # -- survival blocks ------------------------------------------------------------------------
+
+    def _blocks_of(self, c: Connection, run: int, episode: int) -> BlockTracker:
+        """The run's open survival block before ``episode``: kept from the last episode this store wrote, else
+        summed from the block's stored episodes (at most ``BLOCK_EPISODES - 1`` of them)."""
+        tracker = self._block_trackers.get(run)
+        if tracker is None:
+            agents = c.execute(select(RUNS.c.num_agents).where(RUNS.c.id == run)).scalar_one()
+            tracker = self._block_trackers[run] = BlockTracker(run, agents)
+            block = (episode - 1) // BLOCK_EPISODES
+            if agents > 0 and episode - 1 > block * BLOCK_EPISODES:
+                params = {"run": run, "first": block * BLOCK_EPISODES + 1, "last": episode - 1}
+                params |= {"groups": block_sql.group_count(agents), "agents": agents}
+                tracker.restore(block, iter(c.execute(text(block_sql.OPEN_BLOCK), params).all()))
+        return tracker
+
+    def insert_block_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """``survival_blocks`` rows in ``BLOCK_COLUMNS`` order (a completed block's; ``db copy``'s)."""
+        c.exec_driver_sql(self._block_insert_sql, rows)
+
+    def check_blocks(self) -> Iterator[block_sql.BlockDifference]:
+        """Every stored survival block its run's agent rows do not give (or that is missing), run by run."""
+        with self.transaction() as c:
+            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
+        stored_sql = text(f"SELECT {', '.join(block_sql.BLOCK_COLUMNS)} FROM survival_blocks WHERE run_id = :run")
+        for run in runs:
+            with self.transaction() as c:
+                stored = c.execute(stored_sql, {"run": run}).all()
+                computed = c.execute(text(block_sql.blocks_select("r.id = :run")), {"run": run}).all()
+            yield from block_sql.differences(run, stored, computed)
+
+    def rebuild_blocks(self, run: int) -> int:
+        """Sum the run's survival blocks again from its agent rows, in one transaction; returns the rows."""
+        self._block_trackers.pop(run, None)
+        with self.transaction() as c:
+            c.execute(text(block_sql.DELETE_RUN), {"run": run})
+            return c.execute(text(block_sql.INSERT_RUN), {"run": run}).rowcount
+
+    # -- baseline flags (rows) --------------------------------------------------------------------
 
     def insert_flag_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
         """``baseline_flags`` rows in ``FLAG_COLUMNS`` order (the write path's per episode; ``db copy``'s)."""

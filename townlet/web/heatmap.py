@@ -7,7 +7,8 @@ from townlet.persistence.reader import RunSummary, TelemetryReader
 
 def survival_heatmap(reader: TelemetryReader, run: RunSummary, *, columns: int, rows: int) -> dict[str, Any]:
     """Mean survival (steps, rounded) in a ``rows`` x ``columns`` grid at most: one row per agent and one
-    column per episode when they fit, else buckets of consecutive agents and episodes (``downsampled``)."""
+    column per episode when they fit, else buckets of consecutive agents and episodes (``downsampled``; on a
+    long run each column is whole blocks of 16 episodes, read from the survival blocks)."""
     grid = reader.survival_grid(run, columns=columns, rows=rows)
     matrix = [[None] * grid["columns"] for _ in range(grid["rows"])]
     for row, column, mean in grid["cells"]:
@@ -22,7 +23,7 @@ def survival_heatmap(reader: TelemetryReader, run: RunSummary, *, columns: int, 
         "rows": grid["rows"],
         "columns": grid["columns"],
         "agents_per_row": run.num_agents / grid["rows"] if grid["rows"] else 0,
-        "episodes_per_column": span / grid["columns"] if grid["columns"] else 0,
+        "episodes_per_column": grid.get("episodes_per_column", span / grid["columns"] if grid["columns"] else 0),
         "downsampled": grid["rows"] < run.num_agents or grid["columns"] < span,
         "survival": matrix,
     }

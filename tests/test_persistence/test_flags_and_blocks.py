@@ -1,6 +1,7 @@
-"""Maintained baseline flags (revision 0005): whatever runs are written, resumed and reopened, the flags the write
-path stores, the SQL definition's and the scan's of ``audit baselines`` are the same, on SQLite and PostgreSQL;
-``db check`` finds a tampered one and repairs it; the dashboard's flags are read from the table."""
+"""Maintained baseline flags and survival blocks (revision 0005): whatever runs are written, resumed and
+reopened, the flags the write path stores, the SQL definition's and the scan's of ``audit baselines`` are the
+same, and so are the stored survival blocks and the SQL's, on SQLite and PostgreSQL; ``db check`` finds a
+tampered one and repairs it; the dashboard's flags are read from the table."""
 
 import uuid
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from tests.helpers import TEMPLATE, tamper, trained
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import baselines_audits, scanned_flags
 from townlet.persistence import migrate
+from townlet.persistence.blocks import blocks_select
 from townlet.persistence.flags import FLAG_COLUMNS, flags_select
 from townlet.persistence.reader import TelemetryReader
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
@@ -34,7 +36,7 @@ episode = st.tuples(
     st.sampled_from([None, (0, 2, 3), (1, 2), (0, 4)]),
     st.booleans(),
 )
-episodes = st.lists(episode, min_size=1, max_size=9)
+episodes = st.lists(episode, min_size=1, max_size=20)
 
 
 def write(store: TelemetryStore, run: int, number: int, drawn: tuple) -> None:
@@ -46,8 +48,13 @@ def write(store: TelemetryStore, run: int, number: int, drawn: tuple) -> None:
         for i in agents
     ]  # fmt: skip
     cls = AgentTelemetrySnapshotV1 if v1 else AgentTelemetrySnapshotV2
-    dicts = [{k: d[k] for k in FIELD_NAMES[cls]} for d in dicts]
-    store.write_episode(run, EpisodeMeta(number, 100, 1, 0.5, T0, T0), cls.check_dicts(dicts))
+    names = [k for k in FIELD_NAMES[cls] if k != "episode"]
+    if agents == list(range(len(agents))):  # as a trainer hands them on: agent_idx a range (the column-wise paths)
+        columns = {k: [d[k] for d in dicts] for k in names} | {"agent_idx": range(len(agents))}
+        checked = cls.check_columns(columns, constants={"episode": number})
+    else:
+        checked = cls.check_dicts([{k: d[k] for k in FIELD_NAMES[cls]} for d in dicts])
+    store.write_episode(run, EpisodeMeta(number, 100, 1, 0.5, T0, T0), checked)
 
 
 def stored(store: TelemetryStore, run: int) -> set[tuple]:
@@ -78,6 +85,12 @@ def test_the_write_path_the_sql_and_the_scan_raise_the_same_flags(db_url, first,
             write(store, run, number, drawn)
         written = stored(store, run)
         assert written == defined(store, run)
+        with store.transaction() as c:  # the survival blocks: what the SQL definition sums
+            blocks = {
+                tuple(r) for r in c.execute(text("SELECT * FROM survival_blocks WHERE run_id = :run"), {"run": run})
+            }
+            summed = {tuple(r) for r in c.execute(text(blocks_select("r.id = :run")), {"run": run})}
+        assert blocks == summed
     with TelemetryReader(db_url) as reader:
         chosen = reader.run(run)
         scan = scanned_flags(baselines_audits(reader, chosen, Thresholds(), summary_bars=1))
@@ -140,3 +153,39 @@ def test_a_streak_that_spans_two_train_sessions_is_flagged_once_where_it_reaches
         for number in (4, 5, 6, 7):
             write(again, run, number, low)
         assert stored(again, run) == {(5, 0, 2, 1, 100.0, None, 1)}
+
+
+def test_the_migrations_blocks_backfill_is_the_definition():
+    frozen = migrate._module("0005").BLOCKS_RUN
+    assert " ".join(frozen.split()) == " ".join(blocks_select("r.id = :run").split())
+
+
+#: The heat map as a scan of the agent rows computes it with the block path's buckets.
+SCANNED_GRID = """
+SELECT (a.agent_idx * :groups) / :agents AS r, ((e.episode - 1) / 16) / :per_column AS c,
+       avg(CAST(a.survival_steps AS DOUBLE PRECISION))
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id WHERE e.run_id = :run GROUP BY r, c ORDER BY r, c
+"""
+
+
+@pytest.mark.parametrize(("agents", "episodes", "columns"), [(3, 50, 2), (70, 40, 1000), (130, 37, 2)])
+def test_a_long_runs_heat_map_from_its_blocks_is_the_scans(db_url, monkeypatch, agents, episodes, columns):
+    """Whole blocks per column, one row per agent group, the open block's episodes from their rows: every cell
+    the mean a scan of the same agents and episodes gives, bit for bit (survival sums are integers)."""
+    import townlet.persistence.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "RAW_GRID_ROWS", 0)  # every run is "long" here
+    with TelemetryStore.open(db_url, write=True) as store:
+        run = store.create_run(run_uuid=uuid.uuid4().hex, seed=0, device="cpu", num_agents=agents, config={})
+        for number in range(1, episodes + 1):
+            rows = [(1, 100.0, (number * 7 + i * 13) % 300) for i in range(agents)]
+            write(store, run, number, (rows, None, False))
+    with TelemetryReader(db_url) as reader:
+        chosen = reader.run(run)
+        grid = reader.survival_grid(chosen, columns=columns, rows=64)
+        groups = min(64, agents)
+        per_column = grid["episodes_per_column"] // 16
+        params = {"run": run, "groups": groups, "agents": agents, "per_column": per_column}
+        _, scanned = reader._rows.all(SCANNED_GRID, params)
+    assert grid["rows"] == groups and grid["columns"] <= columns
+    assert [tuple(cell) for cell in grid["cells"]] == [tuple(cell) for cell in scanned]

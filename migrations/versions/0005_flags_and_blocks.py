@@ -1,4 +1,4 @@
-"""Storage revision under schema version 2: the baseline audit's flags, maintained.
+"""Storage revision under schema version 2: the baseline audit's flags and survival blocks, maintained.
 
 The telemetry DTO does not change (agent rows and envelopes stay schema version 2). This revision adds
 ``baseline_flags``: one row per flag that ``audit baselines`` raises at its default thresholds (under 0.5 x
@@ -13,7 +13,12 @@ nothing. After each run it reports progress through ``config.attributes["progres
 a callable ``(episodes done, episodes, agent rows done, "baseline flags")``. The statement is a frozen copy of what
 ``townlet.persistence.flags`` builds today; a test checks that they agree.
 
-Downgrade drops the table (derived data only: nothing the agent rows do not hold).
+It also adds ``survival_blocks``: survival summed per block of 16 episodes and group of agents (at most 64
+groups per run), what the run page's heat map reads for a long run (``townlet.persistence.blocks``),
+backfilled the same way (``"survival blocks"`` in the progress) with a frozen copy of ``blocks.py``'s
+statement.
+
+Downgrade drops both tables (derived data only: nothing the agent rows do not hold).
 
 Revision ID: 0005
 Revises: 0004
@@ -31,7 +36,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 #: What ``downgrade()`` removes: ``db downgrade`` counts the rows there and asks before dropping them.
-DOWNGRADE_DROPS: dict[str, tuple[str, ...] | None] = {"baseline_flags": None}
+DOWNGRADE_DROPS: dict[str, tuple[str, ...] | None] = {"baseline_flags": None, "survival_blocks": None}
 
 COLUMNS = ("episode_pk", "agent_idx", "kind", "stage", "baseline", "other", "since")
 #: The flags of run ``:run`` (the default thresholds: below 0.5, streak 5).
@@ -77,6 +82,26 @@ FROM streaks WHERE low = 1 AND streak = 5
 """
 
 
+BLOCK_COLUMNS = ("run_id", "block", "grp", "agents", "survival_sum")
+#: The complete survival blocks of run ``:run``.
+BLOCKS_RUN = """
+SELECT e.run_id, (e.episode - 1) / 16 AS block,
+       (a.agent_idx * CASE WHEN r.num_agents < 64 THEN r.num_agents ELSE 64 END) / r.num_agents AS grp,
+       count(*), sum(CAST(a.survival_steps AS DOUBLE PRECISION))
+FROM runs r JOIN episodes e ON e.run_id = r.id JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE r.id = :run AND r.num_agents > 0 AND (e.episode - 1) / 16 < (
+    SELECT max(x.episode) / 16 FROM episodes x WHERE x.run_id = r.id
+)
+GROUP BY e.run_id, (e.episode - 1) / 16,
+         (a.agent_idx * CASE WHEN r.num_agents < 64 THEN r.num_agents ELSE 64 END) / r.num_agents
+"""
+
+
+def blocks_backfill_sql() -> str:
+    """The survival block rows of run ``:run``."""
+    return f"INSERT INTO survival_blocks ({', '.join(BLOCK_COLUMNS)}) {BLOCKS_RUN}"
+
+
 def backfill_sql() -> str:
     """The flag rows of run ``:run``."""
     return f"INSERT INTO baseline_flags ({', '.join(COLUMNS)}) {SELECT_RUN}"
@@ -106,14 +131,28 @@ def upgrade() -> None:
             "JOIN episode_rollups r ON r.episode_pk = e.id GROUP BY e.run_id ORDER BY e.run_id"
         )
     ).all()
-    insert = sa.text(backfill_sql())
-    done_episodes = done_rows = 0
-    for run, episodes, agent_rows in runs:
-        bind.execute(insert, {"run": run})
-        done_episodes, done_rows = done_episodes + episodes, done_rows + agent_rows
-        if progress is not None:
-            progress(done_episodes, total, done_rows, "baseline flags")
+    op.create_table(
+        "survival_blocks",
+        sa.Column("run_id", sa.Integer(), nullable=False, autoincrement=False),
+        sa.Column("block", sa.Integer(), nullable=False, autoincrement=False),
+        sa.Column("grp", sa.Integer(), nullable=False, autoincrement=False),
+        sa.Column("agents", sa.Integer(), nullable=False),
+        sa.Column("survival_sum", sa.Double(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_survival_blocks_run_id_runs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", "block", "grp", name=op.f("pk_survival_blocks")),
+    )
+    for what, statement in (("baseline flags", backfill_sql()), ("survival blocks", blocks_backfill_sql())):
+        insert = sa.text(statement)
+        done_episodes = done_rows = 0
+        for run, episodes, agent_rows in runs:
+            bind.execute(insert, {"run": run})
+            done_episodes, done_rows = done_episodes + episodes, done_rows + agent_rows
+            if progress is not None:
+                progress(done_episodes, total, done_rows, what)
 
 
 def downgrade() -> None:
+    op.drop_table("survival_blocks")
     op.drop_table("baseline_flags")

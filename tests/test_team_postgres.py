@@ -167,7 +167,11 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
     assert "revision 0005 (schema 2), up to date" in run("db", "current").stdout
     assert "models and migrations agree" in run("db", "check").stdout
     down = run("db", "downgrade", "0002", "--yes")
-    assert "drops tables episode_rollups (2 rows), checkpoints (1 row)" in down.stderr and down.stdout == ""
+    assert (
+        "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row)"
+        in down.stderr
+        and down.stdout == ""
+    )
     assert "no backup of" in down.stderr and "pg_dump" in down.stderr  # said, not refused: --yes was given
     assert "revision 0002 (schema 2), this townlet needs revision 0005" in run("db", "current").stdout
     run("db", "upgrade")

@@ -139,7 +139,8 @@ def _upgrade_progress(console: "Console") -> Iterator[Callable[..., None]]:
             bar.update(task, completed=done, total=total)
             if not console.is_terminal and (done == total or time.monotonic() - said >= PROGRESS_EVERY_S):
                 said = time.monotonic()
-                console.print(f"backfilled the {what} of {done:,} of {counted(total, 'episode')} ({rows:,} agent rows)")
+                episodes = "episode" if total == 1 else "episodes"
+                console.print(f"backfilled the {what} of {done:,} of {total:,} {episodes} ({rows:,} agent rows)")
 
         yield report
 

@@ -172,3 +172,48 @@ def low_survivor(db: Path, *, episodes: int = 6) -> Path:
             store.write_episode(run, EpisodeMeta(episode, 10, 1, 0.1, now, now), CURRENT_DTO.check_dicts([agent]))
         store.set_run_status(run, "finished")
     return db
+
+
+def cli_ok(*args: str):
+    """``townlet-telemetry ARGS`` in-process; its result, having checked it exited 0."""
+    from typer.testing import CliRunner
+
+    from townlet_cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+def db_rows(db: Path, sql: str) -> list[tuple]:
+    """Rows of a query on a SQLite file, read without creating sidecars."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+#: The episodes of ``townlet_v3.db`` and ``townlet_v4.db`` in the order of their replay files.
+FIXTURE_EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]
+
+
+def assert_fixture_answers(db: Path, version: int) -> None:
+    """Every answer captured beside ``townlet_v<version>.db`` (tests/fixtures/README.md) comes out of ``db``
+    byte-identical: episodes, runs, replays, export and the three audits, run 1 then run 2."""
+
+    def captured(name: str) -> list[bytes]:
+        return (FIXTURES / f"townlet_v{version}.{name}").read_bytes().splitlines(keepends=True)
+
+    flag = ("--db", str(db))
+    assert [cli_ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
+    assert cli_ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
+    for (run, episode), before in zip(FIXTURE_EPISODES, captured("replay.jsonl"), strict=True):
+        assert cli_ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
+    exported = b"".join(cli_ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")
+    assert exported == b"".join(captured("export.jsonl"))
+    for name in ("rewards", "visits", "baselines"):
+        answers = [cli_ok("audit", name, "--run", r, "--json", *flag).stdout_bytes for r in "12"]
+        assert answers == captured(f"{name}.jsonl"), name

@@ -3,36 +3,25 @@ for every episode, and every answer the 0.7.0 code gave by scanning agent rows c
 the rollups (tests/fixtures/README.md says how the outputs were captured)."""
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import ALL_MATCH, FIXTURES, V1_FIXTURE, V2_FIXTURE, V3_FIXTURE, fixture_copy
+from tests.helpers import (
+    ALL_MATCH,
+    V1_FIXTURE,
+    V2_FIXTURE,
+    V3_FIXTURE,
+    assert_fixture_answers,
+    cli_ok,
+    db_rows,
+    fixture_copy,
+)
 from townlet.persistence.rollups import rollup_select
-from townlet_cli.app import app
 
 runner = CliRunner()
-EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]  # the order of the replay file
-
-
-def ok(*args: str):
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return result
-
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    connection = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)  # creates no sidecars
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
-def captured(name: str) -> list[bytes]:
-    return (FIXTURES / f"townlet_v3.{name}").read_bytes().splitlines(keepends=True)
+ok, rows = cli_ok, db_rows
 
 
 def test_the_v3_fixture_is_the_file_the_0_7_0_code_wrote():
@@ -63,16 +52,7 @@ def test_upgrade_backfills_one_rollup_per_episode_with_progress_and_keeps_every_
 
 def test_the_0_7_0_answers_come_out_byte_identical_from_the_rollups(upgraded):
     db, _ = upgraded
-    flag = ("--db", str(db))
-    assert [ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
-    assert ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
-    for (run, episode), before in zip(EPISODES, captured("replay.jsonl"), strict=True):
-        assert ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
-    exported = b"".join(ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")
-    assert exported == b"".join(captured("export.jsonl"))
-    for name in ("rewards", "visits", "baselines"):
-        answers = [ok("audit", name, "--run", r, "--json", *flag).stdout_bytes for r in "12"]
-        assert answers == captured(f"{name}.jsonl"), name
+    assert_fixture_answers(db, 3)
 
 
 @pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE], ids=["v1", "v2"])

@@ -3,7 +3,6 @@ maintained baseline flags, keeps every row, and every answer the 0.8.0 code gave
 (tests/fixtures/README.md says how the outputs were captured); older fixtures get the flags their scan raises."""
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,13 @@ from typer.testing import CliRunner
 
 from tests.helpers import (
     ALL_MATCH,
-    FIXTURES,
     V1_FIXTURE,
     V2_FIXTURE,
     V3_FIXTURE,
     V4_FIXTURE,
+    assert_fixture_answers,
+    cli_ok,
+    db_rows,
     fixture_copy,
     low_survivor,
 )
@@ -27,26 +28,8 @@ from townlet.persistence.reader import TelemetryReader
 from townlet_cli.app import app
 
 runner = CliRunner()
-EPISODES = [(1, e) for e in range(1, 8)] + [(2, e) for e in range(1, 4)]  # the order of the replay file
+ok, rows = cli_ok, db_rows
 TABLES = ("runs", "episodes", "agent_snapshots", "checkpoints", "episode_rollups")
-
-
-def ok(*args: str):
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return result
-
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    connection = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)  # creates no sidecars
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
-def captured(name: str) -> list[bytes]:
-    return (FIXTURES / f"townlet_v4.{name}").read_bytes().splitlines(keepends=True)
 
 
 def test_the_v4_fixture_is_the_file_the_0_8_0_code_wrote():
@@ -82,16 +65,7 @@ def test_upgrade_backfills_the_flags_with_progress_and_keeps_every_row(upgraded)
 
 def test_the_0_8_0_answers_come_out_byte_identical(upgraded):
     db, _ = upgraded
-    flag = ("--db", str(db))
-    assert [ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
-    assert ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
-    for (run, episode), before in zip(EPISODES, captured("replay.jsonl"), strict=True):
-        assert ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
-    exported = b"".join(ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")
-    assert exported == b"".join(captured("export.jsonl"))
-    for name in ("rewards", "visits", "baselines"):
-        answers = [ok("audit", name, "--run", r, "--json", *flag).stdout_bytes for r in "12"]
-        assert answers == captured(f"{name}.jsonl"), name
+    assert_fixture_answers(db, 4)
 
 
 @pytest.mark.parametrize("fixture", [V1_FIXTURE, V2_FIXTURE, V3_FIXTURE], ids=["v1", "v2", "v3"])

@@ -167,10 +167,11 @@ def _copy_run(
     for episode in episodes:
         moved = _moved(episode, run_id=new_run)
         episode_pk[episode["id"]] = target.execute(insert(EPISODES).returning(EPISODES.c.id), moved).scalar_one()
+    moving = _Moving(run, new_run, episode_pk, on_rows, report)
     if attached:
-        _copy_attached(target, run, new_run, episode_pk, on_rows, report)
+        _copy_attached(target, moving)
     else:
-        _copy_through(source, target, run, new_run, episode_pk, on_rows, report, src, dst)
+        _copy_through(source, target, moving, src, dst)
     with src.blamed():
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:
@@ -178,24 +179,29 @@ def _copy_run(
     return new_run
 
 
+@dataclass
+class _Moving:
+    """One run on its way: its id in the source and in the destination, the source's episode keys mapped to
+    the destination's, and who hears of each batch of agent rows."""
+
+    run: int
+    new_run: int
+    episode_pk: dict[int, int]
+    on_rows: Callable[[int], object]
+    report: CopyReport
+
+
 def _copy_through(
-    source: Connection,
-    target: Connection,
-    run: int,
-    new_run: int,
-    episode_pk: dict[int, int],
-    on_rows: Callable[[int], object],
-    report: CopyReport,
-    src: TelemetryStore,
-    dst: TelemetryStore,
+    source: Connection, target: Connection, moving: _Moving, src: TelemetryStore, dst: TelemetryStore
 ) -> None:
     """Agent rows, rollups, flags and survival blocks read from ``source`` (agent rows in batches) and written
     by ``dst``'s bulk path."""
+    run, new_run, episode_pk, report = moving.run, moving.new_run, moving.episode_pk, moving.report
     with src.blamed():
         for batch in _agent_rows(source, run):
             dst.insert_agent_rows(target, [(episode_pk[row[0]], *row[1:]) for row in batch])
             report.agent_rows += len(batch)
-            on_rows(len(batch))
+            moving.on_rows(len(batch))
     # The rollups go with their rows: the source's equal its rows (db check), and the rows arrive unchanged.
     with src.blamed():
         rollups = source.execute(
@@ -219,17 +225,11 @@ SPAN_EPISODES = 200
 _MAP = "temp.townlet_copy_episodes"
 
 
-def _copy_attached(
-    target: Connection,
-    run: int,
-    new_run: int,
-    episode_pk: dict[int, int],
-    on_rows: Callable[[int], object],
-    report: CopyReport,
-) -> None:
+def _copy_attached(target: Connection, moving: _Moving) -> None:
     """Agent rows, then rollups, copied by the destination from the attached source: a temporary table maps
     the destination's new episode keys to the source's, and each span of episodes is one ``INSERT ... SELECT``
     in the destination's key order (what a bare ``ATTACH`` script does, plus the mapping)."""
+    run, new_run, episode_pk, report = moving.run, moving.new_run, moving.episode_pk, moving.report
     raw = target.connection.driver_connection
     raw.execute(f"CREATE TABLE {_MAP} (dst INTEGER PRIMARY KEY, src INTEGER NOT NULL)")
     try:
@@ -246,7 +246,7 @@ def _copy_attached(
             span = keys[start : start + SPAN_EPISODES]
             count = raw.execute(rows_sql, (span[0], span[-1])).rowcount
             report.agent_rows += count
-            on_rows(count)
+            moving.on_rows(count)
         rollup_columns = [c.name for c in EPISODE_ROLLUPS.c]
         raw.execute(
             f"INSERT INTO {EPISODE_ROLLUPS.name} ({', '.join(rollup_columns)}) "

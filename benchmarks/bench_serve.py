@@ -100,8 +100,11 @@ def bare(db: Path, kind: str, agent: int, repeat: int) -> float:
     return min(times)
 
 
-#: The run page is drawn: 3 charts and the heat map (4 canvases) and the baseline flags' summary.
-DRAWN = "return document.querySelectorAll('canvas').length === 4 && !!document.getElementById('flag-summary')"
+#: The run page is drawn: its 3 charts, its heat map (and colour key) and the baseline flags' summary.
+DRAWN = (
+    "return document.querySelectorAll('.uplot canvas').length >= 3 && !!document.querySelector('canvas.heatmap')"
+    " && !!document.getElementById('flag-summary')"
+)
 
 
 def page_draw(base: str, tries: int = 3) -> float:

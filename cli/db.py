@@ -308,35 +308,24 @@ def check(
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )
-        wrong, flags, blocks = list(store.check_rollups()), list(store.check_flags()), list(store.check_blocks())
+        # What the database derives from the agent rows: (name, plural, unit of a rebuild's count, check, rebuild).
+        derived = (
+            ("rollup", "rollups", "episode", store.check_rollups, store.rebuild_rollups),
+            ("baseline flag", "baseline flags", "flag", store.check_flags, store.rebuild_flags),
+            ("survival block", "survival blocks", "row", store.check_blocks, store.rebuild_blocks),
+        )
+        found = {name: list(check()) for name, _, _, check, _ in derived}
         if repair:
-            for run in sorted({w.run for w in wrong}):
-                rebuilt = store.rebuild_rollups(run)
-                notes.print(
-                    f"rebuilt the rollups of run {run} ({counted(rebuilt, 'episode')}) from its agent rows",
-                    markup=False,
-                )
-            for run in sorted({f.run for f in flags}):
-                rebuilt = store.rebuild_flags(run)
-                notes.print(
-                    f"rebuilt the baseline flags of run {run} ({counted(rebuilt, 'flag')}) from its agent rows",
-                    markup=False,
-                )
-            for run in sorted({b.run for b in blocks}):
-                rebuilt = store.rebuild_blocks(run)
-                notes.print(
-                    f"rebuilt the survival blocks of run {run} ({counted(rebuilt, 'row')}) from its agent rows",
-                    markup=False,
-                )
-            wrong, flags, blocks = list(store.check_rollups()), list(store.check_flags()), list(store.check_blocks())
+            for name, plural, unit, check, rebuild in derived:
+                for run in sorted({d.run for d in found[name]}):
+                    rebuilt = counted(rebuild(run), unit)
+                    notes.print(f"rebuilt the {plural} of run {run} ({rebuilt}) from its agent rows", markup=False)
+                found[name] = list(check())
         fix = f"rebuild it with `townlet-telemetry db check --repair {store.db_flag}`"
-        for difference in wrong:
-            console.print(f"rollup differs: {difference.describe()}: {fix}", markup=False)
-        for flag in flags:
-            console.print(f"baseline flag differs: {flag.describe()}: {fix}", markup=False)
-        for block in blocks:
-            console.print(f"survival block differs: {block.describe()}: {fix}", markup=False)
-    if differences or problems or wrong or flags or blocks:
+        for name, found_here in found.items():
+            for difference in found_here:
+                console.print(f"{name} differs: {difference.describe()}: {fix}", markup=False)
+    if differences or problems or any(found.values()):
         raise typer.Exit(code=1)
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import TEMPLATE, tamper, trained
+from tests.helpers import ALL_MATCH, TEMPLATE, low_survivor, tamper, trained
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import baselines_audits, scanned_flags
 from townlet.persistence import migrate
@@ -111,18 +111,33 @@ def test_the_flag_columns_are_the_tables(tmp_path):
     assert tuple(names) == FLAG_COLUMNS
 
 
-def test_db_check_names_a_tampered_flag_and_repair_rebuilds_it(tmp_path):
-    db = trained(tmp_path / "t.db", episodes=3, agents=3)
+@pytest.mark.parametrize(
+    ("tampering", "named", "rebuilt"),
+    [
+        (
+            "INSERT INTO baseline_flags VALUES (2, 0, 2, 1, 100.0, NULL, 1)",
+            "baseline flag differs: run 1 episode 2 agent 0: survival-below-baseline is stored, its agent rows "
+            "raise no such flag",
+            "rebuilt the baseline flags of run 1 (1 flag)",
+        ),
+        (
+            "UPDATE survival_blocks SET survival_sum = survival_sum + 1",
+            "survival block differs: run 1 episodes 1-16 agent group 0: the survival block is missing or differs",
+            "rebuilt the survival blocks of run 1 (1 row)",
+        ),
+    ],
+)
+def test_db_check_names_a_tampered_flag_or_block_and_repair_rebuilds_it(tmp_path, tampering, named, rebuilt):
+    db = low_survivor(tmp_path / "t.db", episodes=17)  # one flag (at episode 5) and one complete block
     runner = CliRunner()
-    tamper(db, "INSERT INTO baseline_flags VALUES (2, 1, 2, 1, 100.0, NULL, 1)")
+    tamper(db, tampering)
     checked = runner.invoke(app, ["db", "check", "--db", str(db)])
     assert checked.exit_code == 1
-    stored_only = "run 1 episode 2 agent 1: survival-below-baseline is stored, its agent rows raise no such flag"
-    assert stored_only in checked.stdout
-    assert "db check --repair" in checked.stdout
+    assert named in checked.stdout and "db check --repair" in checked.stdout
     repaired = runner.invoke(app, ["db", "check", "--repair", "--db", str(db)])
     assert repaired.exit_code == 0, repaired.stdout
-    assert runner.invoke(app, ["db", "check", "--db", str(db)]).exit_code == 0
+    assert rebuilt in repaired.stderr
+    assert ALL_MATCH in runner.invoke(app, ["db", "check", "--db", str(db)]).stdout
 
 
 def test_the_dashboards_flags_are_read_from_the_table(tmp_path):

@@ -51,13 +51,15 @@ GROUP BY e.run_id, (e.episode - 1) / {BLOCK_EPISODES},
 """
 
 
-#: The open block's sums of run ``:run`` from its stored episodes ``:first`` to ``:last`` (``:groups`` groups of
-#: ``:agents`` agents): what ``BlockTracker.restore`` takes.
-OPEN_BLOCK = """
-SELECT (a.agent_idx * :groups) / :agents, count(*), sum(a.survival_steps)
+#: Run ``:run``'s agent rows of episodes ``:first`` to ``:last`` summed like blocks, per agent group (``:groups``
+#: groups of ``:agents`` agents) and block: the open block's sums (``BlockTracker.restore``) and the episodes a
+#: heat map reads after the last complete block.
+ROW_SUMS = f"""
+SELECT (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}, count(*),
+       sum(CAST(a.survival_steps AS DOUBLE PRECISION))
 FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
 WHERE e.run_id = :run AND e.episode BETWEEN :first AND :last
-GROUP BY (a.agent_idx * :groups) / :agents
+GROUP BY (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}
 """
 #: Every block of run ``:run`` (``db check --repair``), and their deletion first.
 INSERT_RUN = f"INSERT INTO survival_blocks ({', '.join(BLOCK_COLUMNS)}) {blocks_select('r.id = :run')}"
@@ -112,9 +114,9 @@ class BlockTracker:
             self.block, self.sums = self._pending
             self._pending = None
 
-    def restore(self, block: int, rows: Iterator[tuple[int, int, int]]) -> None:
-        """The open block's sums from its stored rows: ``(group, agent rows, survival sum)``."""
-        self.block, self.sums = block, {g: [int(c), int(s)] for g, c, s in rows}
+    def restore(self, block: int, rows: Iterator[tuple[int, int, int, float]]) -> None:
+        """The open block's sums from its stored rows, as ``ROW_SUMS`` gives them."""
+        self.block, self.sums = block, {g: [int(c), int(s)] for g, _, c, s in rows}
 
 
 class BlockDifference(NamedTuple):

@@ -142,7 +142,8 @@ def insert_values(placeholder: str) -> str:
 @dataclass
 class _Agent:
     """One agent's state between its rows: the last row's stage and baseline, the running streak of rows
-    under the threshold (capped at the threshold: a longer one raises nothing more) and the episode it began."""
+    under the threshold (past the threshold it raises nothing more, so a restore may cap it there) and the
+    episode it began."""
 
     stage: int
     baseline: float
@@ -183,7 +184,7 @@ class FlagTracker:
         """The agents of ``idx`` this tracker has no state for."""
         if self._columns is not None:
             n = len(self._columns.stages)
-            return [agent for agent in idx if agent >= n] if _aligned(idx) else sorted(set(idx) - set(range(n)))
+            return list(range(n, len(idx))) if _aligned(idx) else sorted(set(idx) - set(range(n)))
         return sorted(set(idx) - self.agents.keys())
 
     def flags(
@@ -298,7 +299,7 @@ class FlagTracker:
             ):
                 if stage == old_stage and baseline != old:
                     rows.append(FlagRow(episode_pk, i, kind, stage, baseline, old, None))
-        reference = consensus(list(zip(stages[: len(JURY)], baselines[: len(JURY)], strict=True)))
+        reference = consensus([(stages[j], baselines[j]) for j in JURY if j < n])
         if reference is not None and not (stages.count(reference[0]) == n and baselines.count(reference[1]) == n):
             kind = KIND["baseline-disagrees"]
             for i, (stage, baseline) in enumerate(zip(stages, baselines, strict=True)):

@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from townlet.audit.baselines import Flag
-from townlet.persistence.blocks import BLOCK_EPISODES, group_count
+from townlet.persistence.blocks import BLOCK_EPISODES, ROW_SUMS, group_count
 from townlet.persistence.errors import (
     AgentNotFound,
     DatabaseTooNew,
@@ -305,14 +305,6 @@ ORDER BY r, c
 
 #: A heat map over more agent rows than this reads the run's survival blocks instead of its agent rows.
 RAW_GRID_ROWS = 250_000
-#: The agent rows after the last complete survival block, summed like a block (per group and block).
-_GRID_TAIL_SQL = f"""
-SELECT (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}, count(*),
-       sum(CAST(a.survival_steps AS DOUBLE PRECISION))
-FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
-WHERE e.run_id = :run AND e.episode >= :first
-GROUP BY (a.agent_idx * :groups) / :agents, (e.episode - 1) / {BLOCK_EPISODES}
-"""
 
 _LAST_EPISODE_SQL = """
 SELECT e.run_id, CAST(r.survival_steps_sum AS DOUBLE PRECISION) / r.agents, r.baseline_survival_steps_sum / r.agents
@@ -589,9 +581,8 @@ class TelemetryReader:
             "SELECT grp, block, agents, survival_sum FROM survival_blocks WHERE run_id = :run", {"run": run.id}
         )
         tail = (max((row[1] for row in stored), default=-1) + 1) * BLOCK_EPISODES + 1
-        _, newest = self._rows.all(
-            _GRID_TAIL_SQL, {"run": run.id, "first": tail, "groups": rows, "agents": run.num_agents}
-        )
+        params = {"run": run.id, "first": tail, "last": last, "groups": rows, "agents": run.num_agents}
+        _, newest = self._rows.all(ROW_SUMS, params)
         cells: dict[tuple[int, int], list[float]] = {}
         for group, block, agents, survival in [*stored, *newest]:
             cell = cells.setdefault((group, block // per_column), [0, 0.0])

@@ -437,8 +437,9 @@ class TelemetryStore:
         busy_timeout_ms: int | None = None,
         guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
-        """Write one episode, all its agents (columns the DTO checked), its rollup (``rollups``) and its
-        baseline flags (``flags``) in one transaction: whole or not at all.
+        """Write one episode, all its agents (columns the DTO checked), its rollup (``rollups``), its baseline
+        flags (``flags``) and, when it completes one, its survival block (``blocks``) in one transaction: whole
+        or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
         the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too. ``guard``
@@ -595,7 +596,7 @@ class TelemetryStore:
             if agents > 0 and episode - 1 > block * BLOCK_EPISODES:
                 params = {"run": run, "first": block * BLOCK_EPISODES + 1, "last": episode - 1}
                 params |= {"groups": block_sql.group_count(agents), "agents": agents}
-                tracker.restore(block, iter(c.execute(text(block_sql.OPEN_BLOCK), params).all()))
+                tracker.restore(block, iter(c.execute(text(block_sql.ROW_SUMS), params).all()))
         return tracker
 
     def insert_block_rows(self, c: Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -604,10 +605,8 @@ class TelemetryStore:
 
     def check_blocks(self) -> Iterator[block_sql.BlockDifference]:
         """Every stored survival block its run's agent rows do not give (or that is missing), run by run."""
-        with self.transaction() as c:
-            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
         stored_sql = text(f"SELECT {', '.join(block_sql.BLOCK_COLUMNS)} FROM survival_blocks WHERE run_id = :run")
-        for run in runs:
+        for run in self._run_ids():
             with self.transaction() as c:
                 stored = c.execute(stored_sql, {"run": run}).all()
                 computed = c.execute(text(block_sql.blocks_select("r.id = :run")), {"run": run}).all()
@@ -615,10 +614,7 @@ class TelemetryStore:
 
     def rebuild_blocks(self, run: int) -> int:
         """Sum the run's survival blocks again from its agent rows, in one transaction; returns the rows."""
-        self._block_trackers.pop(run, None)
-        with self.transaction() as c:
-            c.execute(text(block_sql.DELETE_RUN), {"run": run})
-            return c.execute(text(block_sql.INSERT_RUN), {"run": run}).rowcount
+        return self._rebuild(run, block_sql.DELETE_RUN, block_sql.INSERT_RUN)
 
     # -- baseline flags (rows) --------------------------------------------------------------------
 
@@ -640,9 +636,7 @@ class TelemetryStore:
     def check_flags(self) -> Iterator[flag_sql.FlagDifference]:
         """Every stored baseline flag its run's agent rows no longer raise, and every one they raise that is
         not stored, run by run (one read transaction each; a full scan, like the rollups' check)."""
-        with self.transaction() as c:
-            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
-        for run in runs:
+        for run in self._run_ids():
             with self.transaction() as c:
                 numbers = dict(
                     c.execute(select(EPISODES.c.id, EPISODES.c.episode).where(EPISODES.c.run_id == run)).all()
@@ -653,24 +647,19 @@ class TelemetryStore:
 
     def rebuild_flags(self, run: int) -> int:
         """Compute the run's baseline flags again from its agent rows, in one transaction; returns the flags."""
-        self._flag_trackers.pop(run, None)
-        with self.transaction() as c:
-            c.execute(text(flag_sql.DELETE_RUN), {"run": run})
-            return c.execute(text(flag_sql.INSERT_RUN), {"run": run}).rowcount
+        return self._rebuild(run, flag_sql.DELETE_RUN, flag_sql.INSERT_RUN)
 
     # -- rollups --------------------------------------------------------------------------------
 
     def check_rollups(self) -> Iterator[RollupDifference]:
         """Every episode whose stored rollup differs from what its agent rows give now (or that has none), run
         by run, one read transaction each (memory: one run's rollup rows)."""
-        with self.transaction() as c:
-            runs = c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars().all()
         stored_sql = text(
             f"SELECT {', '.join('r.' + name for name in ROLLUP_COLUMNS)} FROM episode_rollups r "
             "JOIN episodes e ON e.id = r.episode_pk WHERE e.run_id = :run"
         )
         computed_sql = text(rollup_select("e.run_id = :run"))
-        for run in runs:
+        for run in self._run_ids():
             with self.transaction() as c:
                 numbers = dict(
                     c.execute(select(EPISODES.c.id, EPISODES.c.episode).where(EPISODES.c.run_id == run)).all()
@@ -681,9 +670,21 @@ class TelemetryStore:
 
     def rebuild_rollups(self, run: int) -> int:
         """Compute every rollup of the run again from its agent rows, in one transaction; returns the episodes."""
+        return self._rebuild(run, DELETE_RUN, INSERT_RUN)
+
+    # -- what every derived table shares ----------------------------------------------------------
+
+    def _run_ids(self) -> list[int]:
         with self.transaction() as c:
-            c.execute(text(DELETE_RUN), {"run": run})
-            return c.execute(text(INSERT_RUN), {"run": run}).rowcount
+            return list(c.execute(select(RUNS.c.id).order_by(RUNS.c.id)).scalars())
+
+    def _rebuild(self, run: int, delete_sql: str, insert_sql: str) -> int:
+        """Delete a run's derived rows and compute them again from its agent rows, in one transaction (the
+        write path's in-memory state of the run goes too: the next episode rebuilds it from the rows)."""
+        self._forget(run)
+        with self.transaction() as c:
+            c.execute(text(delete_sql), {"run": run})
+            return c.execute(text(insert_sql), {"run": run}).rowcount
 
     def count_rows(self) -> dict[str, int]:
         with self.transaction() as c:

@@ -308,6 +308,10 @@ def check(
                     f"resume with --from-checkpoint or --fresh-learner (townlet-telemetry train --help)",
                     markup=False,
                 )
+        recorded, damaged = store.check_recordings()
+        for line in damaged:
+            problems += 1
+            console.print(f"recording differs: {line}", markup=False)
         # What the database derives from the agent rows: (name, plural, unit of a rebuild's count, check, rebuild).
         derived = (
             ("rollup", "rollups", "episode", store.check_rollups, store.rebuild_rollups),
@@ -330,7 +334,7 @@ def check(
     console.print(
         f"{store.label}: models and migrations agree at {describe_revision(revisions.HEAD_REVISION)}; "
         f"{counted(checked, 'checkpoint')} intact; every rollup, baseline flag and survival block matches the "
-        "agent rows"
+        f"agent rows; {counted(recorded, 'recorded agent')} agree with their agent rows"
     )
 
 

@@ -86,6 +86,20 @@ class CurriculumConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    """Which episodes and agents have every step recorded (``townlet.training.recorder``)."""
+
+    enabled: bool = True
+    every: int = 10  # episodes divisible by N; 0 = none by number
+    stage_starts: bool = True  # the first episode at each curriculum stage (episode 1 included)
+    session_last: bool = True  # the last planned episode of each train session
+    episodes: tuple[int, ...] = ()  # these episode numbers too (train --record-episodes adds to them)
+    agents: tuple[int, ...] = ()  # these agents; empty = every agent, or max_agents of them spread evenly
+    max_agents: int = 64
+    q_values: bool = False  # also the Q-values the policy saw (about 4x the bytes)
+
+
+@dataclass(frozen=True)
 class TownletConfig:
     """The whole configuration, one section per TOML table."""
 
@@ -93,6 +107,7 @@ class TownletConfig:
     environment: EnvironmentConfig = field(default_factory=EnvironmentConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe view (tuples become lists), e.g. to store with a run."""
@@ -199,9 +214,24 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _validate_recording(r: RecordingConfig, agents: int) -> None:
+    _require(r.every >= 0, f"recording.every must be >= 0 (0 = no episode by number), got {r.every}")
+    _require(r.max_agents >= 1, f"recording.max_agents must be >= 1, got {r.max_agents}")
+    bad = [e for e in r.episodes if e < 1]
+    _require(not bad, f"recording.episodes must be episode numbers >= 1, got {bad[0] if bad else ''}")
+    outside = [a for a in r.agents if not 0 <= a < agents]
+    _require(
+        not outside,
+        f"recording.agents: agent {outside[0] if outside else ''} does not exist (training.agents = {agents}: "
+        f"0-{agents - 1})",
+    )
+    _require(len(set(r.agents)) == len(r.agents), "recording.agents lists an agent twice")
+
+
 def validate(config: TownletConfig) -> TownletConfig:
     """Check every value's range; return the config unchanged when valid."""
     t, e, p, c = config.training, config.environment, config.population, config.curriculum
+    _validate_recording(config.recording, t.agents)
     _require(t.episodes >= 1, f"training.episodes must be >= 1, got {t.episodes}")
     _require(t.agents >= 1, f"training.agents must be >= 1, got {t.agents}")
     _require(t.seed >= 0, f"training.seed must be >= 0, got {t.seed}")

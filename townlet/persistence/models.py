@@ -190,3 +190,30 @@ SURVIVAL_BLOCKS = Table(
     Column("agents", Integer, nullable=False),
     Column("survival_sum", Double, nullable=False),
 )
+
+#: One row per recorded episode (revision 0006; ``townlet.telemetry.recording``): its header (the world, the
+#: stage, why it was recorded, which agents) as JSON, and totals for listings; written in the episode's own
+#: transaction with one ``recording_agents`` row per recorded agent.
+RECORDINGS = Table(
+    "recordings",
+    Base.metadata,
+    Column("episode_pk", ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("format", Integer, nullable=False),
+    Column("reasons", String(64), nullable=False),
+    Column("agents", Integer, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("agent_steps", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("header", JSON, nullable=False),
+)
+
+#: One recorded agent's steps of one episode: its blob (``townlet.telemetry.recording_codec``) decodes alone.
+RECORDING_AGENTS = Table(
+    "recording_agents",
+    Base.metadata,
+    Column("episode_pk", ForeignKey("recordings.episode_pk", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("agent_idx", Integer, primary_key=True, autoincrement=False),
+    Column("steps", Integer, nullable=False),
+    Column("blob", LargeBinary, nullable=False),
+)

@@ -51,7 +51,10 @@ from townlet.persistence.rollups import (
 )
 from townlet.persistence.rollups import differences as rollup_differences
 from townlet.persistence.run_liveness import run_is_trained
+from townlet.persistence.recordings import CHECK_SQL as RECORDING_CHECK_SQL
+from townlet.persistence.recordings import insert_recording, recording_differences
 from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
+from townlet.telemetry.recording import EpisodeRecording
 
 LOG = logging.getLogger("townlet")
 #: A SQLite writer truncates its ``-wal`` once it passes this size (``TelemetryStore.bound_wal``).
@@ -73,6 +76,7 @@ class EpisodeMeta:
     duration_s: float
     started_at: datetime
     finished_at: datetime
+    recording: EpisodeRecording | None = None  # its recorded steps, written in the episode's transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,8 +442,8 @@ class TelemetryStore:
         guard: Callable[[Connection], object] = lambda connection: None,
     ) -> None:
         """Write one episode, all its agents (columns the DTO checked), its rollup (``rollups``), its baseline
-        flags (``flags``) and, when it completes one, its survival block (``blocks``) in one transaction: whole
-        or not at all.
+        flags (``flags``), when it completes one, its survival block (``blocks``) and, when it was recorded,
+        its recording (``recordings``) in one transaction: whole or not at all.
 
         With ``checkpoint``, the learner checkpoint taken after this episode goes in the same transaction, and
         the run's older checkpoints beyond the newest ``keep_checkpoints`` are deleted there too. ``guard``
@@ -499,6 +503,8 @@ class TelemetryStore:
             )
             if blocks:
                 self.insert_block_rows(c, blocks)
+            if episode.recording is not None:
+                insert_recording(c, episode_pk, episode.recording)
             if checkpoint is not None:
                 self._insert_checkpoint(c, run, checkpoint, keep_checkpoints)
 
@@ -671,6 +677,19 @@ class TelemetryStore:
     def rebuild_rollups(self, run: int) -> int:
         """Compute every rollup of the run again from its agent rows, in one transaction; returns the episodes."""
         return self._rebuild(run, DELETE_RUN, INSERT_RUN)
+
+    # -- recordings -----------------------------------------------------------------------------
+
+    def check_recordings(self) -> tuple[int, list[str]]:
+        """How many recorded agents there are, and one line per one that disagrees with its agent row (steps,
+        death cause, reward, final meters, visits) or does not decode; run by run."""
+        checked, problems = 0, []
+        for run in self._run_ids():
+            with self.transaction() as c:
+                rows = [tuple(row) for row in c.execute(text(RECORDING_CHECK_SQL), {"run": run})]
+            checked += len(rows)
+            problems.extend(recording_differences(run, rows))
+        return checked, problems
 
     # -- what every derived table shares ----------------------------------------------------------
 

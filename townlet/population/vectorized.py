@@ -58,12 +58,18 @@ class VectorizedPopulation:
         self.runtime_registry.set_epsilon(self.epsilon)
 
     def select_actions(self, observations: torch.Tensor) -> torch.Tensor:
-        """Epsilon-greedy actions for every agent, one batched forward pass."""
+        """Epsilon-greedy actions for every agent, one batched forward pass.
+
+        ``last_explored`` (which agents took a random action) and ``last_q`` (the Q-values seen) stay on the
+        device for a recording of the step.
+        """
         with torch.no_grad():
-            greedy = self.q_net(observations).argmax(dim=1)
+            q = self.q_net(observations)
+            greedy = q.argmax(dim=1)
         n = observations.shape[0]
         explore = torch.rand(n, device=self.device, generator=self.generator) < self.epsilon
         random_actions = torch.randint(0, self.num_actions, (n,), device=self.device, generator=self.generator)
+        self.last_explored, self.last_q = explore, q
         return torch.where(explore, random_actions, greedy)
 
     def rewards_for(self, step: StepResult) -> torch.Tensor:

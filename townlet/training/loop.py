@@ -14,11 +14,13 @@ from typing import Any
 import torch
 
 from townlet.config import TownletConfig
-from townlet.curriculum.stages import Curriculum, StageChange
+from townlet.curriculum.stages import Curriculum, StageChange, depletion_rates
 from townlet.devices import resolve_device
 from townlet.environment.grid import VectorizedGridEnv
 from townlet.population.runtime_registry import RegistrySnapshot
 from townlet.population.vectorized import VectorizedPopulation
+from townlet.telemetry.recording import EpisodeRecording, recording_from_frames
+from townlet.training.recorder import RecordingPlan, StepRecorder, recorded_agents
 from townlet.training.threads import use_threads
 
 
@@ -31,6 +33,7 @@ class EpisodeReport:
     snapshot: RegistrySnapshot
     stage_change: StageChange | None
     duration_s: float
+    recording: EpisodeRecording | None = None
 
     @property
     def mean_survival(self) -> float:
@@ -79,11 +82,20 @@ class Trainer:
         self.registry = self.population.runtime_registry
         self.curriculum = Curriculum(config.curriculum, config.environment.max_steps, stage=stage)
         self.curriculum.apply(self.env, self.registry)
+        #: Which episodes are recorded; a session sets its last planned episode and, on resume, the stage before.
+        self.recording_plan = RecordingPlan(config.recording, previous_stage=None if stage == 1 else stage)
+        self.recorded_agents = recorded_agents(config.recording, n)
 
     def run_episode(self, episode: int) -> EpisodeReport:
-        """Play one episode for every agent, learning as it goes."""
+        """Play one episode for every agent, learning as it goes (and recording its steps when planned)."""
         started = time.perf_counter()
+        stage = self.curriculum.stage
+        reasons = self.recording_plan.reasons(episode, stage)
+        recorder = None
         obs = self.env.reset()
+        if reasons:
+            recorder = StepRecorder(self.env, self.recorded_agents, self.config.recording.q_values)
+            recorder.start()
         self.registry.begin_episode()
         steps = 0
         while not self.env.all_done:
@@ -92,13 +104,30 @@ class Trainer:
             rewards = self.population.rewards_for(step)
             self.registry.record_step(step.step_counts, rewards, step.dones, step.death_cause, self.env.meters)
             self.registry.record_actions(actions, step.alive_before, step.affordance_used)
+            if recorder is not None:
+                recorder.step(actions, self.population.last_explored, self.population.last_q, step, rewards)
             self.population.observe(obs, actions, rewards, step)
             obs = step.observations
             steps += 1
         snapshot = self.registry.snapshot()
+        recording = None
+        if recorder is not None:
+            recording = recording_from_frames(
+                recorder.finish(),
+                agents=self.recorded_agents,
+                episode=episode,
+                reasons=reasons,
+                grid_size=self.env.grid_size,
+                max_steps=self.env.max_steps,
+                stage=stage,
+                active_meters=self.curriculum.current.active_meters,
+                depletion=depletion_rates(self.curriculum.current),
+                q_values=self.config.recording.q_values,
+            )
         self.population.end_episode()
+        self.recording_plan.previous_stage = stage
         change = self.curriculum.end_episode(statistics.fmean(snapshot.survival_steps), self.env, self.registry)
-        return EpisodeReport(episode, steps, snapshot, change, time.perf_counter() - started)
+        return EpisodeReport(episode, steps, snapshot, change, time.perf_counter() - started, recording)
 
     def run(
         self, episodes: int, *, first_episode: int = 1, stop: Callable[[], bool] = lambda: False

@@ -8,6 +8,7 @@ of the session (finished or stopped by Ctrl-C), the whole learner goes with its 
 queued episode it could.
 """
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -168,6 +169,10 @@ class TrainingSession:
         self.config = with_overrides(
             stored, "training", **{key: getattr(config.training, key) for key in RESUME_MAY_CHANGE}
         )
+        # Recording settings are not learning settings: the stored ones, with what this session names on top.
+        recording = {name.removeprefix("recording."): getattr(config.recording, name.removeprefix("recording."))
+                     for name in explicit if name.startswith("recording.")}  # fmt: skip
+        self.config = dataclasses.replace(self.config, recording=dataclasses.replace(stored.recording, **recording))
         self._lock_run(info.id)
         notices: list[str] = []
         last = self.store.last_episode(info.id)
@@ -215,6 +220,8 @@ class TrainingSession:
         self.store.use_wal()
         notices[:0] = _stale_notices(self.store.mark_stale_runs())
         self.store.resume_run(info.id, after=replace_after)  # the last step: everything refusable was checked
+        before = self.store.last_episode(info.id)  # the episode this session follows: is the next one a new stage?
+        self.trainer.recording_plan.previous_stage = None if before is None else before[1]
         # Resume never shrinks a run: replaced episodes are trained again in full, and --episodes counts after them.
         replaced = 0 if replace_after is None or last is None else last[0] - replace_after
         self.result = SessionResult(
@@ -243,6 +250,7 @@ class TrainingSession:
         try:
             t = self.config.training
             last = result.first_episode + result.planned - 1
+            self.trainer.recording_plan.last_planned = last
             for report in self.trainer.run(result.planned, first_episode=result.first_episode):
                 result.reports.append(report)
                 stopping = stop()  # asked once per episode, after it: this one is then the session's last
@@ -417,7 +425,7 @@ def _bind(live: tuple[str, int] | None) -> WebSocketBroadcaster | None:
 def _refuse_conflicts(run: int, stored: TownletConfig, given: TownletConfig, explicit: Collection[str]) -> None:
     """A resumed run keeps its stored settings; a flag or --config that contradicts them is refused."""
     for name in sorted(explicit):
-        if name.removeprefix("training.") in RESUME_MAY_CHANGE:
+        if name.removeprefix("training.") in RESUME_MAY_CHANGE or name.startswith("recording."):
             continue
         section, key = name.split(".")
         stored_value = getattr(getattr(stored, section), key)
@@ -438,4 +446,5 @@ def episode_meta(report: EpisodeReport) -> EpisodeMeta:
         duration_s=report.duration_s,
         started_at=finished - timedelta(seconds=report.duration_s),
         finished_at=finished,
+        recording=report.recording,
     )

@@ -211,8 +211,9 @@ RECORDINGS = Table(
 RECORDING_AGENTS = Table(
     "recording_agents",
     Base.metadata,
-    Column("episode_pk", ForeignKey("recordings.episode_pk", ondelete="CASCADE"), primary_key=True,
-           autoincrement=False),
+    Column(
+        "episode_pk", ForeignKey("recordings.episode_pk", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    ),
     Column("agent_idx", Integer, primary_key=True, autoincrement=False),
     Column("steps", Integer, nullable=False),
     Column("blob", LargeBinary, nullable=False),

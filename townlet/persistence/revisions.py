@@ -6,8 +6,8 @@ same messages. A test fails when a shipped revision has no entry.
 
 Two kinds of revision: one that adds a telemetry schema version (the DTO changes: 0001, 0002), and a storage
 revision that changes only what the database keeps beside the telemetry (0003: learner checkpoints and run
-states; 0004: per-episode rollups; 0005: maintained baseline flags and survival blocks; 0006: episode recordings) under the same
-schema version. Either way the code needs its head revision.
+states; 0004: per-episode rollups; 0005: maintained baseline flags and survival blocks; 0006: episode
+recordings) under the same schema version. Either way the code needs its head revision.
 """
 
 from townlet.persistence.errors import DatabaseTooNew, DatabaseTooOld, NotATownletDatabase

@@ -40,6 +40,8 @@ from townlet.persistence.flags import DEFAULT as DEFAULT_THRESHOLDS
 from townlet.persistence.flags import FLAG_COLUMNS, FlagRow, FlagTracker
 from townlet.persistence.location import BUSY_TIMEOUT_MS, connect_sqlite, read_only_uri, sqlite_path
 from townlet.persistence.models import AGENT_FIELDS, AgentSnapshotRow, CheckpointRow, EpisodeRow, RunRow
+from townlet.persistence.recordings import CHECK_SQL as RECORDING_CHECK_SQL
+from townlet.persistence.recordings import insert_recording, recording_differences
 from townlet.persistence.rollups import (
     DELETE_RUN,
     INSERT_RUN,
@@ -51,8 +53,6 @@ from townlet.persistence.rollups import (
 )
 from townlet.persistence.rollups import differences as rollup_differences
 from townlet.persistence.run_liveness import run_is_trained
-from townlet.persistence.recordings import CHECK_SQL as RECORDING_CHECK_SQL
-from townlet.persistence.recordings import insert_recording, recording_differences
 from townlet.telemetry.dto import SCHEMA_VERSION, AgentColumns
 from townlet.telemetry.recording import EpisodeRecording
 

@@ -97,7 +97,8 @@ def decode_agent(blob: bytes, agent_idx: int, initial_meters: tuple[float, ...],
         death = "timeout" if cause == CAUSE_TIMEOUT else METERS[cause]
     except (zlib.error, struct.error, ValueError, IndexError):
         raise RecordingDamaged(f"{where}: the recording is damaged (its bytes do not decode): run db check") from None
-    meters = tuple(_floats(w, _float_bits(m)) for w, m in zip(wide[1 : 1 + len(initial_meters)], initial_meters))
+    meter_series = wide[1 : 1 + len(initial_meters)]
+    meters = tuple(_floats(w, _float_bits(m)) for w, m in zip(meter_series, initial_meters, strict=True))
     return AgentRecording(
         agent_idx=agent_idx,
         start=(row, col),

@@ -97,7 +97,7 @@ def test_db_upgrade_and_downgrade_refusals_leave_the_file_byte_identical(db):
     refused(["db", "downgrade", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
     refused(["db", "upgrade", "--to", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
     lost = (
-        "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (3 rows), checkpoints (1 row)"
+        "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (3 rows), checkpoints (1 row)"
     )
     refused(["db", "downgrade", "0002", "--db", str(db)], db, expect=lost)
     _newer(db)

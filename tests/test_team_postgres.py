@@ -162,18 +162,19 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
         assert done.returncode == 0, done.stderr
         return done
 
-    assert "from empty (no schema yet) to revision 0005 (schema 2)" in run("db", "upgrade").stderr
+    assert "from empty (no schema yet) to revision 0006 (schema 2)" in run("db", "upgrade").stderr
     run("train", "--episodes", "2", "--agents", "2", "--device", "cpu")
-    assert "revision 0005 (schema 2), up to date" in run("db", "current").stdout
+    assert "revision 0006 (schema 2), up to date" in run("db", "current").stdout
     assert "models and migrations agree" in run("db", "check").stdout
     down = run("db", "downgrade", "0002", "--yes")
     assert (
-        "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row)"
+        "drops tables recordings (2 rows), recording_agents (4 rows), "
+        "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row)"
         in down.stderr
         and down.stdout == ""
     )
     assert "no backup of" in down.stderr and "pg_dump" in down.stderr  # said, not refused: --yes was given
-    assert "revision 0002 (schema 2), this townlet needs revision 0005" in run("db", "current").stdout
+    assert "revision 0002 (schema 2), this townlet needs revision 0006" in run("db", "current").stdout
     run("db", "upgrade")
     run("train", "--resume", "1", "--episodes", "1", "--device", "cpu")
     assert [e["episode"] for e in json.loads(run("episodes", "--run", "1", "--json").stdout)] == [1, 2, 3]

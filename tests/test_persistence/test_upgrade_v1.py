@@ -50,7 +50,7 @@ def test_the_v1_fixture_is_the_file_the_v1_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = v1_copy(tmp_path)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0001 (schema 1) to revision 0005 (schema 2)" in result.stderr
+    assert "from revision 0001 (schema 1) to revision 0006 (schema 2)" in result.stderr
     return db
 
 
@@ -87,7 +87,7 @@ def test_upgrade_writes_a_backup_that_is_itself_a_valid_v1_database(tmp_path):
     assert len(backups) == 1 and str(backups[0]) in result.stderr
     assert backups[0].name.endswith("Z") and len(backups[0].name) == len("townlet.db.bak-0001-20261125T133000Z")
     current = ok("db", "current", "--db", str(backups[0]))
-    assert "revision 0001 (schema 1), this townlet needs revision 0005" in current.stdout
+    assert "revision 0001 (schema 1), this townlet needs revision 0006" in current.stdout
     assert rows(backups[0]) == rows(V1_FIXTURE)
     assert rows(backups[0], "SELECT * FROM runs") == rows(V1_FIXTURE, "SELECT * FROM runs")
 

@@ -52,7 +52,7 @@ def test_the_v2_fixture_is_the_file_the_0_3_0_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = fixture_copy(tmp_path, V2_FIXTURE)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0005 (schema 2)" in result.stderr
+    assert "from revision 0002 (schema 2) to revision 0006 (schema 2)" in result.stderr
     return db
 
 
@@ -85,7 +85,7 @@ def test_v1_fixture_goes_to_head_in_two_steps_and_still_replays(tmp_path):
     first = ok("db", "upgrade", "--to", "0002", "--db", str(db))
     assert "from revision 0001 (schema 1) to revision 0002 (schema 2)" in first.stderr
     second = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0005 (schema 2)" in second.stderr
+    assert "from revision 0002 (schema 2) to revision 0006 (schema 2)" in second.stderr
     columns = "episode_pk, agent_idx, schema_version, survival_steps, epsilon, curriculum_stage, death_cause"
     sql = f"SELECT {columns} FROM agent_snapshots ORDER BY 1, 2"
     assert rows(db, sql) == rows(V1_FIXTURE, sql)
@@ -112,16 +112,18 @@ def test_downgrade_to_0002_names_the_checkpoints_maps_the_states_back_and_backs_
         connection.execute("UPDATE runs SET status = 'interrupted' WHERE id = 1")
         connection.execute("UPDATE runs SET status = 'stale' WHERE id = 2")
     checkpoints = rows(upgraded, "SELECT count(*) FROM checkpoints")[0][0]
-    assert checkpoints >= 1
+    recorded = [rows(upgraded, f"SELECT count(*) FROM {t}")[0][0] for t in ("recordings", "recording_agents")]
+    assert checkpoints >= 1 and recorded[0] >= 1  # the resumed session recorded its last episode
     refused = runner.invoke(app, ["db", "downgrade", "0002", "--db", str(upgraded)])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
     assert (
-        "drops tables baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (13 rows), "
+        f"drops tables recordings ({counted(recorded[0], 'row')}), recording_agents ({counted(recorded[1], 'row')}), "
+        "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (13 rows), "
         f"checkpoints ({counted(checkpoints, 'row')})" in refused.stderr
     )
     assert "relabels runs.status interrupted as crashed, stale as running (2 rows)" in refused.stderr
     down = ok("db", "downgrade", "0002", "--db", str(upgraded), "--yes")
-    (backup,) = upgraded.parent.glob("townlet.db.bak-0005-*")
+    (backup,) = upgraded.parent.glob("townlet.db.bak-0006-*")
     assert str(backup) in down.stderr
     assert rows(backup, "SELECT count(*) FROM checkpoints") == [(checkpoints,)]
     assert rows(upgraded, "SELECT version_num FROM townlet_alembic_version") == [("0002",)]

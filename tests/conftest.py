@@ -66,12 +66,28 @@ def processes():
 
 
 @pytest.fixture(scope="session")
-def straight(tmp_path_factory) -> list[tuple]:
+def straight_db(tmp_path_factory) -> str:
     """The exact-resume reference: 30 episodes of ``resume_reference.config`` in one session, on SQLite."""
-    from tests.resume_reference import config, telemetry
+    from tests.resume_reference import config
     from townlet.training.session import TrainingSession
 
     db = str(tmp_path_factory.mktemp("straight") / "t.db")
     result = TrainingSession(config(30), db=db).run()
     assert result.status == "finished"
-    return telemetry(db)
+    return db
+
+
+@pytest.fixture(scope="session")
+def straight(straight_db) -> list[tuple]:
+    """Every stored telemetry field of the reference run (``resume_reference.telemetry``)."""
+    from tests.resume_reference import telemetry
+
+    return telemetry(straight_db)
+
+
+@pytest.fixture(scope="session")
+def straight_recordings(straight_db) -> list[tuple]:
+    """The reference run's recordings (``resume_reference.recorded``)."""
+    from tests.resume_reference import recorded
+
+    return recorded(straight_db)

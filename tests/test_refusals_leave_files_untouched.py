@@ -96,9 +96,7 @@ def _newer(db: Path) -> Path:
 def test_db_upgrade_and_downgrade_refusals_leave_the_file_byte_identical(db):
     refused(["db", "downgrade", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
     refused(["db", "upgrade", "--to", "0042", "--db", str(db)], db, expect="unknown revision '0042'")
-    lost = (
-        "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (3 rows), checkpoints (1 row)"
-    )
+    lost = "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (3 rows), checkpoints (1 row)"
     refused(["db", "downgrade", "0002", "--db", str(db)], db, expect=lost)
     _newer(db)
     refused(["db", "upgrade", "--db", str(db)], db, expect="newer than this townlet knows")

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tests.helpers import V2_FIXTURE, fixture_copy, wait_for
-from tests.resume_reference import AGENTS, config, telemetry
+from tests.resume_reference import AGENTS, config, recorded, telemetry
 from townlet.config import with_overrides
 from townlet.persistence.models import AGENT_FIELDS
 from townlet.persistence.reader import TelemetryReader
@@ -36,7 +36,7 @@ def checkpoints(db: Path, run: int = 1) -> list[int]:
         return [episode for (episode,) in rows]
 
 
-def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight):
+def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight, straight_recordings):
     first = TrainingSession(config(20), db=db_url).run()
     assert first.checkpoint is not None and first.checkpoint[0] == 20
     resumed = TrainingSession(config(10), db=db_url, resume=first.run)
@@ -45,6 +45,9 @@ def test_thirty_episodes_equal_twenty_plus_a_resume_of_ten(db_url, straight):
     stored = telemetry(db_url, first.run)
     assert len(stored) == 30 * AGENTS
     assert stored == straight
+    recordings = recorded(db_url, first.run)
+    assert {row[0] for row in recordings} == {1, 10, 20, 30}  # stage 1's first, every 10th, each session's last
+    assert recordings == straight_recordings  # the same steps, bit for bit
     epsilon_21 = {row[3 + AGENT_FIELDS.index("epsilon")] for row in stored if row[0] == 21}
     schedule = 1.0
     for _ in range(20):
@@ -97,7 +100,9 @@ FIRST = ["--episodes", "30", "--agents", str(AGENTS), "--seed", "0", "--device",
 
 
 @pytest.mark.slow
-def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(tmp_path, processes, straight):
+def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(
+    tmp_path, processes, straight, straight_recordings
+):
     db = tmp_path / "t.db"
     proc = _train(db, *FIRST)
     processes.append(proc)
@@ -117,6 +122,7 @@ def test_ctrl_c_at_a_random_episode_then_resume_stores_the_same_telemetry(tmp_pa
     assert resumed.returncode == 0, resumed.stderr
     assert f"learner restored from the checkpoint after episode {done}" in resumed.stderr
     assert telemetry(str(db)) == straight
+    assert recorded(str(db)) == straight_recordings  # an interrupted session's last episode was never planned last
 
 
 @pytest.mark.slow

@@ -85,9 +85,16 @@ def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_the
     before = rows(flagged, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3")
     refused = runner.invoke(app, ["db", "downgrade", "0004", "--db", str(flagged)])
     assert len(before) == 1
-    assert refused.exit_code == 2 and "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (1 row), survival_blocks (0 rows)" in refused.stderr
+    assert (
+        refused.exit_code == 2
+        and "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (1 row), survival_blocks (0 rows)"
+        in refused.stderr
+    )
     down = ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(db))
-    assert "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), survival_blocks (0 rows)" in down.stderr
+    assert (
+        "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), survival_blocks (0 rows)"
+        in down.stderr
+    )
     for table in TABLES:
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
             V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"

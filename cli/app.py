@@ -15,6 +15,7 @@ from townlet.errors import TelemetryError
 from townlet_cli import audit, db
 from townlet_cli.export import export
 from townlet_cli.options import INTERRUPTED
+from townlet_cli.recordings import recordings
 from townlet_cli.replay import replay
 from townlet_cli.runs import episodes, runs
 from townlet_cli.serve import serve
@@ -91,6 +92,7 @@ app.command()(watch)
 app.command()(runs)
 app.command()(episodes)
 app.command()(replay)
+app.command()(recordings)
 app.add_typer(audit.app, name="audit")
 app.command()(export)
 app.add_typer(db.app, name="db")

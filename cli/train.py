@@ -94,6 +94,14 @@ def train(
             "--live", metavar="HOST:PORT", help="Serve each episode's envelope on a websocket, e.g. 127.0.0.1:8765."
         ),
     ] = None,
+    record_episodes: Annotated[
+        str | None,
+        typer.Option(
+            "--record-episodes",
+            metavar="N,N,...",
+            help="Also record every step of these episodes, e.g. 1,50,100 (added to recording.episodes).",
+        ),
+    ] = None,
     log_every: Annotated[
         int,
         typer.Option(
@@ -116,6 +124,11 @@ def train(
     (kill, timeout, SLURM or Kubernetes preemption) and SIGHUP (a closed terminal) mean the same and exit 143
     and 129: the episode finishes, the final checkpoint is stored, the run is marked interrupted, the
     summary is printed. A second signal, or 20 s passing, stops at once (what is queued is still written).
+
+    Chosen episodes are recorded step by step into the database with their episode (every agent up to
+    recording.max_agents): every recording.every-th, the first at each curriculum stage, the session's last
+    planned one and --record-episodes; see `recordings` and `replay --steps/--play`, and \\[recording] in
+    configs/default.toml.
 
     --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`). The stream is
     unauthenticated: bind 127.0.0.1 (a warning is printed for any other address).
@@ -154,6 +167,11 @@ def train(
     explicit = {f"training.{k}" for k, v in flags.items() if v is not None}
     if config is not None:
         explicit |= keys_set_by(config)
+    if record_episodes is not None:
+        asked = parse_episode_list(record_episodes, "--record-episodes")
+        current = settings.recording.episodes
+        settings = with_overrides(settings, "recording", episodes=tuple(sorted({*current, *asked})))
+        explicit.add("recording.episodes")
     from townlet.telemetry.live import parse_address
 
     live_address = parse_address(live) if live is not None else None
@@ -295,3 +313,16 @@ def _print_unwritten(console: "Console", result: "SessionResult") -> None:
             f"run {result.run}'s status could not be saved ({FAULT_WORDS[result.database_state][0]}): it still says "
             "running (listed stale once this process has exited)"
         )
+
+
+def parse_episode_list(text: str, flag: str) -> list[int]:
+    """``1,50,100`` -> episode numbers; anything else is a one-line error naming the flag."""
+    from townlet.errors import ConfigError
+
+    episodes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise ConfigError(f"{flag} takes episode numbers >= 1 separated by commas (e.g. 1,50,100), got {part!r}")
+        episodes.append(int(part))
+    return episodes

@@ -80,6 +80,10 @@ class NoRuns(DatabaseError):
     """The database has its schema but no run has been written yet."""
 
 
+class NotRecorded(DatabaseError):
+    """The episode (or the agent in it) was not recorded; the message lists what was."""
+
+
 class AgentNotFound(DatabaseError):
     """No agent with the requested index in the run."""
 

@@ -17,6 +17,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from townlet.audit.baselines import Flag
+from townlet.persistence import recordings as recording_sql
 from townlet.persistence.blocks import BLOCK_EPISODES, ROW_SUMS, group_count
 from townlet.persistence.errors import (
     AgentNotFound,
@@ -26,6 +27,7 @@ from townlet.persistence.errors import (
     InvalidStoredRow,
     NoRuns,
     NotATownletDatabase,
+    NotRecorded,
     RunNotFound,
 )
 from townlet.persistence.flags import FLAG_COLUMNS, FlagRow
@@ -40,6 +42,7 @@ from townlet.telemetry.dto import (
     SnapshotValidationError,
     TelemetryLeakError,
 )
+from townlet.telemetry.recording import AgentRecording, RecordingHeader
 
 #: Every column of ``agent_snapshots`` a query may name (the fields of every schema version, and its own).
 AGENT_COLUMNS: frozenset[str] = frozenset({"schema_version", *ALL_FIELDS} - {"episode"})
@@ -443,6 +446,56 @@ class TelemetryReader:
             span = f"episodes 1 to {run.last_episode}" if run.last_episode else "no episodes yet"
             raise EpisodeNotFound(f"run {run.id} has no episode {episode} ({span}): pick another --episode")
         raise no_agent(run, agent)
+
+    # -- recordings -----------------------------------------------------------------------------
+
+    def recordings(self, run: RunSummary) -> list[recording_sql.RecordingSummary]:
+        """The run's recorded episodes, oldest first (from the ``recordings`` rows: no blob is read)."""
+        return [recording_sql.summary(row) for row in self._rows.all(recording_sql.LIST_SQL, {"run": run.id})[1]]
+
+    def recording_header(self, run: RunSummary, episode: int) -> RecordingHeader:
+        """The header of a recorded episode; ``NotRecorded`` listing the run's recorded episodes otherwise."""
+        _, rows = self._rows.all(recording_sql.HEADER_SQL, {"run": run.id, "episode": episode})
+        if not rows:
+            self._explain_unrecorded(run, episode)
+        try:
+            return recording_sql.header(rows[0][0])
+        except (KeyError, TypeError, ValueError):
+            raise recording_sql.RecordingDamaged(
+                f"run {run.id} episode {episode}: the recording header is damaged: run db check"
+            ) from None
+
+    def recorded_agent(self, run: RunSummary, episode: int, agent: int, head: RecordingHeader) -> AgentRecording:
+        """One recorded agent's steps: one row read, one blob decoded (the others' stay untouched)."""
+        _, rows = self._rows.all(recording_sql.AGENT_SQL, {"run": run.id, "episode": episode, "agent": agent})
+        if not rows:
+            shown = ", ".join(map(str, head.agents[:20])) + (" ..." if len(head.agents) > 20 else "")
+            raise NotRecorded(
+                f"agent {agent} was not recorded in episode {episode} of run {run.id}; recorded agents: {shown}"
+            )
+        return recording_sql.decode(rows[0][0], agent, head, f"run {run.id} episode {episode} agent {agent}")
+
+    def recorded_agents(self, run: RunSummary, episode: int, head: RecordingHeader) -> list[AgentRecording]:
+        """Every recorded agent of one episode, in agent order."""
+        _, rows = self._rows.all(recording_sql.AGENTS_SQL, {"run": run.id, "episode": episode})
+        where = f"run {run.id} episode {episode} agent "
+        return [recording_sql.decode(blob, agent, head, f"{where}{agent}") for agent, blob in rows]
+
+    def _explain_unrecorded(self, run: RunSummary, episode: int) -> None:
+        self._explain_missing(run, episode, None) if not self._has_episode(run, episode) else None
+        listed = [r.episode for r in self.recordings(run)]
+        shown = ", ".join(map(str, listed[:30])) + (" ..." if len(listed) > 30 else "") if listed else "none"
+        raise NotRecorded(
+            f"episode {episode} was not recorded; recorded episodes of run {run.id}: {shown} "
+            f"(townlet-telemetry recordings --run {run.id})"
+        )
+
+    def _has_episode(self, run: RunSummary, episode: int) -> bool:
+        _, found = self._rows.all(
+            "SELECT count(*) FROM episodes WHERE run_id = :run AND episode = :episode",
+            {"run": run.id, "episode": episode},
+        )
+        return bool(found[0][0])
 
     # -- streams for audits and export ----------------------------------------------------------
 

@@ -17,6 +17,8 @@ from townlet.persistence.models import RECORDING_AGENTS, RECORDINGS
 from townlet.telemetry.recording import AgentRecording, EpisodeRecording, RecordingHeader
 from townlet.telemetry.recording_codec import RecordingDamaged, decode_agent, encode_agent
 
+__all__ = ["RecordingDamaged"]
+
 
 def insert_recording(c: Connection, episode_pk: int, recording: EpisodeRecording) -> int:
     """The recording's row and one blob per agent, in the caller's transaction; returns the bytes stored."""

@@ -164,3 +164,8 @@ def agents_from_envelope(envelope: dict[str, Any]) -> list[AgentTelemetrySnapsho
     """Rebuild the DTOs of an episode envelope at its own schema version."""
     cls = DTO_BY_VERSION[envelope["schema_version"]]
     return [cls.from_dict(agent) for agent in envelope["agents"]]
+
+
+def step_lines(steps: list[dict[str, Any]]) -> bytes:
+    """``replay --steps --json`` and the dashboard's steps endpoint: one encoded step a line."""
+    return b"".join(encode(step) + b"\n" for step in steps)

@@ -240,3 +240,35 @@ def recording_from_frames(
         q_values=q_values,
     )
     return EpisodeRecording(header, tuple(recorded))
+
+
+#: The columns of one step, in ``replay --steps --csv`` order (``step_dicts`` keys; ``q_values`` when recorded).
+STEP_COLUMNS: tuple[str, ...] = (
+    "step", "row", "col", "action", "explored", "reward", *(f"meter_{m}" for m in METERS), "affordance", "alive",
+    "death_cause",
+)  # fmt: skip
+
+
+def player_payload(header: RecordingHeader, agents: Sequence[AgentRecording]) -> dict[str, Any]:
+    """One recorded episode for the dashboard's player in one document: the header, then per agent its start
+    cell and its steps as columns (``rows``, ``cols``, ``actions``, ``explored``, ``affordances``, ``rewards``,
+    ``meters`` one list per meter), and how it ended."""
+    return {
+        "header": header.to_dict(),
+        "agents": [
+            {
+                "actions": a.actions,
+                "affordances": a.affordances,
+                "agent_idx": a.agent_idx,
+                "cols": a.cols,
+                "death_cause": a.death_cause,
+                "explored": a.explored,
+                "meters": [list(series) for series in a.meters],
+                "rewards": a.rewards,
+                "rows": a.rows,
+                "start": list(a.start),
+                "steps": a.steps,
+            }
+            for a in agents
+        ],
+    }

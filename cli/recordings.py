@@ -31,11 +31,15 @@ def recordings(db: DbOption = DEFAULT, run: RunOption = None, as_json: JsonFlag 
     if as_json:
         write_json({"run": chosen.id, "recordings": [r.to_dict() for r in found]})
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"recordings of run {chosen.id} in {reader.label}")
-    for name in ("episode", "stage", "why", "agents", "steps", "agent steps", "bytes", "bytes/agent-step"):
-        table.add_column(name, justify="left" if name == "why" else "right")
+    table = Table(
+        title=f"recordings of run {chosen.id} in {reader.label}", box=box.SIMPLE_HEAD, collapse_padding=True,
+        caption="why: every Nth, stage start, session_last, asked; B/step = stored bytes per agent-step",
+    )  # fmt: skip
+    for name in ("episode", "stage", "why", "agents", "steps", "agent steps", "bytes", "B/step"):
+        table.add_column(name, justify="left" if name == "why" else "right", no_wrap=True)
     for r in found:
         per = fmt(r.size_bytes / r.agent_steps) if r.agent_steps else ""
         table.add_row(str(r.episode), str(r.stage), ", ".join(r.reasons), str(r.agents), str(r.steps),

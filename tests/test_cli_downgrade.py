@@ -43,7 +43,8 @@ def trained(db_url) -> str:
 
 
 DROPS_ALL = (
-    "drops tables recordings (2 rows), recording_agents (6 rows), baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row), "
+    "drops tables recordings (2 rows), recording_agents (6 rows), baseline_flags (0 rows), survival_blocks (0 rows), "
+    "episode_rollups (2 rows), checkpoints (1 row), "
     "agent_snapshots (6 rows), episodes (2 rows), "
     "runs (1 row)"
 )

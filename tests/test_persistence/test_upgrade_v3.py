@@ -69,8 +69,9 @@ def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_t
     before = rows(db, "SELECT * FROM episode_rollups ORDER BY 1")
     down = ok("db", "downgrade", "0003", "--yes", "--no-backup", "--db", str(db))
     assert (
-        "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (10 rows)"
-        in down.stderr
+        "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), "
+        "survival_blocks (0 rows), "
+        "episode_rollups (10 rows)" in down.stderr
     )
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
         assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(

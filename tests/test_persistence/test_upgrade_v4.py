@@ -87,7 +87,8 @@ def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_the
     assert len(before) == 1
     assert (
         refused.exit_code == 2
-        and "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (1 row), survival_blocks (0 rows)"
+        and "drops tables recordings (0 rows), recording_agents (0 rows), "
+        "baseline_flags (1 row), survival_blocks (0 rows)"
         in refused.stderr
     )
     down = ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(db))

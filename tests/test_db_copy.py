@@ -4,6 +4,7 @@
 commands, the same stdout bytes, a second each saved). The copied run also resumes where it stopped.
 """
 
+import json
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -49,6 +50,15 @@ def outputs(db: str, runs: dict[int, int]) -> dict[str, bytes]:
             found[f"replay {original}/{episode}"] = read(
                 "replay", "--run", str(run), "--episode", str(episode), "--json", "--db", db
             )
+        listed = json.loads(read("recordings", "--run", str(run), "--json", "--db", db))["recordings"]
+        assert listed, "every session records its last episode"
+        found[f"recordings {original}"] = json.dumps(listed).encode()
+        for recording in listed:
+            episode = str(recording["episode"])
+            for agent in ("0", "1"):
+                found[f"steps {original}/{episode}/{agent}"] = read(
+                    "replay", "--run", str(run), "-e", episode, "--steps", "--agent", agent, "--json", "--db", db
+                )
     return found
 
 

@@ -1,7 +1,8 @@
 """``copy_runs``: whole runs from one townlet database into another (a laptop's SQLite <-> the team PostgreSQL).
 
 Every row goes: the ``runs`` row (uuid, status, timestamps, config, code and schema version as they are),
-its episodes, its agent rows, their rollups and baseline flags, its survival blocks and its checkpoints.
+its episodes, its agent rows, their rollups and baseline flags, its survival blocks, its checkpoints and its
+recordings.
 Ids are the destination's own (a run or an episode gets the next free id there; agent rows follow their
 episode); everything else is copied value for value, so a copied run replays and exports byte-identically.
 One destination transaction per run: a run is copied whole or not at all. Both databases must be at this
@@ -20,7 +21,7 @@ from townlet.persistence.blocks import BLOCK_COLUMNS
 from townlet.persistence.engine import is_sqlite
 from townlet.persistence.flags import FLAG_COLUMNS
 from townlet.persistence.location import sqlite_path
-from townlet.persistence.models import EPISODE_ROLLUPS, SURVIVAL_BLOCKS
+from townlet.persistence.models import EPISODE_ROLLUPS, RECORDING_AGENTS, RECORDINGS, SURVIVAL_BLOCKS
 from townlet.persistence.store import (
     AGENT_COPY_COLUMNS,
     AGENTS,
@@ -176,7 +177,24 @@ def _copy_run(
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:
         target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
+    _copy_recordings(source, target, run, episode_pk, src)
     return new_run
+
+
+def _copy_recordings(
+    source: Connection, target: Connection, run: int, episode_pk: dict[int, int], src: TelemetryStore
+) -> None:
+    """The run's recordings and their agents' blobs, value for value (small next to the agent rows)."""
+    of_run = select(EPISODES.c.id).where(EPISODES.c.run_id == run)
+    with src.blamed():
+        recordings = source.execute(select(RECORDINGS).where(RECORDINGS.c.episode_pk.in_(of_run))).mappings().all()
+        agents = (
+            source.execute(select(RECORDING_AGENTS).where(RECORDING_AGENTS.c.episode_pk.in_(of_run))).mappings().all()
+        )
+    if recordings:
+        target.execute(insert(RECORDINGS), [{**r, "episode_pk": episode_pk[r["episode_pk"]]} for r in recordings])
+    if agents:
+        target.execute(insert(RECORDING_AGENTS), [{**a, "episode_pk": episode_pk[a["episode_pk"]]} for a in agents])
 
 
 @dataclass

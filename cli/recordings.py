@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from townlet.persistence.reader import RunSummary, TelemetryReader
+from townlet.persistence.recordings import recordings_report
 from townlet.telemetry.payloads import step_lines
 from townlet.telemetry.recording import STEP_COLUMNS, AgentRecording, RecordingHeader
 from townlet.wording import counted
@@ -29,7 +30,7 @@ def recordings(db: DbOption = DEFAULT, run: RunOption = None, as_json: JsonFlag 
         chosen = reader.run(run)
         found = reader.recordings(chosen)
     if as_json:
-        write_json({"run": chosen.id, "recordings": [r.to_dict() for r in found]})
+        write_json(recordings_report(chosen.id, found))
         return
     from rich import box
     from rich.table import Table

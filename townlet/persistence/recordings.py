@@ -9,19 +9,23 @@ PostgreSQL alike. ``recording_differences`` checks a recording against its episo
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert
-
-from townlet.persistence.models import RECORDING_AGENTS, RECORDINGS
 from townlet.telemetry.recording import AgentRecording, EpisodeRecording, RecordingHeader
 from townlet.telemetry.recording_codec import RecordingDamaged, decode_agent, encode_agent
+
+if TYPE_CHECKING:  # the read path (stdlib sqlite3) never imports SQLAlchemy
+    from sqlalchemy import Connection
 
 __all__ = ["RecordingDamaged"]
 
 
-def insert_recording(c: Connection, episode_pk: int, recording: EpisodeRecording) -> int:
+def insert_recording(c: "Connection", episode_pk: int, recording: EpisodeRecording) -> int:
     """The recording's row and one blob per agent, in the caller's transaction; returns the bytes stored."""
+    from sqlalchemy import insert
+
+    from townlet.persistence.models import RECORDING_AGENTS, RECORDINGS
+
     header = recording.header
     blobs = [(a.agent_idx, a.steps, encode_agent(a, header.initial_meters)) for a in recording.agents]
     size = sum(len(blob) for _, _, blob in blobs)
@@ -103,6 +107,11 @@ class RecordingSummary:
             "stage": self.stage,
             "steps": self.steps,
         }
+
+
+def recordings_report(run: int, found: list[RecordingSummary]) -> dict[str, Any]:
+    """``recordings --json`` and the dashboard's ``/recordings``: one document, the same bytes."""
+    return {"run": run, "recordings": [r.to_dict() for r in found]}
 
 
 def summary(row: tuple[Any, ...]) -> RecordingSummary:

@@ -40,16 +40,18 @@ from townlet.audit.reports import (
 )
 from townlet.defaults import AUDITS_ABOVE, MAX_POINTS, POINTS
 from townlet.errors import TelemetryError
-from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, RunNotFound
+from townlet.persistence.errors import AgentNotFound, EpisodeNotFound, NoRuns, NotRecorded, RunNotFound
 from townlet.persistence.location import INT64_MAX
 from townlet.persistence.reader import RunSummary, TelemetryReader
+from townlet.persistence.recordings import recordings_report
 from townlet.telemetry.dto import DTO_BY_VERSION
-from townlet.telemetry.payloads import build_envelope, encode
+from townlet.telemetry.payloads import build_envelope, encode, step_lines
+from townlet.telemetry.recording import player_payload
 from townlet.web.guard import HostGuard, allowed_hosts
 from townlet.web.heatmap import survival_heatmap
 
 STATIC = Path(__file__).parent / "static"
-NOT_FOUND = (RunNotFound, EpisodeNotFound, AgentNotFound, NoRuns)
+NOT_FOUND = (RunNotFound, EpisodeNotFound, AgentNotFound, NoRuns, NotRecorded)
 #: Heat map size the page asks for when it does not say (columns = episodes, rows = agents).
 DEFAULT_COLUMNS, MAX_COLUMNS, MAX_ROWS = 800, 2000, 64
 
@@ -217,6 +219,33 @@ class Dashboard:
             found = reader.episode_agents(chosen, episode)
         return json_response(build_envelope(chosen.run_uuid, episode, found.agents, found.schema_version))
 
+    def recordings(self, request: Request) -> Response:
+        """The run's recorded episodes: the bytes ``recordings --json`` prints."""
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            return json_response(recordings_report(chosen.id, reader.recordings(chosen)))
+
+    def recording(self, request: Request) -> Response:
+        """A recorded episode for the player, every recorded agent's steps in one document (``player_payload``);
+        404 with the one line ``replay --steps`` says when the episode was not recorded."""
+        episode = _integer(request, "episode", minimum=1)
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            head = reader.recording_header(chosen, episode)
+            agents = reader.recorded_agents(chosen, episode, head)
+        return json_response(player_payload(head, agents))
+
+    def steps(self, request: Request) -> Response:
+        """One recorded agent's steps (``?agent=``, default the first recorded): the bytes ``replay --steps
+        --json`` prints, one step a line."""
+        episode = _integer(request, "episode", minimum=1)
+        agent = _integer(request, "agent") if "agent" in request.query_params else None
+        with self.reader() as reader:
+            chosen = reader.run(_integer(request, "run", minimum=1))
+            head = reader.recording_header(chosen, episode)
+            steps = reader.recorded_agent(chosen, episode, head.agents[0] if agent is None else agent, head)
+        return Response(step_lines(steps.step_dicts(head)), media_type="application/x-ndjson")
+
     def page(self, request: Request) -> Response:
         """Every page path (``/``, ``/runs/3/agents/17``) is the one-page app; it routes in the browser."""
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -280,6 +309,9 @@ def create_app(
         ("/api/runs/{run}/rewards", board.rewards),
         ("/api/runs/{run}/agents/{agent}", board.agent),
         ("/api/runs/{run}/episodes/{episode}", board.episode),
+        ("/api/runs/{run}/recordings", board.recordings),
+        ("/api/runs/{run}/episodes/{episode}/recording", board.recording),
+        ("/api/runs/{run}/episodes/{episode}/steps", board.steps),
     ]
     routes = [
         *(Route(path, endpoint) for path, endpoint in api),

@@ -423,13 +423,33 @@ async function runPage(runId) {
     rewardAudit(runId, audit);
   }
   const agentsBox = el("div", { id: "agents" }, el("p", { class: "muted", text: "agents: loading…" }));
-  view.append(el("h2", { text: "agents" }), agentsBox, el("h2", { text: "episodes" }), lastLink);
+  const recorded = el("div", { id: "recordings" }, el("p", { class: "muted", text: "recordings: loading…" }));
+  view.append(el("h2", { text: "agents" }), agentsBox, el("h2", { text: "episodes" }), lastLink,
+    el("h2", { text: "recorded episodes (every step: open one to play it)" }), recorded);
+  recordingsList(recorded, runId);
   api(`/api/runs/${runId}/agents`).then((answer) => agentsTable(agentsBox, runId, answer))
     .catch((error) => { agentsBox.replaceChildren(el("p", { class: "bad", text: `agents failed: ${error.message}` })); });
   const config = el("div", { id: "run-config" });
   view.append(el("h2", { text: "configuration (as stored with the run)" }), config);
   api(`/api/runs/${runId}/config`).then((stored) => config.replaceChildren(configTable(stored)))
     .catch((error) => { config.replaceChildren(el("p", { class: "bad", text: `configuration failed: ${error.message}` })); });
+}
+
+// The run's recorded episodes, each a link to its player (agent: open it following that agent).
+async function recordingsList(box, runId, agent) {
+  try {
+    const { recordings } = await api(`/api/runs/${runId}/recordings`);
+    if (!recordings.length) {
+      box.replaceChildren(el("p", { class: "muted", text: "none recorded (see [recording] in configs/default.toml)" }));
+      return;
+    }
+    const query = agent === undefined ? "" : `?agent=${agent}&step=0`;
+    box.replaceChildren(el("p", { class: "agents" }, ...recordings.map((r) => el("a", {
+      href: `/runs/${runId}/episodes/${r.episode}${query}`, title: `${r.reasons.join(", ")} · ${r.agents} agents · ${r.steps} steps`,
+      text: String(r.episode) }))));
+  } catch (error) {
+    box.replaceChildren(el("p", { class: "bad", text: `recordings failed: ${error.message}` }));
+  }
 }
 
 function flatten(value, prefix = "", out = []) {
@@ -593,6 +613,9 @@ async function agentPage(runId, agent) {
   chart(charts, { title: "affordance visits", y: "visits per episode", marks, caption,
     series: names.map((n, i) => ({ label: n, values: visitSeries[i], colour: PALETTE[i % PALETTE.length], width: 1.5 })) },
   a.episodes, width);
+  const recorded = el("div", { id: "agent-recordings" });
+  view.append(el("h2", { text: `recorded episodes: play agent ${agent}'s every step` }), recorded);
+  recordingsList(recorded, runId, agent);
   view.append(el("h2", { text: `flags (${a.flags.length})` }),
     a.flags.length ? table(["flag", "episode", "detail"], a.flags.map((f) => ({ cells: [f.flag, f.episode, f.detail] })))
       : el("p", { class: "muted", text: "none raised" }));
@@ -631,12 +654,36 @@ async function episodePage(runId, episode) {
       `was written under version ${envelope.schema_version}: upgrade townlet.`);
     return;
   }
+  const playerBox = el("section", { id: "player-box" });
+  view.append(el("h2", { text: "player" }), playerBox);
+  await episodePlayer(playerBox, runId, episode);
   const shown = fields.filter((f) => f !== "episode");
   const t = table(shown.map((f) => FIELD_LABELS[f] || f), envelope.agents.map((agent) => ({
     agent: agent.agent_idx, cells: shown.map((f) => (f === "agent_idx" ? link(`/runs/${runId}/agents/${agent[f]}`, agent[f]) : agent[f])) })),
   (row) => go(`/runs/${runId}/agents/${row.agent}`));
   t.querySelectorAll("th").forEach((th, i) => { th.title = shown[i]; th.dataset.field = shown[i]; });
   view.append(el("div", { class: "scroll wide", id: "episode-agents" }, t));
+}
+
+// The episode's recording in the player (player.js), or the one-line notice of what was recorded instead.
+// ?agent=K&step=T in the URL opens it there and follows it, so a link shares what is on screen.
+async function episodePlayer(box, runId, episode) {
+  const response = await fetch(`/api/runs/${runId}/episodes/${episode}/recording`);
+  const body = await response.json();
+  if (!response.ok) {
+    box.replaceChildren(el("p", { class: "muted", id: "player-notice", text: body.error || `${response.status}` }));
+    return;
+  }
+  const params = new URLSearchParams(location.search);
+  const number = (name) => (params.has(name) && /^\d+$/.test(params.get(name)) ? Number(params.get(name)) : undefined);
+  window.townletPlayer.mount(box, body, { agent: number("agent"), step: number("step"), onChange: (agent, step) => {
+    history.replaceState({}, "", `${location.pathname}?agent=${agent}&step=${step}`);
+  } });
+  box.append(el("p", { class: "muted" }, `recorded (${body.header.reasons.join(", ")}): ${body.agents.length} agents, ` +
+    `${body.header.steps} steps, grid ${body.header.grid_size}×${body.header.grid_size} · `,
+  link(`/runs/${runId}/recordings`, "every recording of this run"), " · ",
+  el("a", { href: `/api/runs/${runId}/episodes/${episode}/steps?agent=${body.agents[0].agent_idx}`,
+    text: "steps as JSON lines" }), " (byte-identical to replay --steps --json)"));
 }
 
 // ---- live: follow a running trainer (serve --live) ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""The same training run with telemetry off, and with persistence + live stream (one client reading) on.
+"""The same training run with telemetry off, and with persistence (recordings at their defaults) + live stream
+(one client reading) on.
 
 Prints the ratio of step-loop time (sum of episode durations), measured in the same run, alternating
 off/on runs and keeping the best of each. Target <= 1.02.
@@ -7,6 +8,7 @@ Run: `.venv/bin/python benchmarks/bench_train_overhead.py [--agents 64] [--episo
 """
 
 import argparse
+import dataclasses
 import tempfile
 import threading
 import time
@@ -15,13 +17,13 @@ from pathlib import Path
 import torch
 from websockets.sync.client import connect
 
-from townlet.config import load_config, with_overrides
+from townlet.config import RecordingConfig, load_config, with_overrides
 from townlet.training.loop import Trainer
 from townlet.training.session import TrainingSession
 
 
 def loop_time_off(config) -> tuple[float, float]:
-    trainer = Trainer(config)
+    trainer = Trainer(dataclasses.replace(config, recording=RecordingConfig(enabled=False)))  # telemetry off
     started = time.perf_counter()
     loop = sum(report.duration_s for report in trainer.run(config.training.episodes))
     return loop, time.perf_counter() - started

@@ -54,7 +54,7 @@ class RecordingPlan:
 class StepRecorder:
     """Owns one episode's frames of the recorded agents: one float32 row per agent and step, on the device.
 
-    Row 0 is the start state; each ``step`` appends the state after it (``recording.FRAME_COLUMNS``).
+    Row 0 is the start state; each ``step`` keeps the state after it (``recording.FRAME_COLUMNS``).
     ``finish`` stacks them and copies the whole episode to the CPU at once.
     """
 
@@ -64,10 +64,8 @@ class StepRecorder:
         self.q_values = q_values
         every = self.agents == list(range(env.num_agents))
         self._index = None if every else torch.tensor(self.agents, dtype=torch.long, device=env.device)
-        self._frames: list[torch.Tensor] = []
-
-    def _pick(self, row: torch.Tensor) -> torch.Tensor:
-        return row if self._index is None else row.index_select(0, self._index)
+        self._start = torch.empty(0)
+        self._steps: list[tuple[torch.Tensor, ...]] = []
 
     def start(self) -> None:
         env = self.env
@@ -77,7 +75,8 @@ class StepRecorder:
         q = [torch.zeros((n, env.num_actions), device=env.device)] if self.q_values else []
         # row, col, action, explored, affordance, cause, acting | reward, meters | q
         parts = [env.positions.to(torch.float32), minus, zero, minus, minus, zero, zero, env.meters, *q]
-        self._frames = [self._pick(torch.cat(parts, dim=1))]
+        self._start = torch.cat(parts, dim=1)
+        self._steps: list[tuple[torch.Tensor, ...]] = []
 
     def step(
         self,
@@ -87,26 +86,25 @@ class StepRecorder:
         step: StepResult,
         rewards: torch.Tensor,
     ) -> None:
+        """Keep references to this step's tensors (the env and the learner make new ones every step): no kernel
+        runs here; ``finish`` stacks them."""
         env = self.env
-        columns = torch.stack(
-            (
-                actions.to(torch.float32),
-                explored.to(torch.float32),
-                step.affordance_used.to(torch.float32),
-                step.death_cause.to(torch.float32),
-                step.alive_before.to(torch.float32),
-                rewards.to(torch.float32),
-            ),
-            dim=1,
-        )
-        parts = [env.positions.to(torch.float32), columns, env.meters]
-        if self.q_values:
-            assert q is not None
-            parts.append(q.to(torch.float32))
-        self._frames.append(self._pick(torch.cat(parts, dim=1)))
+        kept = (env.positions, actions, explored, step.affordance_used, step.death_cause, step.alive_before, rewards,
+                env.meters)  # fmt: skip
+        self._steps.append((*kept, q) if self.q_values else kept)
 
     def finish(self) -> torch.Tensor:
         """The episode's frames ``(steps + 1, agents, columns)`` on the CPU: the one device->host copy."""
-        frames = torch.stack(self._frames).cpu()
-        self._frames = []
-        return frames
+        fields = list(zip(*self._steps, strict=True))
+        if not fields:
+            frames = self._start.unsqueeze(0)
+        else:
+            small = [torch.stack(f).to(torch.float32).unsqueeze(2) for f in fields[1:7]]
+            wide = [torch.stack(fields[0]).to(torch.float32), *small, torch.stack(fields[7])]
+            if self.q_values:
+                wide.append(torch.stack(fields[8]).to(torch.float32))
+            frames = torch.cat([self._start.unsqueeze(0), torch.cat(wide, dim=2)], dim=0)
+        if self._index is not None:
+            frames = frames.index_select(1, self._index)
+        self._steps = []
+        return frames.cpu()

@@ -3,7 +3,6 @@ bit for bit, the last step agrees with the stored agent row, the stored bytes de
 choke point refuses a bad value naming it."""
 
 import dataclasses
-import random
 import sqlite3
 
 import pytest
@@ -75,7 +74,7 @@ def test_replaying_a_wrong_action_is_caught():
         replay_through_env(damaged, "cpu")
 
 
-@pytest.mark.parametrize(("seed", "agents"), [(0, 1), (1, 5), (random.randint(0, 10_000), random.randint(2, 12))])
+@pytest.mark.parametrize(("seed", "agents"), [(0, 1), (1, 5), (7, 9)])
 def test_each_recording_agrees_with_its_agent_rows_and_db_check_says_so(tmp_path, seed, agents):
     db = str(tmp_path / "t.db")
     config = with_overrides(load_config(), "training", agents=agents, episodes=5, seed=seed, device="cpu")

@@ -438,11 +438,7 @@ class TelemetryReader:
         return EpisodeAgents(run, episode, version, agents)
 
     def _explain_missing(self, run: RunSummary, episode: int, agent: int | None) -> None:
-        _, found = self._rows.all(
-            "SELECT count(*) FROM episodes WHERE run_id = :run AND episode = :episode",
-            {"run": run.id, "episode": episode},
-        )
-        if not found[0][0]:
+        if not self._has_episode(run, episode):
             span = f"episodes 1 to {run.last_episode}" if run.last_episode else "no episodes yet"
             raise EpisodeNotFound(f"run {run.id} has no episode {episode} ({span}): pick another --episode")
         raise no_agent(run, agent)
@@ -482,7 +478,8 @@ class TelemetryReader:
         return [recording_sql.decode(blob, agent, head, f"{where}{agent}") for agent, blob in rows]
 
     def _explain_unrecorded(self, run: RunSummary, episode: int) -> None:
-        self._explain_missing(run, episode, None) if not self._has_episode(run, episode) else None
+        if not self._has_episode(run, episode):
+            self._explain_missing(run, episode, None)
         listed = [r.episode for r in self.recordings(run)]
         shown = ", ".join(map(str, listed[:30])) + (" ..." if len(listed) > 30 else "") if listed else "none"
         raise NotRecorded(

@@ -3,6 +3,7 @@
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,8 +174,18 @@ class TelemetryStore:
         self._file_identity = _file_identity(self.url)
         raw = self.engine.raw_connection()
         sql = "PRAGMA journal_mode = WAL"
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         try:
-            raw.driver_connection.execute(sql).close()  # outside any transaction
+            while True:
+                try:
+                    raw.driver_connection.execute(sql).close()  # outside any transaction
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Another writer switching the file's journal mode at the same moment: SQLite answers "locked"
+                    # at once here, without its busy handler, so wait it out as the busy timeout would.
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
         except sqlite3.Error as exc:  # e.g. a read-only file: the same one-line error as any failed write
             raise _explain(DBAPIError.instance(sql, None, exc, sqlite3.Error), self.label) from exc
         finally:

@@ -282,7 +282,9 @@ def _print_summary(console: "Console", result: "SessionResult", stopped_by: str 
         console.print(
             f"live stream: {counted(result.live_published, 'envelope')}, {counted(result.live_clients, 'client')}, "
             f"{result.live_dropped} dropped for slow clients"
-        )
+            + (f"; live grid: {counted(result.live_frames, 'frame')}, {result.live_frames_dropped} dropped"
+               if result.live_frames else "")
+        )  # fmt: skip
     if result.checkpoint is not None and result.checkpoint_stored:
         episode, size = result.checkpoint
         console.print(

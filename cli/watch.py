@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from townlet.errors import TelemetryError
-from townlet.telemetry.payloads import EPISODE_KIND, HELLO_KIND, UnknownSchemaVersionError, decode
+from townlet.telemetry.payloads import (
+    EPISODE_KIND,
+    FRAME_KIND,
+    HELLO_KIND,
+    SUBSCRIBE_FRAMES,
+    UnknownSchemaVersionError,
+    decode,
+)
 from townlet.wording import counted
 from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
@@ -66,6 +73,14 @@ def watch(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each episode's envelope as one JSON line on stdout, as received.")
     ] = False,
+    grid: Annotated[
+        bool,
+        typer.Option(
+            "--grid",
+            help="Draw the live grid: the current episode's recorded agents, as the trainer sends frames "
+            "(recording.live_fps a second).",
+        ),
+    ] = False,
 ) -> None:
     """Watch a running trainer's agents update episode by episode.
 
@@ -73,6 +88,10 @@ def watch(
     stops or restarts, it waits again and reconnects. On a terminal it draws the per-agent table; piped, it
     prints one line per episode; --json prints every episode envelope exactly as received (byte-identical
     to `replay --json`), one per line, and nothing else on stdout.
+
+    --grid asks the trainer for its live grid frames and draws them (the recorded agents' cells and the
+    first one's meters, the step, frames missed because this client was slow); piped, the frames are printed
+    one after another. Episodes are then one line each on stderr.
 
     Messages whose schema_version this townlet does not know are refused with a one-line notice. Ends
     after --count episodes, when no trainer comes back within --timeout, or on Ctrl-C, with a one-line
@@ -83,7 +102,9 @@ def watch(
     require_websocket_url(url)
     status = make_console(stderr=True)  # waits, connections and the summary; stdout carries only episodes
     data = make_console()
-    viewer = _Viewer(status, max_rows, as_json=as_json, table=data.is_terminal and not as_json, data=data)
+    if grid and as_json:
+        raise LiveConnectionError("--grid draws the grid: drop --json (or --grid)")
+    viewer = _Viewer(status, max_rows, as_json=as_json, table=data.is_terminal and not as_json, data=data, grid=grid)
     # Ctrl-C ends watch even where the process started with SIGINT ignored (a parent that ignores it passes
     # that on through exec, and watch would then wait out --timeout deaf to it).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -95,17 +116,24 @@ def watch(
         signal.signal(signal.SIGINT, previous)
         viewer.close()
     runs = ", ".join(str(r) for r in viewer.runs) or "none"
+    frames = f" and {counted(viewer.frames, 'grid frame')} ({viewer.missed} missed)" if grid else ""
     status.print(
-        f"watched {counted(viewer.seen, 'episode')} of {'run' if len(viewer.runs) == 1 else 'runs'} {runs} from {url}"
+        f"watched {counted(viewer.seen, 'episode')}{frames} of {'run' if len(viewer.runs) == 1 else 'runs'} {runs} "
+        f"from {url}"
     )
 
 
 class _Viewer:
     """What watch shows: a live table on a terminal, otherwise a line (or the raw JSON) per episode."""
 
-    def __init__(self, console: "Console", max_rows: int, *, as_json: bool, table: bool, data: "Console") -> None:
-        self.console, self.max_rows, self.as_json = console, max_rows, as_json
+    def __init__(
+        self, console: "Console", max_rows: int, *, as_json: bool, table: bool, data: "Console", grid: bool = False
+    ) -> None:
+        self.console, self.max_rows, self.as_json, self.grid, self.data = console, max_rows, as_json, grid, data
         self.seen = 0
+        self.frames = 0
+        self.missed = 0
+        self._last_frame: int | None = None
         self.run: int | None = None
         self.runs: list[int | str] = []
         self._live: Any = None
@@ -131,8 +159,39 @@ class _Viewer:
             f"schema v{message['schema_version']})"
         )
 
+    def connected(self) -> None:
+        self._last_frame = None  # a new connection: its frames are counted afresh
+
+    def frame(self, message: dict[str, Any]) -> None:
+        """One live grid frame: drawn over the last on a terminal, printed after it otherwise."""
+        from townlet_cli.grid_view import frame as draw
+
+        self.frames += 1
+        number = message["frame"]
+        if self._last_frame is not None and number > self._last_frame + 1:
+            self.missed += number - self._last_frame - 1
+        self._last_frame = number
+        agents = message["agents"]
+        positions = {a: (r, c) for a, r, c in zip(agents, message["rows"], message["cols"], strict=True)}
+        meters = list(zip(message["meters"], message["agent_meters"][0], strict=True)) if agents else []
+        affordances = [(a["name"], a["row"], a["col"]) for a in message["affordances"]]
+        status = (
+            f"live · run {self.run if self.run is not None else message['run_id']} · episode {message['episode']} · "
+            f"step {message['step']} · agent {agents[0] if agents else '-'} followed · frame {number} "
+            f"({self.missed} missed)"
+        )
+        text = draw(message["grid_size"], affordances, positions, agents[0] if agents else None, meters, status)
+        if self._live is not None:
+            self._live.update(text)
+        else:
+            self.data.print(text, soft_wrap=False)
+            self.data.print()
+
     def episode(self, raw: str | bytes, message: dict[str, Any]) -> None:
         self.seen += 1
+        if self.grid:
+            self.say(episode_line(message, self.run))
+            return
         if self.as_json:
             out = sys.stdout.buffer
             out.write(raw.encode() if isinstance(raw, str) else raw)
@@ -179,6 +238,9 @@ def _follow(url: str, viewer: _Viewer, status: "Console", *, count: int | None, 
             )
         ever_connected = True
         with connection:
+            if viewer.grid:
+                connection.send(SUBSCRIBE_FRAMES)  # only a client that asks gets the grid's frames
+                viewer.connected()
             try:
                 for raw in connection:
                     try:
@@ -188,6 +250,8 @@ def _follow(url: str, viewer: _Viewer, status: "Console", *, count: int | None, 
                         continue
                     if message.get("kind") == HELLO_KIND:
                         viewer.hello(message)
+                    elif message.get("kind") == FRAME_KIND and viewer.grid:
+                        viewer.frame(message)
                     elif message.get("kind") == EPISODE_KIND:
                         viewer.episode(raw, message)
                         if count is not None and viewer.seen >= count:

@@ -97,6 +97,7 @@ class RecordingConfig:
     agents: tuple[int, ...] = ()  # these agents; empty = every agent, or max_agents of them spread evenly
     max_agents: int = 64
     q_values: bool = False  # also the Q-values the policy saw (about 4x the bytes)
+    live_fps: float = 10.0  # frames a second of the live grid (train --live, watched); 0 = none
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,10 @@ def _require(ok: bool, message: str) -> None:
 def _validate_recording(r: RecordingConfig, agents: int) -> None:
     _require(r.every >= 0, f"recording.every must be >= 0 (0 = no episode by number), got {r.every}")
     _require(r.max_agents >= 1, f"recording.max_agents must be >= 1, got {r.max_agents}")
+    _require(
+        math.isfinite(r.live_fps) and 0 <= r.live_fps <= 60,
+        f"recording.live_fps must be within [0, 60] (0 = no live grid), got {r.live_fps}",
+    )
     bad = [e for e in r.episodes if e < 1]
     _require(not bad, f"recording.episodes must be episode numbers >= 1, got {bad[0] if bad else ''}")
     outside = [a for a in r.agents if not 0 <= a < agents]

@@ -2,6 +2,11 @@
 
 Each client has a bounded queue: when a client reads slower than episodes arrive, the oldest queued
 envelope is dropped and counted. ``publish`` only hands the encoded bytes to the server's event loop.
+
+Grid frames (``grid_frame`` messages, the live grid) go only to clients that asked for them by sending the
+text ``SUBSCRIBE_FRAMES``: a client that never asks (every client before townlet 0.10) receives exactly the
+stream it always did. Each subscriber holds at most ``FRAME_QUEUE`` frames; older ones are dropped and counted,
+and each frame's ``frame`` sequence number lets the client count what it missed.
 """
 
 import asyncio
@@ -15,7 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from townlet.errors import TelemetryError
-from townlet.telemetry.payloads import encode
+from townlet.telemetry.payloads import SUBSCRIBE_FRAMES, encode
 
 #: Handshakes the stream accepts: no ``Origin`` (the ``watch`` CLI, scripts) or a page served from this
 #: machine. A page on any other site cannot read the stream from a researcher's browser.
@@ -38,11 +43,17 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+#: Frames a subscriber may have waiting; a slow one loses the oldest (the grid shows the newest).
+FRAME_QUEUE = 4
+
+
 @dataclass(eq=False)
 class _Client:
     queue: deque[str]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    frames: deque[str] | None = None  # set once the client subscribes to grid frames
+    gone: bool = False  # the client closed its side
 
 
 class WebSocketBroadcaster:
@@ -78,6 +89,9 @@ class WebSocketBroadcaster:
         self.published = 0
         self.dropped = 0
         self.clients_served = 0
+        self.frames_published = 0
+        self.frames_dropped = 0
+        self.frame_subscribers = 0  # read by the trainer: no frame is built while nobody watches the grid
 
     def set_hello(self, hello: dict[str, Any]) -> None:
         """The first message every client receives; clients that connect before it is set wait for it."""
@@ -108,6 +122,14 @@ class WebSocketBroadcaster:
         text = encode(envelope).decode()
         self.published += 1
         self._loop.call_soon_threadsafe(self._fan_out, text)
+
+    def publish_frame(self, frame: dict[str, Any]) -> None:
+        """Queue one grid frame for the clients that subscribed; returns at once."""
+        if self._loop is None:
+            raise RuntimeError("publish_frame() before start()")
+        text = encode(frame).decode()
+        self.frames_published += 1
+        self._loop.call_soon_threadsafe(self._fan_out_frame, text)
 
     def close(self, drain_timeout: float = 2.0) -> None:
         """Give clients up to ``drain_timeout`` seconds to receive what is queued, then stop the server."""
@@ -155,6 +177,16 @@ class WebSocketBroadcaster:
             client.queue.append(text)
             client.wake.set()
 
+    def _fan_out_frame(self, text: str) -> None:
+        for client in self._clients:
+            if client.frames is None:
+                continue
+            if len(client.frames) == FRAME_QUEUE:
+                client.frames.popleft()
+                self.frames_dropped += 1
+            client.frames.append(text)
+            client.wake.set()
+
     def _shut_down(self) -> None:
         self._closing = True
         for client in self._clients:
@@ -176,12 +208,32 @@ class WebSocketBroadcaster:
                 await asyncio.sleep(0.01)
             if self._hello is not None:
                 await websocket.send(self._hello)
-            while not self._closing:
-                await client.wake.wait()
-                client.wake.clear()
-                while client.queue and not self._closing:
-                    await websocket.send(client.queue.popleft())
+            listening = asyncio.ensure_future(self._listen(websocket, client))
+            try:
+                while not self._closing and not client.gone:
+                    await client.wake.wait()
+                    client.wake.clear()
+                    while client.queue and not self._closing:
+                        await websocket.send(client.queue.popleft())
+                    while client.frames and not client.queue and not self._closing:
+                        await websocket.send(client.frames.popleft())
+            finally:
+                listening.cancel()
         except ConnectionClosed:
             pass  # the client went away: nothing to deliver any more
         finally:
+            if client.frames is not None:
+                self.frame_subscribers -= 1
             self._clients.discard(client)
+
+    async def _listen(self, websocket: ServerConnection, client: _Client) -> None:
+        """What a client says: only ``SUBSCRIBE_FRAMES`` means anything; anything else is ignored."""
+        try:
+            async for message in websocket:
+                if message == SUBSCRIBE_FRAMES and client.frames is None:
+                    client.frames = deque()
+                    self.frame_subscribers += 1
+        except ConnectionClosed:
+            pass
+        client.gone = True  # its handler stops waiting for messages to send, and forgets it
+        client.wake.set()

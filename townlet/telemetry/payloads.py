@@ -5,6 +5,7 @@ episode always gives the same bytes.
 """
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,6 +27,9 @@ if TYPE_CHECKING:  # annotations only: the read path never loads the registry si
 
 EPISODE_KIND = "episode_snapshot"
 HELLO_KIND = "hello"
+FRAME_KIND = "grid_frame"
+#: What a live client sends to receive grid frames too (``WebSocketBroadcaster``); nothing else is listened to.
+SUBSCRIBE_FRAMES = "subscribe grid_frame"
 
 
 class Envelope(dict[str, Any]):
@@ -169,3 +173,29 @@ def agents_from_envelope(envelope: dict[str, Any]) -> list[AgentTelemetrySnapsho
 def step_lines(steps: list[dict[str, Any]]) -> bytes:
     """``replay --steps --json`` and the dashboard's steps endpoint: one encoded step a line."""
     return b"".join(encode(step) + b"\n" for step in steps)
+
+
+def grid_frame(
+    run_id: str, frame: int, episode: int, step: int, stage: int, grid_size: int,
+    affordances: list[tuple[str, int, int]], meters: tuple[str, ...], agents: list[int], rows: list[int],
+    cols: list[int], alive: list[bool], agent_meters: list[list[float]],
+) -> dict[str, Any]:  # fmt: skip
+    """One live grid frame (``FramePublisher``): sent only to clients that subscribed (docs: "Live grid")."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": FRAME_KIND,
+        "run_id": run_id,
+        "frame": frame,
+        "episode": episode,
+        "step": step,
+        "stage": stage,
+        "grid_size": grid_size,
+        "affordances": [{"name": n, "row": r, "col": c} for n, r, c in affordances],
+        "meters": list(meters),
+        "agents": agents,
+        "rows": rows,
+        "cols": cols,
+        "alive": alive,
+        "agent_meters": agent_meters,
+        "sent_at": time.time(),
+    }

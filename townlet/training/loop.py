@@ -19,6 +19,7 @@ from townlet.devices import resolve_device
 from townlet.environment.grid import VectorizedGridEnv
 from townlet.population.runtime_registry import RegistrySnapshot
 from townlet.population.vectorized import VectorizedPopulation
+from townlet.telemetry.frames import FramePublisher
 from townlet.telemetry.recording import EpisodeRecording, recording_from_frames
 from townlet.training.recorder import RecordingPlan, StepRecorder, recorded_agents
 from townlet.training.threads import use_threads
@@ -85,6 +86,8 @@ class Trainer:
         #: Which episodes are recorded; a session sets its last planned episode and, on resume, the stage before.
         self.recording_plan = RecordingPlan(config.recording, previous_stage=None if stage == 1 else stage)
         self.recorded_agents = recorded_agents(config.recording, n)
+        #: The live grid (``train --live``): set by the session when it serves a stream.
+        self.frames: FramePublisher | None = None
 
     def run_episode(self, episode: int) -> EpisodeReport:
         """Play one episode for every agent, learning as it goes (and recording its steps when planned)."""
@@ -109,6 +112,8 @@ class Trainer:
             self.population.observe(obs, actions, rewards, step)
             obs = step.observations
             steps += 1
+            if self.frames is not None:
+                self.frames.offer(self.env, episode, steps, stage)
         snapshot = self.registry.snapshot()
         recording = None
         if recorder is not None:

@@ -27,6 +27,7 @@ from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, RunInfo, StoredCheckpoint, TelemetryStore
 from townlet.persistence.writer import ATTEMPT_BUSY_MS, BackgroundWriter, ignore, never
 from townlet.telemetry.broadcast import Broadcaster
+from townlet.telemetry.frames import FramePublisher
 from townlet.telemetry.live import WebSocketBroadcaster
 from townlet.telemetry.payloads import hello_message
 from townlet.telemetry.stream import EpisodePublisher
@@ -59,6 +60,8 @@ class SessionResult:
     live_published: int = 0
     live_clients: int = 0
     live_dropped: int = 0
+    live_frames: int = 0  # live grid frames published (only while a client watched the grid)
+    live_frames_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,10 @@ class TrainingSession:
             self._release()
             raise
         if self.broadcaster is not None:
+            self.trainer.frames = FramePublisher(
+                self.broadcaster, self.result.run_uuid, self.trainer.recorded_agents, self.config.environment.grid_size,
+                self.config.recording.live_fps,
+            )  # fmt: skip
             hello = hello_message(self.result.run_uuid, self.config.training.agents, self.result.run)
             self.broadcaster.set_hello(hello)
             on_live_start(self.broadcaster.url)
@@ -297,6 +304,8 @@ class TrainingSession:
                 result.live_published = self.broadcaster.published
                 result.live_clients = self.broadcaster.clients_served
                 result.live_dropped = self.broadcaster.dropped
+                result.live_frames = self.broadcaster.frames_published
+                result.live_frames_dropped = self.broadcaster.frames_dropped
                 self.broadcaster = None
             # Episodes given up on (Ctrl-C while the database was busy) leave the run interrupted, not finished.
             result.status = "interrupted" if outcome == "finished" and result.unwritten else outcome

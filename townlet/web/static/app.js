@@ -380,6 +380,11 @@ async function runPage(runId) {
   const storedLast = s.episode.length ? s.episode[s.episode.length - 1] : 0;
   asOf.append(`heat map, audits and agents as of episode ${storedLast}; the charts follow the trainer `, refresh);
   const page = { kind: "run", runId, uuid: run.run_uuid, s, plots: [] };
+  if (CONFIG.live && run.status === "running") {  // the running episode's grid, as the trainer sends it
+    const liveBox = el("section", { id: "live-grid-box" });
+    view.append(el("h2", { text: "live grid (the running episode's recorded agents)" }), liveBox);
+    page.liveGrid = window.townletPlayer.liveGrid(liveBox);
+  }
   const lastLink = el("p", {});
   const draw = () => {
     const last = s.episode.length ? s.episode[s.episode.length - 1] : null;
@@ -705,7 +710,10 @@ function follow(url) {
   };
   const connect = () => {
     const socket = new WebSocket(url);
-    socket.onopen = () => status(`live: connected to ${url}`, "connected");
+    socket.onopen = () => {
+      status(`live: connected to ${url}`, "connected");
+      socket.send("subscribe grid_frame");  // the live grid's frames too (docs: "Live grid")
+    };
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
       // Check the version before reading anything else; refuse what this page does not know.
@@ -719,6 +727,10 @@ function follow(url) {
         liveRun = message;
         status(`live: run ${message.run ?? message.run_id} (connected)`, "connected");
         if (current && current.kind === "run" && current.uuid === message.run_id) catchUp(current);  // stored while away
+      } else if (message.kind === "grid_frame") {
+        if (current && current.kind === "run" && current.uuid === message.run_id && current.liveGrid) {
+          current.liveGrid.show(message);
+        }
       } else if (message.kind === "episode_snapshot") {
         liveRecent.push({ run_id: message.run_id, episode: aggregate(message) });
         if (liveRecent.length > LIVE_RECENT) liveRecent.shift();

@@ -49,6 +49,88 @@ window.townletPlayer = (function () {
     return out;
   }
 
+  // The grid, its affordances, one marker per agent (dimmed once dead; `followed` ringed) and a path of cells.
+  function drawBoard(canvas, cell, size, affordances, markers, followed, path) {
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.strokeStyle = "#d0d7de";
+    ctx.lineWidth = 1;
+    for (let i = 0; i <= size; i++) {
+      ctx.beginPath(); ctx.moveTo(i * cell + 0.5, 0); ctx.lineTo(i * cell + 0.5, size * cell); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(0, i * cell + 0.5); ctx.lineTo(size * cell, i * cell + 0.5); ctx.stroke();
+    }
+    ctx.font = `${Math.max(9, Math.floor(cell / 3.2))}px sans-serif`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (const aff of affordances) {
+      ctx.fillStyle = AFFORDANCE_COLOUR;
+      ctx.fillRect(aff.col * cell + 1, aff.row * cell + 1, cell - 1, cell - 1);
+      ctx.fillStyle = "#57606a";
+      ctx.fillText(aff.name, aff.col * cell + cell / 2, aff.row * cell + cell * 0.22);
+    }
+    if (path && path.length) {
+      ctx.strokeStyle = "rgba(215, 58, 73, 0.55)";
+      ctx.lineWidth = Math.max(2, cell / 10);
+      ctx.beginPath();
+      path.forEach(([r, c], i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, c * cell + cell / 2, r * cell + cell / 2));
+      ctx.stroke();
+    }
+    markers.forEach((m, k) => {
+      const x = m.col * cell + cell / 2 + ((k % 3) - 1) * cell * 0.12;
+      const y = m.row * cell + cell * 0.6 + ((Math.floor(k / 3) % 3) - 1) * cell * 0.1;
+      ctx.globalAlpha = m.dead ? 0.35 : 1;
+      ctx.fillStyle = AGENT_COLOURS[k % AGENT_COLOURS.length];
+      ctx.beginPath(); ctx.arc(x, y, cell * 0.16, 0, 2 * Math.PI); ctx.fill();
+      if (cell >= 28) {  // the agent's index on its marker, where there is room
+        ctx.fillStyle = "#ffffff";
+        ctx.font = `${Math.floor(cell * 0.2)}px sans-serif`;
+        ctx.fillText(String(m.label % 100), x, y);
+      }
+      ctx.globalAlpha = 1;
+    });
+    const me = markers[followed];
+    if (me) {
+      ctx.strokeStyle = "#d73a49";
+      ctx.lineWidth = 3;
+      ctx.beginPath(); ctx.arc(me.col * cell + cell / 2, me.row * cell + cell * 0.6, cell * 0.3, 0, 2 * Math.PI); ctx.stroke();
+    }
+  }
+
+  function cellSize(size) {
+    return Math.max(12, Math.min(56, Math.floor(448 / size)));
+  }
+
+  // The live grid (serve --live): frames of the running episode's recorded agents, drawn as they arrive;
+  // #live-grid-status says which episode and step, and how many frames this page missed.
+  function liveGrid(parent) {
+    const status = node("p", { id: "live-grid-status", class: "player-status", text: "live grid: waiting for a frame…" });
+    const box = node("div", { class: "player" });
+    parent.append(box, status);
+    let canvas = null;
+    let last = null;
+    let missed = 0;
+    let shown = 0;
+    return {
+      show(frame) {
+        const cell = cellSize(frame.grid_size);
+        if (!canvas || canvas.width !== frame.grid_size * cell) {
+          canvas = node("canvas", { id: "live-grid", width: frame.grid_size * cell, height: frame.grid_size * cell });
+          box.replaceChildren(canvas);
+        }
+        if (last !== null && frame.frame > last + 1) missed += frame.frame - last - 1;
+        last = frame.frame;
+        shown += 1;
+        const markers = frame.agents.map((a, k) => ({ row: frame.rows[k], col: frame.cols[k], label: a, dead: !frame.alive[k] }));
+        drawBoard(canvas, cell, frame.grid_size, frame.affordances, markers, 0, null);
+        status.textContent = `live grid: episode ${frame.episode} · step ${frame.step} · ${frame.agents.length} agents · ` +
+          `frame ${frame.frame} · ${missed} missed`;
+        Object.assign(status.dataset, { episode: String(frame.episode), step: String(frame.step), frame: String(frame.frame),
+          missed: String(missed), shown: String(shown), row: String(frame.rows[0]), col: String(frame.cols[0]) });
+      },
+    };
+  }
+
   function mount(parent, payload, options = {}) {
     const header = payload.header;
     const agents = payload.agents;
@@ -62,7 +144,7 @@ window.townletPlayer = (function () {
     const onChange = options.onChange || (() => {});
 
     const size = header.grid_size;
-    const cell = Math.max(12, Math.min(56, Math.floor(448 / size)));
+    const cell = cellSize(size);
     const canvas = node("canvas", { id: "player-grid", width: size * cell, height: size * cell, tabindex: "0" });
     const status = node("p", { id: "player-status", class: "player-status" });
     const meters = node("div", { class: "player-meters", id: "player-meters" });
@@ -95,51 +177,14 @@ window.townletPlayer = (function () {
     }
 
     function draw() {
-      const ctx = canvas.getContext("2d");
-      ctx.fillStyle = "#ffffff";
-      ctx.fillRect(0, 0, canvas.width, canvas.height);
-      ctx.strokeStyle = "#d0d7de";
-      ctx.lineWidth = 1;
-      for (let i = 0; i <= size; i++) {
-        ctx.beginPath(); ctx.moveTo(i * cell + 0.5, 0); ctx.lineTo(i * cell + 0.5, size * cell); ctx.stroke();
-        ctx.beginPath(); ctx.moveTo(0, i * cell + 0.5); ctx.lineTo(size * cell, i * cell + 0.5); ctx.stroke();
-      }
-      ctx.font = `${Math.max(9, Math.floor(cell / 3.2))}px sans-serif`;
-      ctx.textAlign = "center";
-      ctx.textBaseline = "middle";
-      for (const aff of header.affordances) {
-        ctx.fillStyle = AFFORDANCE_COLOUR;
-        ctx.fillRect(aff.col * cell + 1, aff.row * cell + 1, cell - 1, cell - 1);
-        ctx.fillStyle = "#57606a";
-        ctx.fillText(aff.name, aff.col * cell + cell / 2, aff.row * cell + cell * 0.22);
-      }
-      // The followed agent's path so far.
       const me = agents[byIndex.get(followed)];
-      ctx.strokeStyle = "rgba(215, 58, 73, 0.55)";
-      ctx.lineWidth = Math.max(2, cell / 10);
-      ctx.beginPath();
-      ctx.moveTo(me.start[1] * cell + cell / 2, me.start[0] * cell + cell / 2);
-      for (let i = 0; i < Math.min(step, me.steps); i++) ctx.lineTo(me.cols[i] * cell + cell / 2, me.rows[i] * cell + cell / 2);
-      ctx.stroke();
-      agents.forEach((a, k) => {
-        const s = stateAt(header, a, step);
-        const dead = step >= a.steps && a.death_cause !== "timeout";
-        const x = s.col * cell + cell / 2 + ((k % 3) - 1) * cell * 0.12;
-        const y = s.row * cell + cell * 0.6 + ((Math.floor(k / 3) % 3) - 1) * cell * 0.1;
-        ctx.globalAlpha = dead ? 0.35 : 1;
-        ctx.fillStyle = AGENT_COLOURS[k % AGENT_COLOURS.length];
-        ctx.beginPath(); ctx.arc(x, y, cell * 0.16, 0, 2 * Math.PI); ctx.fill();
-        if (cell >= 28) {  // the agent's index on its marker, where there is room
-          ctx.fillStyle = "#ffffff";
-          ctx.font = `${Math.floor(cell * 0.2)}px sans-serif`;
-          ctx.fillText(String(a.agent_idx % 100), x, y);
-        }
-        ctx.globalAlpha = 1;
+      const path = [me.start, ...me.rows.slice(0, Math.min(step, me.steps)).map((r, i) => [r, me.cols[i]])];
+      const markers = agents.map((a) => {
+        const st = stateAt(header, a, step);
+        return { row: st.row, col: st.col, label: a.agent_idx, dead: step >= a.steps && a.death_cause !== "timeout" };
       });
+      drawBoard(canvas, cell, size, header.affordances, markers, byIndex.get(followed), path);
       const s = stateAt(header, me, step);
-      ctx.strokeStyle = "#d73a49";
-      ctx.lineWidth = 3;
-      ctx.beginPath(); ctx.arc(s.col * cell + cell / 2, s.row * cell + cell * 0.6, cell * 0.3, 0, 2 * Math.PI); ctx.stroke();
 
       const action = s.i >= 0 ? header.actions[me.actions[s.i]] : null;
       const how = s.i >= 0 ? (me.explored[s.i] ? "explored" : "greedy") : null;
@@ -203,5 +248,5 @@ window.townletPlayer = (function () {
     return { moveTo, stop: () => setPlaying(false) };
   }
 
-  return { mount };
+  return { mount, liveGrid };
 })();

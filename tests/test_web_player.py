@@ -4,18 +4,23 @@ agent position equals the recording's at every step it is moved to (scrubber, ke
 unrecorded episode shows the one-line notice. Screenshots go to $TOWNLET_TEST_ARTIFACTS (or a temp folder)."""
 
 import json
+import signal
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+from typer.testing import CliRunner
 
+from tests.helpers import free_port, wait_for
 from tests.test_web_browser import (  # noqa: F401 - the browser tests' fixtures, shared
+    _serve,
     artifacts,
     browser,
     cli_json,
     console_errors,
     demo,
+    live_trainer,
     open_page,
     own_console,
     site,
@@ -26,8 +31,6 @@ pytestmark = pytest.mark.slow
 
 
 def steps_of(demo, episode: int, agent: int) -> list[dict]:
-    from typer.testing import CliRunner
-
     out = CliRunner().invoke(cli, ["replay", "--run", "1", "-e", str(episode), "--steps", "--agent", str(agent),
                                    "--json", "--db", str(demo)])  # fmt: skip
     assert out.exit_code == 0, out.output
@@ -84,8 +87,11 @@ def test_the_player_draws_the_recorded_position_at_every_step_it_is_moved_to(bro
 
     browser.find_element(By.ID, "player-play").click()  # play: the steps advance on their own
     WebDriverWait(browser, 15).until(lambda d: shown(d)["step"] > target + 3 or shown(d)["step"] == len(steps))
-    browser.find_element(By.ID, "player-play").click()
+    button = browser.find_element(By.ID, "player-play")
+    if button.text == "pause":  # still playing (at the episode's end it stops by itself)
+        button.click()
     now = shown(browser)
+    assert now["step"] > target
     assert (now["row"], now["col"]) == expected_cell(steps, now["step"])
     assert console_errors(browser) == []
 
@@ -112,3 +118,25 @@ def test_the_run_and_agent_pages_link_the_recorded_episodes_to_the_player(browse
     first.click()
     WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.ID, "player-status"))
     assert shown(browser)["agent"] == 3 and shown(browser)["step"] == 0
+
+
+def test_the_live_grid_advances_during_a_real_train_live(browser, tmp_path, processes, artifacts):
+    db, port = tmp_path / "live.db", free_port()
+    trainer = live_trainer(db, port, processes, "--episodes", "100000", "--agents", "4", "--device", "cpu")
+    wait_for(lambda: db.exists() and "1" in CliRunner().invoke(cli, ["runs", "--json", "--db", str(db)]).stdout,
+             "the trainer's run")  # fmt: skip
+    base = _serve(db, processes, "--live", f"ws://127.0.0.1:{port}")
+    open_page(browser, f"{base}/runs/1", "#live-grid-status")
+    status = lambda: browser.find_element(By.ID, "live-grid-status")  # noqa: E731
+    WebDriverWait(browser, 60).until(lambda d: status().get_attribute("data-frame"))
+    first = (int(status().get_attribute("data-episode")), int(status().get_attribute("data-step")))
+    WebDriverWait(browser, 60).until(
+        lambda d: (int(status().get_attribute("data-episode")), int(status().get_attribute("data-step"))) != first
+    )
+    assert int(status().get_attribute("data-shown")) >= 2
+    assert 0 <= int(status().get_attribute("data-row")) < 8 and "missed" in status().text
+    browser.execute_script("document.getElementById('live-grid-box').scrollIntoView()")
+    browser.save_screenshot(str(artifacts / "live-grid.png"))
+    trainer.send_signal(signal.SIGINT)
+    trainer.communicate(timeout=60)
+    assert not [e for e in console_errors(browser) if "ws://" not in e["message"]]

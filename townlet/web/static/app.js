@@ -382,7 +382,7 @@ async function runPage(runId) {
   const page = { kind: "run", runId, uuid: run.run_uuid, s, plots: [] };
   if (CONFIG.live && run.status === "running") {  // the running episode's grid, as the trainer sends it
     const liveBox = el("section", { id: "live-grid-box" });
-    view.append(el("h2", { text: "live grid (the running episode's recorded agents)" }), liveBox);
+    charts.before(el("h2", { text: "live grid (the running episode's recorded agents)" }), liveBox);
     page.liveGrid = window.townletPlayer.liveGrid(liveBox);
   }
   const lastLink = el("p", {});

@@ -218,13 +218,25 @@ def test_clicking_an_agent_opens_its_audit_numbers_and_back_returns(browser, sit
     assert browser.current_url == f"{site}/runs/1"
 
 
-def test_clicking_an_agents_row_in_the_heat_map_opens_that_agent(browser, site):
+def test_clicking_an_agents_row_in_the_heat_map_opens_that_agent_or_plays_a_recorded_episode(browser, site, demo):
+    recorded = {r["episode"] for r in cli_json("recordings", "--run", "1", "--json", "--db", str(demo))["recordings"]}
+    unrecorded = min(set(range(1, 9)) - recorded)
     open_page(browser, f"{site}/runs/1", "canvas.heatmap")
     canvas = browser.find_element(By.CSS_SELECTOR, "canvas.heatmap")
-    height = canvas.size["height"]
-    # Four agents, four rows: the middle of the last row, measured from the canvas's centre.
-    ActionChains(browser).move_to_element_with_offset(canvas, 0, int(height * 3 / 8)).click().perform()
+    width, height = canvas.size["width"], canvas.size["height"]
+
+    def click(episode: int) -> None:  # eight episodes, eight columns; four agents, four rows: the last row
+        x = int(width * ((episode - 0.5) / 8 - 0.5))
+        ActionChains(browser).move_to_element_with_offset(canvas, x, int(height * 3 / 8)).click().perform()
+
+    click(unrecorded)
     WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/runs/1/agents/3"))
+    open_page(browser, f"{site}/runs/1", "canvas.heatmap")
+    canvas = browser.find_element(By.CSS_SELECTOR, "canvas.heatmap")
+    click(8)  # the session's last episode is recorded: the player opens there, following that agent
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/runs/1/episodes/8?agent=3&step=0"))
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "player-status"))
+    assert browser.find_element(By.ID, "player-status").get_attribute("data-agent") == "3"
 
 
 def test_the_episode_page_shows_what_replay_json_holds(browser, site, demo, artifacts):

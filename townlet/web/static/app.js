@@ -562,11 +562,18 @@ async function heatmap(parent, runId, width, request) {
     ctx.fillStyle = `rgb(${heatColour(value, lo, hi).join(",")})`;
     ctx.fillRect(c * cellW, r * cellH, cellW, cellH);
   }));
-  // A click opens the agent under the pointer (the first agent of its row when rows are buckets).
+  // A click opens the agent under the pointer (the first agent of its row when rows are buckets): in the player,
+  // at the first recorded episode of the cell's episodes, when the cell holds one; else the agent's page.
+  const recorded = await api(`/api/runs/${runId}/recordings`).then((r) => r.recordings.map((x) => x.episode)).catch(() => []);
   canvas.addEventListener("click", (event) => {
-    const scale = canvas.height / canvas.getBoundingClientRect().height;
-    const row = Math.floor((event.offsetY * scale) / cellH);
-    go(`/runs/${runId}/agents/${Math.min(map.agents - 1, Math.floor(row * map.agents_per_row))}`);
+    const box = canvas.getBoundingClientRect();
+    const row = Math.floor((event.offsetY * (canvas.height / box.height)) / cellH);
+    const column = Math.floor((event.offsetX * (canvas.width / box.width)) / cellW);
+    const agent = Math.min(map.agents - 1, Math.floor(row * map.agents_per_row));
+    const from = map.first_episode + Math.floor(column * map.episodes_per_column);
+    const to = map.first_episode + Math.floor((column + 1) * map.episodes_per_column) - 1;
+    const episode = recorded.find((e) => e >= from && e <= Math.max(from, to));
+    go(episode ? `/runs/${runId}/episodes/${episode}?agent=${agent}&step=0` : `/runs/${runId}/agents/${agent}`);
   });
   // The colour key: the scale's numbers, fitted to this run's values.
   const key = el("canvas", { class: "heat-key", width: 200, height: 12 });

@@ -126,7 +126,8 @@ window.townletPlayer = (function () {
         status.textContent = `live grid: episode ${frame.episode} · step ${frame.step} · ${frame.agents.length} agents · ` +
           `frame ${frame.frame} · ${missed} missed`;
         Object.assign(status.dataset, { episode: String(frame.episode), step: String(frame.step), frame: String(frame.frame),
-          missed: String(missed), shown: String(shown), row: String(frame.rows[0]), col: String(frame.cols[0]) });
+          missed: String(missed), shown: String(shown), row: String(frame.rows[0]), col: String(frame.cols[0]),
+          latencyMs: String(Math.round(Date.now() - frame.sent_at * 1000)) });  // trainer -> drawn, this frame
       },
     };
   }
@@ -245,6 +246,7 @@ window.townletPlayer = (function () {
     document.addEventListener("keydown", keys);
     drawMarks();
     draw();
+    status.dataset.firstDrawMs = String(Math.round(performance.now()));  // since the page's navigation began
     return { moveTo, stop: () => setPlaying(false) };
   }
 

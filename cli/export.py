@@ -15,8 +15,10 @@ from townlet.errors import TelemetryError
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.telemetry.dto import ALL_FIELDS, AgentColumns
 from townlet.telemetry.payloads import encode
+from townlet.telemetry.recording import STEP_COLUMNS
 from townlet.wording import counted
 from townlet_cli.options import DEFAULT, AtLeast, DbOption
+from townlet_cli.output import ConflictingOptions
 
 #: Rows of older versions leave the newer columns empty, so one CSV header serves a run that spans an upgrade.
 CSV_HEADER = ("run", "schema_version", *ALL_FIELDS)
@@ -53,6 +55,14 @@ def export(
     ] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="File to write; - for stdout.")] = "-",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    recordings: Annotated[
+        bool,
+        typer.Option(
+            "--recordings",
+            help="Export the runs' recorded steps instead of their agent rows: one row per recorded agent and "
+            "step (csv or jsonl).",
+        ),
+    ] = False,
 ) -> None:
     """Export every agent row of a run (or of several: --run 1 --run 2) at full resolution, streamed in
     constant memory.
@@ -69,9 +79,15 @@ def export(
     file behind, and one killed with -9 leaves a hidden partial file that the next export to the same --out
     removes (and names).
 
+    Recordings (every step of the recorded episodes, see `recordings`) are left out unless --recordings asks
+    for them instead: one row per recorded agent and step, run, episode and agent_idx first, then the columns
+    of `replay --steps` (jsonl: one object a line, its keys; csv: the same columns).
+
     Example: townlet-telemetry export --run 1 --format csv --out run1.csv
     """
     target = None if out == "-" else Path(out)
+    if recordings and fmt is ExportFormat.parquet:
+        raise ConflictingOptions("--recordings exports csv or jsonl: pick --format csv or --format jsonl")
     if fmt is ExportFormat.parquet:
         if target is None:
             raise ParquetNeedsFile("--format parquet writes a file: pass --out FILE.parquet")
@@ -82,24 +98,30 @@ def export(
         raise OutputExists(f"{target} exists: pass --force to overwrite it or choose another --out")
     with TelemetryReader(db) as reader:
         chosen = [reader.run(r) for r in dict.fromkeys(run)] if run else [reader.run(None)]
-        total = sum(r.episodes * r.num_agents for r in chosen)
-        show_progress = target is not None or sys.stdout.isatty()
+        if recordings:
+            total = sum(r.agent_steps for run_ in chosen for r in reader.recordings(run_))
+            write = lambda handle: _write_steps(reader, chosen, fmt, handle)  # noqa: E731
+        else:
+            total = sum(r.episodes * r.num_agents for r in chosen)
+            show_progress = target is not None or sys.stdout.isatty()
+            write = lambda handle: _write(reader, chosen, fmt, handle, total, show_progress)  # noqa: E731
         if target is None:
-            _write(reader, chosen, fmt, sys.stdout.buffer, total, show_progress)
+            write(sys.stdout.buffer)
             return
         _check_output_directory(target)
         removed = remove_leftovers(target)
         partial = partial_path(target, os.getpid())
         try:
             with _writing(target, partial) as handle:
-                _write(reader, chosen, fmt, handle, total, show_progress)
+                write(handle)
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
     for path in removed:
         typer.echo(f"removed {path}, left by an export that was killed", err=True)
     runs = ", ".join(str(r.id) for r in chosen)
-    typer.echo(f"wrote {counted(total, 'row')} of run{'s' if len(chosen) > 1 else ''} {runs} to {target}", err=True)
+    what = "recorded step" if recordings else "row"
+    typer.echo(f"wrote {counted(total, what)} of run{'s' if len(chosen) > 1 else ''} {runs} to {target}", err=True)
 
 
 class ParquetNeedsFile(TelemetryError):
@@ -179,6 +201,30 @@ def _write(
         for run, agents in batches:  # a field the row's version lacks is None: an empty cell
             writer.writerows((run, agents.schema_version, *row) for row in agents.tuples(ALL_FIELDS))
             text.flush()
+    out.flush()
+
+
+#: ``export --recordings``: which step, then the columns of ``replay --steps``.
+STEP_HEADER = ("run", "episode", "agent_idx", *STEP_COLUMNS)
+
+
+def _write_steps(reader: TelemetryReader, runs: list[RunSummary], fmt: ExportFormat, out: IO[bytes]) -> None:
+    """Every recorded agent's steps, run, episode then agent order, one episode in memory at a time."""
+    text = _TextSink(out)
+    writer = csv.writer(text, lineterminator="\n")
+    if fmt is ExportFormat.csv:
+        writer.writerow(STEP_HEADER)
+    for run in runs:
+        for recording in reader.recordings(run):
+            head = reader.recording_header(run, recording.episode)
+            for agent in reader.recorded_agents(run, recording.episode, head):
+                key = {"run": run.id, "episode": recording.episode, "agent_idx": agent.agent_idx}
+                steps = agent.step_dicts(head)
+                if fmt is ExportFormat.jsonl:
+                    out.write(b"".join(encode({**key, **step}) + b"\n" for step in steps))
+                else:
+                    writer.writerows((*key.values(), *(step[c] for c in STEP_COLUMNS)) for step in steps)
+                    text.flush()
     out.flush()
 
 

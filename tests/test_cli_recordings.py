@@ -145,3 +145,29 @@ def test_an_upgraded_old_database_has_no_recordings_and_says_so(tmp_path):
     assert json.loads(cli_ok("recordings", "--run", "1", "--json", "--db", str(db)).stdout)["recordings"] == []
     refused(["replay", "-e", "2", "--steps", "--db", str(db), "--run", "1"],
             "episode 2 was not recorded; recorded episodes of run 1: none")  # fmt: skip
+
+
+def test_export_leaves_recordings_out_unless_asked_and_then_has_every_step(trained):
+    rows = cli_ok("export", "-f", "jsonl", "--db", str(trained)).stdout.splitlines()
+    assert all("action" not in json.loads(line) for line in rows)  # agent rows only
+    steps = [json.loads(line) for line in cli_ok("export", "-f", "jsonl", "--recordings", "--db", str(trained)).stdout
+             .splitlines()]  # fmt: skip
+    listed = json.loads(cli_ok("recordings", "--json", "--db", str(trained)).stdout)["recordings"]
+    assert len(steps) == sum(r["agent_steps"] for r in listed)
+    one = [s for s in steps if (s["episode"], s["agent_idx"]) == (10, 2)]
+    replayed = cli_ok("replay", "-e", "10", "--steps", "--agent", "2", "--json", "--db", str(trained)).stdout
+    assert [{k: v for k, v in s.items() if k not in ("run", "episode", "agent_idx")} for s in one] == [
+        json.loads(line) for line in replayed.splitlines()
+    ]
+    csv_rows = list(csv.DictReader(io.StringIO(cli_ok("export", "-f", "csv", "--recordings", "--db", str(trained))
+                                               .stdout)))  # fmt: skip
+    assert len(csv_rows) == len(steps) and csv_rows[0]["run"] == "1"
+    refused(["export", "-f", "parquet", "--recordings", "--out", "x.parquet", "--db", str(trained)],
+            "--recordings exports csv or jsonl")  # fmt: skip
+
+
+def test_a_recording_of_a_newer_format_is_refused_in_one_line(trained, tmp_path):
+    db = fixture_copy(tmp_path, trained)
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE recordings SET format = 9")
+    refused(["replay", "-e", "10", "--steps", "--db", str(db)], "the recording is format 9, newer than this townlet")

@@ -42,7 +42,7 @@ from townlet.telemetry.dto import (
     SnapshotValidationError,
     TelemetryLeakError,
 )
-from townlet.telemetry.recording import AgentRecording, RecordingHeader
+from townlet.telemetry.recording import RECORDING_FORMAT, AgentRecording, RecordingHeader
 
 #: Every column of ``agent_snapshots`` a query may name (the fields of every schema version, and its own).
 AGENT_COLUMNS: frozenset[str] = frozenset({"schema_version", *ALL_FIELDS} - {"episode"})
@@ -454,6 +454,11 @@ class TelemetryReader:
         _, rows = self._rows.all(recording_sql.HEADER_SQL, {"run": run.id, "episode": episode})
         if not rows:
             self._explain_unrecorded(run, episode)
+        if rows[0][1] > RECORDING_FORMAT:
+            raise recording_sql.RecordingDamaged(
+                f"run {run.id} episode {episode}: the recording is format {rows[0][1]}, newer than this townlet "
+                f"reads (format {RECORDING_FORMAT}): upgrade townlet (pip install -U townlet-telemetry)"
+            )
         try:
             return recording_sql.header(rows[0][0])
         except (KeyError, TypeError, ValueError):

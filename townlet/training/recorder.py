@@ -95,16 +95,15 @@ class StepRecorder:
 
     def finish(self) -> torch.Tensor:
         """The episode's frames ``(steps + 1, agents, columns)`` on the CPU: the one device->host copy."""
+        pick = (lambda t: t) if self._index is None else (lambda t: t.index_select(1, self._index))
+        start = pick(self._start.unsqueeze(0))
         fields = list(zip(*self._steps, strict=True))
-        if not fields:
-            frames = self._start.unsqueeze(0)
-        else:
-            small = [torch.stack(f).to(torch.float32).unsqueeze(2) for f in fields[1:7]]
-            wide = [torch.stack(fields[0]).to(torch.float32), *small, torch.stack(fields[7])]
-            if self.q_values:
-                wide.append(torch.stack(fields[8]).to(torch.float32))
-            frames = torch.cat([self._start.unsqueeze(0), torch.cat(wide, dim=2)], dim=0)
-        if self._index is not None:
-            frames = frames.index_select(1, self._index)
         self._steps = []
-        return frames.cpu()
+        if not fields:
+            return start.cpu()
+        # Each field stacked over the steps, and only then narrowed to the recorded agents and joined.
+        small = [pick(torch.stack(f)).to(torch.float32).unsqueeze(2) for f in fields[1:7]]
+        wide = [pick(torch.stack(fields[0])).to(torch.float32), *small, pick(torch.stack(fields[7]))]
+        if self.q_values:
+            wide.append(pick(torch.stack(fields[8])).to(torch.float32))
+        return torch.cat([start, torch.cat(wide, dim=2)], dim=0).cpu()

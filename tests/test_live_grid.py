@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the broadcaster fixture imported from test_live_stream is used as a test argument
 """The live grid: ``grid_frame`` messages go only to clients that subscribe (an older client's stream is what it
 always was), at most ``recording.live_fps`` a second, never while nobody watches; a slow subscriber loses the
 oldest frames, counted; ``watch --grid`` draws them from a real ``train --live``."""
@@ -8,29 +9,18 @@ import sys
 import time
 
 import pytest
-from websockets.sync.client import connect
 
 from tests.helpers import finished_registry, free_port, wait_for
+from tests.test_live_stream import _connect, broadcaster  # noqa: F401
 from townlet.config import load_config, with_overrides
 from townlet.telemetry.frames import FramePublisher
-from townlet.telemetry.live import FRAME_QUEUE, WebSocketBroadcaster
-from townlet.telemetry.payloads import SUBSCRIBE_FRAMES, decode, episode_envelope, grid_frame, hello_message
+from townlet.telemetry.live import FRAME_QUEUE
+from townlet.telemetry.payloads import SUBSCRIBE_FRAMES, decode, episode_envelope, grid_frame
 from townlet.training.loop import Trainer
 
 
 def frame(n: int) -> dict:
     return grid_frame("run-x", n, 1, n, 1, 8, [("bed", 2, 2)], ("energy",), [0], [1], [2], [True], [[0.5]])
-
-
-def _connect(url: str):
-    return connect(url, open_timeout=5, close_timeout=1, compression=None, max_size=None)
-
-
-@pytest.fixture
-def broadcaster():
-    server = WebSocketBroadcaster("127.0.0.1", 0, queue_size=8, hello=hello_message("run-x", 4)).start()
-    yield server
-    server.close(drain_timeout=0.5)
 
 
 def test_only_subscribers_receive_frames_and_the_others_stream_is_unchanged(broadcaster):

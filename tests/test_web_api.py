@@ -58,6 +58,7 @@ def digest(path: Path) -> str:
         ("/api/runs/1/episodes/4", ["replay", "--run", "1", "--episode", "4", "--json"]),
         ("/api/runs/2/episodes/1", ["replay", "--run", "2", "--episode", "1", "--json"]),
         ("/api/runs/1/rewards", ["audit", "rewards", "--run", "1", "--json"]),
+        ("/api/runs/1/recordings", ["recordings", "--run", "1", "--json"]),
     ],
 )
 def test_an_endpoint_answers_the_bytes_of_its_json_command(db, client, endpoint, command):
@@ -339,3 +340,23 @@ def test_the_documented_config_sample_is_what_the_server_answers(client):
     documented = json.loads(sample[1].replace('"ws://..." or null', "null"))
     answered = client.get("/api/config").json()
     assert documented == answered  # the version too: docs say what this townlet answers
+
+
+def test_a_recorded_episode_is_served_as_replay_steps_prints_it_and_whole_for_the_player(db, client):
+    episode = json.loads(cli_bytes("recordings", "--run", "1", "--json", "--db", str(db)))["recordings"][-1]["episode"]
+    steps = client.get(f"/api/runs/1/episodes/{episode}/steps?agent=2")
+    assert steps.status_code == 200 and steps.headers["content-type"] == "application/x-ndjson"
+    printed = cli_bytes(
+        "replay", "--run", "1", "-e", str(episode), "--steps", "--agent", "2", "--json", "--db", str(db)
+    )
+    assert steps.content == printed
+    player = client.get(f"/api/runs/1/episodes/{episode}/recording").json()
+    assert player["header"]["grid_size"] == 8 and [a["agent_idx"] for a in player["agents"]] == list(range(AGENTS))
+    lines = [json.loads(line) for line in printed.splitlines()]
+    agent = player["agents"][2]
+    assert (agent["rows"], agent["cols"]) == ([s["row"] for s in lines], [s["col"] for s in lines])
+    assert agent["meters"][0] == [s["meter_energy"] for s in lines]
+    unrecorded = min(set(range(1, EPISODES + 1)) - {r["episode"] for r in json.loads(
+        cli_bytes("recordings", "--run", "1", "--json", "--db", str(db)))["recordings"]})  # fmt: skip
+    missing = client.get(f"/api/runs/1/episodes/{unrecorded}/recording")
+    assert missing.status_code == 404 and f"episode {unrecorded} was not recorded" in missing.json()["error"]

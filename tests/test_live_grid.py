@@ -94,12 +94,12 @@ def test_watch_grid_draws_frames_of_a_real_trainer_and_watch_json_gets_only_enve
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     trainer = subprocess.Popen(
-        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "4", "--agents", "3", "--device", "cpu",
+        [sys.executable, "-m", "townlet_cli", "train", "--episodes", "8", "--agents", "3", "--device", "cpu",
          "--db", str(tmp_path / "t.db"), "--live", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     processes.append(trainer)
-    command = [sys.executable, "-m", "townlet_cli", "watch", url, "--count", "3"]
+    command = [sys.executable, "-m", "townlet_cli", "watch", url, "--count", "2", "--timeout", "20"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     watchers = [subprocess.Popen([*command, extra], **pipes) for extra in ("--grid", "--json")]
     processes.extend(watchers)

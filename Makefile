@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/townlet-telemetry train --episodes 30 --agents 8 --seed 0
 	@echo "Open the demo run in a browser: $(BIN)/townlet-telemetry serve   (then http://127.0.0.1:8000)"
+	@echo "Play its last episode in the terminal: $(BIN)/townlet-telemetry replay --episode 30 --play"
 
 machine:  # what the suite needs beyond python3 and make; installed when missing (root or sudo), else one line
 	sh scripts/test-machine.sh
@@ -38,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_checkpoint.py
 	$(BIN)/python benchmarks/bench_scale.py --skip-slow
+	$(BIN)/python benchmarks/bench_recording.py
+	$(BIN)/python benchmarks/bench_player.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

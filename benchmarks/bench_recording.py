@@ -1,6 +1,7 @@
 """What recording costs, measured in one run: sessions with ``[recording]`` at its defaults and with it off.
 
-For each agent count: the step-loop time ratio on/off (best of --repeat, alternating), the database size
+For each agent count: the step-loop time ratio on/off (whole sessions, best of --repeat, alternating; and the
+same run paired episode by episode in one process, with the writer thread's encoding added), the database size
 ratio, bytes per recorded agent-step and per recorded episode; then ``replay --steps --json`` of one agent of
 the last recorded episode, cold (a new process), against a bare ``sqlite3`` query of the same blob (also a
 new process). Targets: time ratio <= 1.02, size ratio <= 1.25 (1024 agents), <= 4 bytes per agent-step.
@@ -21,12 +22,33 @@ from pathlib import Path
 import torch
 
 from townlet.config import RecordingConfig, load_config, with_overrides
+from townlet.telemetry.recording_codec import encode_agent
+from townlet.training.loop import Trainer
 from townlet.training.session import TrainingSession
 
 
 def session(config, db: Path) -> float:
     result = TrainingSession(config, db=str(db)).run()
     return sum(report.duration_s for report in result.reports)
+
+
+def paired(on_config, off_config, episodes: int) -> tuple[float, float, float]:
+    """The same run with recording on and off in one process, episode by episode alternately (the machine's
+    drift hits both alike); returns the step-loop seconds on and off, and the writer-side encoding seconds."""
+    on, off = Trainer(on_config), Trainer(off_config)
+    on.recording_plan.last_planned = off.recording_plan.last_planned = episodes
+    t_on = t_off = t_encode = 0.0
+    for episode in range(1, episodes + 1):
+        report = on.run_episode(episode)
+        t_on += report.duration_s
+        t_off += off.run_episode(episode).duration_s
+        if report.recording is not None:
+            started = time.perf_counter()
+            initial = report.recording.header.initial_meters
+            for agent in report.recording.agents:
+                encode_agent(agent, initial)
+            t_encode += time.perf_counter() - started
+    return t_on, t_off, t_encode
 
 
 def cold(argv: list[str], repeat: int) -> float:
@@ -63,7 +85,12 @@ def main() -> None:
                     "JOIN recording_agents a ON a.episode_pk = r.episode_pk GROUP BY e.episode ORDER BY e.episode DESC"
                 ).fetchone()
             print(f"{agents} agents x {args.episodes} episodes, best of {args.repeat}, torch threads=1")
-            print(f"  step loop: recording off {min(off):.3f} s, on {min(on):.3f} s, ratio {min(on) / min(off):.3f}")
+            print(f"  step loop, whole sessions: recording off {min(off):.3f} s, on {min(on):.3f} s, ratio "
+                  f"{min(on) / min(off):.3f}")  # fmt: skip
+            t_on, t_off, t_encode = paired(on_config, off_config, args.episodes)
+            print(f"  step loop, paired episode by episode in one process: off {t_off:.3f} s, on {t_on:.3f} s, ratio "
+                  f"{t_on / t_off:.3f}; the writer's encoding {t_encode * 1000:.0f} ms in all "
+                  f"(ratio with it {(t_on + t_encode) / t_off:.3f})")  # fmt: skip
             print(f"  database: off {os.path.getsize(db_off):,} B, on {os.path.getsize(db_on):,} B, ratio "
                   f"{os.path.getsize(db_on) / os.path.getsize(db_off):.3f}")  # fmt: skip
             print(f"  {episodes} recorded episodes, {size:,} B: {size / agent_steps:.2f} B per agent-step, "

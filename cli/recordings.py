@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from townlet.errors import TelemetryError
 from townlet.persistence.reader import RunSummary, TelemetryReader
 from townlet.persistence.recordings import recordings_report
 from townlet.telemetry.payloads import step_lines
@@ -14,7 +15,7 @@ from townlet.wording import counted
 from townlet_cli.console import make_console
 from townlet_cli.grid_view import frame
 from townlet_cli.options import DEFAULT, DbOption, JsonFlag, RunOption
-from townlet_cli.output import ConflictingOptions, fmt, machine_format, stdout_bytes, write_csv, write_json
+from townlet_cli.output import fmt, machine_format, stdout_bytes, write_csv, write_json
 
 
 def recordings(db: DbOption = DEFAULT, run: RunOption = None, as_json: JsonFlag = False) -> None:
@@ -42,7 +43,7 @@ def recordings(db: DbOption = DEFAULT, run: RunOption = None, as_json: JsonFlag 
     for name in ("episode", "stage", "why", "agents", "steps", "agent steps", "bytes", "B/step"):
         table.add_column(name, justify="left" if name == "why" else "right", no_wrap=True)
     for r in found:
-        per = fmt(r.size_bytes / r.agent_steps) if r.agent_steps else ""
+        per = fmt(r.bytes_per_agent_step)
         table.add_row(str(r.episode), str(r.stage), ", ".join(r.reasons), str(r.agents), str(r.steps),
                       str(r.agent_steps), str(r.size_bytes), per)  # fmt: skip
     console = make_console()
@@ -51,7 +52,7 @@ def recordings(db: DbOption = DEFAULT, run: RunOption = None, as_json: JsonFlag 
         console.print(f"run {chosen.id} has no recorded episodes (see [recording] in configs/default.toml)")
 
 
-class StepOutOfRange(ConflictingOptions):
+class StepOutOfRange(TelemetryError):
     """--from/--to outside the recorded agent's steps."""
 
 
@@ -59,8 +60,7 @@ def load_agent(
     reader: TelemetryReader, run: RunSummary, episode: int, agent: int | None
 ) -> tuple[RecordingHeader, AgentRecording]:
     head = reader.recording_header(run, episode)
-    chosen = head.agents[0] if agent is None else agent
-    return head, reader.recorded_agent(run, episode, chosen, head)
+    return head, reader.recorded_agent(run, episode, reader.followed_agent(run, episode, agent, head), head)
 
 
 def step_range(steps: AgentRecording, first: int | None, last: int | None, episode: int) -> tuple[int, int]:
@@ -122,10 +122,8 @@ def play(
     """``replay --play``: the grid, every recorded agent, the followed one's meters; frames one after another
     when stdout is not a terminal. Ctrl-C stops it (exit 130, one line)."""
     head = reader.recording_header(run, episode)
-    followed = head.agents[0] if agent is None else agent
+    followed = reader.followed_agent(run, episode, agent, head)
     everyone = {a.agent_idx: a for a in reader.recorded_agents(run, episode, head)}
-    if followed not in everyone:
-        reader.recorded_agent(run, episode, followed, head)  # raises NotRecorded, naming the recorded agents
     first, last = step_range(everyone[followed], first, last, episode)
 
     def draw(t: int) -> object:

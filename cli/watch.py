@@ -22,6 +22,7 @@ from townlet_cli.agents_table import agents_table
 from townlet_cli.console import make_console
 from townlet_cli.network import require_websocket_url
 from townlet_cli.options import AtLeast
+from townlet_cli.output import ConflictingOptions
 
 if TYPE_CHECKING:
     from rich.console import Console, Group
@@ -103,7 +104,7 @@ def watch(
     status = make_console(stderr=True)  # waits, connections and the summary; stdout carries only episodes
     data = make_console()
     if grid and as_json:
-        raise LiveConnectionError("--grid draws the grid: drop --json (or --grid)")
+        raise ConflictingOptions("--grid draws the grid: drop --json (or --grid)")
     viewer = _Viewer(status, max_rows, as_json=as_json, table=data.is_terminal and not as_json, data=data, grid=grid)
     # Ctrl-C ends watch even where the process started with SIGINT ignored (a parent that ignores it passes
     # that on through exec, and watch would then wait out --timeout deaf to it).

@@ -115,3 +115,20 @@ def test_watch_grid_draws_frames_of_a_real_trainer_and_watch_json_gets_only_enve
     assert kinds == {"episode_snapshot"}  # a client that never asks gets no frame
     _, said = trainer.communicate(timeout=120)
     assert "live grid:" in said and "frames" in said
+
+
+def test_a_frame_with_a_bad_meter_is_refused_naming_it_and_grid_with_json_is_one_line():
+    from typer.testing import CliRunner
+
+    from townlet.environment.grid import VectorizedGridEnv
+    from townlet.telemetry.dto import TelemetryLeakError
+    from townlet_cli.app import app
+
+    env = VectorizedGridEnv(2)
+    env.reset()
+    env.meters[1, 0] = float("nan")
+    publisher = FramePublisher(Sink(1), "run-x", [0, 1], 8, fps=10)
+    with pytest.raises(TelemetryLeakError, match=r"agents\[1\]\.meter_energy: non-finite"):
+        publisher.offer(env, 1, 1, 1)
+    result = CliRunner().invoke(app, ["watch", "ws://127.0.0.1:9", "--grid", "--json", "--timeout", "0"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "--grid draws the grid" in result.stderr

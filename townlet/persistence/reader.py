@@ -470,10 +470,7 @@ class TelemetryReader:
         """One recorded agent's steps: one row read, one blob decoded (the others' stay untouched)."""
         _, rows = self._rows.all(recording_sql.AGENT_SQL, {"run": run.id, "episode": episode, "agent": agent})
         if not rows:
-            shown = ", ".join(map(str, head.agents[:20])) + (" ..." if len(head.agents) > 20 else "")
-            raise NotRecorded(
-                f"agent {agent} was not recorded in episode {episode} of run {run.id}; recorded agents: {shown}"
-            )
+            raise agent_not_recorded(run, episode, agent, head)
         return recording_sql.decode(rows[0][0], agent, head, f"run {run.id} episode {episode} agent {agent}")
 
     def recorded_agents(self, run: RunSummary, episode: int, head: RecordingHeader) -> list[AgentRecording]:
@@ -481,6 +478,15 @@ class TelemetryReader:
         _, rows = self._rows.all(recording_sql.AGENTS_SQL, {"run": run.id, "episode": episode})
         where = f"run {run.id} episode {episode} agent "
         return [recording_sql.decode(blob, agent, head, f"{where}{agent}") for agent, blob in rows]
+
+    @staticmethod
+    def followed_agent(run: RunSummary, episode: int, agent: int | None, head: RecordingHeader) -> int:
+        """The agent a step view follows: ``agent``, or the first recorded one; refused when not recorded."""
+        if agent is None:
+            return head.agents[0]
+        if agent not in head.agents:
+            raise agent_not_recorded(run, episode, agent, head)
+        return agent
 
     def _explain_unrecorded(self, run: RunSummary, episode: int) -> None:
         if not self._has_episode(run, episode):
@@ -688,6 +694,11 @@ class TelemetryReader:
 def _stored_config(stored: Any) -> dict[str, Any]:
     """A ``runs.config`` value as a dict: SQLite keeps the JSON text, PostgreSQL hands back the object."""
     return json.loads(stored) if isinstance(stored, str) else dict(stored or {})
+
+
+def agent_not_recorded(run: RunSummary, episode: int, agent: int, head: RecordingHeader) -> NotRecorded:
+    shown = ", ".join(map(str, head.agents[:20])) + (" ..." if len(head.agents) > 20 else "")
+    return NotRecorded(f"agent {agent} was not recorded in episode {episode} of run {run.id}; recorded agents: {shown}")
 
 
 def no_agent(run: RunSummary, agent: int | None) -> AgentNotFound:

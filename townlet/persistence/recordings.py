@@ -95,12 +95,16 @@ class RecordingSummary:
     format: int
     stage: int
 
+    @property
+    def bytes_per_agent_step(self) -> float | None:
+        return round(self.size_bytes / self.agent_steps, 3) if self.agent_steps else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent_steps": self.agent_steps,
             "agents": self.agents,
             "bytes": self.size_bytes,
-            "bytes_per_agent_step": round(self.size_bytes / self.agent_steps, 3) if self.agent_steps else None,
+            "bytes_per_agent_step": self.bytes_per_agent_step,
             "episode": self.episode,
             "format": self.format,
             "reasons": list(self.reasons),

@@ -58,8 +58,8 @@ class FramePublisher:
         meters = [r[3:] for r in rows]
         for name, column in zip(("rows", "cols"), cells, strict=True):
             self._cell.check_column(name, column)
-        for k, values in enumerate(meters):
-            _METER.check_column(f"agents[{self.agents[k]}].meters", values)
+        for j, name in enumerate(METERS):  # one whole-column check per meter (agents[k]: the frame's k-th agent)
+            _METER.check_column(f"meter_{name}", [values[j] for values in meters])
         self.sent += 1
         self.sink.publish_frame(
             grid_frame(

@@ -353,6 +353,9 @@ async function runPage(runId) {
   const heatWidth = Math.max(200, Math.min(1180, (view.clientWidth || 1200) - 140));
   const heatData = api(`/api/runs/${runId}/heatmap?columns=${Math.floor(heatWidth)}&rows=64`);
   heatData.catch(() => {});  // a failure is shown where the heat map goes
+  // The recorded episodes: listed below, and what a heat map cell opens in the player.
+  const recordingsData = api(`/api/runs/${runId}/recordings`);
+  recordingsData.catch(() => {});
   // The charts get at most one point per pixel: the server summarises consecutive episodes per point (min, max
   // and mean exact over them); "every episode" reads them all.
   const width = Math.min(600, Math.floor((view.clientWidth || 1200) / 2) - 40);
@@ -408,7 +411,7 @@ async function runPage(runId) {
   // Heat map: the server averages agents and episodes into at most what this canvas can show.
   const heat = el("div", { class: "heat" });
   view.append(el("h2", { text: "survival heat map (agents × episodes)" }), heat);
-  heatmap(heat, runId, heatWidth, heatData).catch((error) => {
+  heatmap(heat, runId, heatWidth, heatData, recordingsData).catch((error) => {
     heat.replaceChildren(el("p", { class: "bad", text: `heat map failed: ${error.message}` }));
   });
 
@@ -431,7 +434,7 @@ async function runPage(runId) {
   const recorded = el("div", { id: "recordings" }, el("p", { class: "muted", text: "recordings: loading…" }));
   view.append(el("h2", { text: "agents" }), agentsBox, el("h2", { text: "episodes" }), lastLink,
     el("h2", { text: "recorded episodes (every step: open one to play it)" }), recorded);
-  recordingsList(recorded, runId);
+  recordingsList(recorded, runId, undefined, recordingsData);
   api(`/api/runs/${runId}/agents`).then((answer) => agentsTable(agentsBox, runId, answer))
     .catch((error) => { agentsBox.replaceChildren(el("p", { class: "bad", text: `agents failed: ${error.message}` })); });
   const config = el("div", { id: "run-config" });
@@ -441,9 +444,9 @@ async function runPage(runId) {
 }
 
 // The run's recorded episodes, each a link to its player (agent: open it following that agent).
-async function recordingsList(box, runId, agent) {
+async function recordingsList(box, runId, agent, request = api(`/api/runs/${runId}/recordings`)) {
   try {
-    const { recordings } = await api(`/api/runs/${runId}/recordings`);
+    const { recordings } = await request;
     if (!recordings.length) {
       box.replaceChildren(el("p", { class: "muted", text: "none recorded (see [recording] in configs/default.toml)" }));
       return;
@@ -549,7 +552,7 @@ function heatColour(value, lo, hi) {
   return [Math.round(40 + 215 * t), Math.round(30 + 200 * t), Math.round(120 - 80 * t)];
 }
 
-async function heatmap(parent, runId, width, request) {
+async function heatmap(parent, runId, width, request, recordingsData) {
   const map = await request;
   if (!map.columns) { parent.replaceChildren(el("p", { text: "no episodes yet" })); return; }
   const cellW = Math.max(1, Math.floor(width / map.columns));
@@ -564,7 +567,7 @@ async function heatmap(parent, runId, width, request) {
   }));
   // A click opens the agent under the pointer (the first agent of its row when rows are buckets): in the player,
   // at the first recorded episode of the cell's episodes, when the cell holds one; else the agent's page.
-  const recorded = await api(`/api/runs/${runId}/recordings`).then((r) => r.recordings.map((x) => x.episode)).catch(() => []);
+  const recorded = await recordingsData.then((r) => r.recordings.map((x) => x.episode)).catch(() => []);
   canvas.addEventListener("click", (event) => {
     const box = canvas.getBoundingClientRect();
     const row = Math.floor((event.offsetY * (canvas.height / box.height)) / cellH);
@@ -693,7 +696,7 @@ async function episodePlayer(box, runId, episode) {
   } });
   box.append(el("p", { class: "muted" }, `recorded (${body.header.reasons.join(", ")}): ${body.agents.length} agents, ` +
     `${body.header.steps} steps, grid ${body.header.grid_size}×${body.header.grid_size} · `,
-  link(`/runs/${runId}/recordings`, "every recording of this run"), " · ",
+  link(`/runs/${runId}`, "every recording of this run (on its page)"), " · ",
   el("a", { href: `/api/runs/${runId}/episodes/${episode}/steps?agent=${body.agents[0].agent_idx}`,
     text: "steps as JSON lines" }), " (byte-identical to replay --steps --json)"));
 }

@@ -68,6 +68,8 @@ V3_FIXTURE = FIXTURES / "townlet_v3.db"
 V4_FIXTURE = FIXTURES / "townlet_v4.db"
 #: The revision 0005 database written by townlet 0.9.0, before the recordings (tests/fixtures/README.md).
 V5_FIXTURE = FIXTURES / "townlet_v5.db"
+#: The revision 0006 database written by townlet 0.10.0, before run names and tags (tests/fixtures/README.md).
+V6_FIXTURE = FIXTURES / "townlet_v6.db"
 #: An agent row's fields besides its index, stage, baseline and survival (tests that write rows by hand).
 TEMPLATE = {
     "episode": 1, "curriculum_stage": 1, "baseline_survival_steps": 100.0, "survival_steps": 100,

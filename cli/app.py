@@ -12,12 +12,12 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort
 
 from townlet.errors import TelemetryError
-from townlet_cli import audit, db
+from townlet_cli import audit, db, runs
 from townlet_cli.export import export
 from townlet_cli.options import INTERRUPTED
 from townlet_cli.recordings import recordings
 from townlet_cli.replay import replay
-from townlet_cli.runs import episodes, runs
+from townlet_cli.runs import episodes
 from townlet_cli.serve import serve
 from townlet_cli.train import train
 from townlet_cli.watch import watch
@@ -89,7 +89,7 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command()(watch)
-app.command()(runs)
+app.add_typer(runs.app, name="runs")
 app.command()(episodes)
 app.command()(replay)
 app.command()(recordings)

@@ -52,19 +52,23 @@ NoBackupFlag = Annotated[
 
 
 def _backup_first(store: "TelemetryStore", before: str, target: str, *, enabled: bool, console: "Console") -> str:
-    """Before an existing database's schema changes: a backup copy beside a SQLite file, said where at once.
-    Returns what to say once the change is done when no backup was taken ("" when nothing is to be said): a
-    change that is then refused stays one line."""
-    from townlet.persistence.backup import backup_sqlite
-
+    """Before an existing database's schema changes: a backup copy beside a SQLite file, said where at once."""
     if before in (revisions.EMPTY, target):
         return ""
+    return take_backup(store, before, enabled=enabled, console=console, holding=f" ({describe_revision(before)})")
+
+
+def take_backup(store: "TelemetryStore", tag: str, *, enabled: bool, console: "Console", holding: str = "") -> str:
+    """A backup copy beside a SQLite file (``<file>.bak-<tag>-<time>``), said where at once. Returns what to
+    say once the change is done when no backup was taken: a change that is then refused stays one line."""
+    from townlet.persistence.backup import backup_sqlite
+
     if not enabled:
         return f"no backup of {store.label} taken (--no-backup)"
     if store.url.get_backend_name() != "sqlite":
         return f"no backup of {store.label} taken: back up a PostgreSQL database with pg_dump if you need one"
-    path = backup_sqlite(Path(store.url.database or ""), before)
-    console.print(f"backed up {store.label} ({describe_revision(before)}) to {path}")
+    path = backup_sqlite(Path(store.url.database or ""), tag)
+    console.print(f"backed up {store.label}{holding} to {path}")
     return ""
 
 
@@ -145,8 +149,9 @@ def _upgrade_progress(console: "Console") -> Iterator[Callable[..., None]]:
         yield report
 
 
-class DowngradeNotConfirmed(TelemetryError):
-    """A downgrade would drop stored data and was not confirmed (--yes, or a yes typed on a terminal)."""
+class NotConfirmed(TelemetryError):
+    """A change would drop stored data (a downgrade, ``runs delete``) and was not confirmed (--yes, or a yes
+    typed on a terminal)."""
 
 
 def describe_losses(losses: "list[Loss]") -> str:
@@ -173,17 +178,22 @@ def describe_losses(losses: "list[Loss]") -> str:
     return text if sum(loss.rows for loss in losses) else f"{text} (no rows hold data there)"
 
 
-def _confirm_losses(line: str, *, yes: bool, backup_hint: str) -> None:
-    """Proceed on --yes or a yes typed on a terminal; otherwise refuse in one line saying what would be lost."""
+def confirm_loss(line: str, *, yes: bool, store: "TelemetryStore", no_backup: bool) -> None:
+    """Proceed on --yes or a yes typed on a terminal; otherwise refuse in one line saying what would be lost
+    and how it is backed up (a copy of a SQLite file, pg_dump for PostgreSQL)."""
     import sys
 
+    if store.url.get_backend_name() == "sqlite":
+        backup_hint = "A backup is taken first (--no-backup skips it)." if not no_backup else ""
+    else:
+        backup_hint = f"Back it up first: pg_dump --format=custom --file townlet.dump '{store.label}'."
     if yes:
         return
     if sys.stdin.isatty() and sys.stderr.isatty():
-        if typer.confirm(f"{line}. {backup_hint}Proceed?", default=False, err=True):
+        if typer.confirm(" ".join(filter(None, (f"{line}.", backup_hint, "Proceed?"))), default=False, err=True):
             return
-        raise DowngradeNotConfirmed(f"{line}: not confirmed, nothing changed")
-    raise DowngradeNotConfirmed(f"{line}: pass --yes to proceed. {backup_hint}".rstrip())
+        raise NotConfirmed(f"{line}: not confirmed, nothing changed")
+    raise NotConfirmed(f"{line}: pass --yes to proceed. {backup_hint}".rstrip())
 
 
 @app.command()
@@ -225,13 +235,7 @@ def downgrade(
             losses = migrate.data_lost_by_downgrade(connection, before, target)
         line = f"downgrading {store.label} from {describe_revision(before)} to {revision} {describe_losses(losses)}"
         if any(loss.rows for loss in losses):
-            sqlite = store.url.get_backend_name() == "sqlite"
-            hint = (
-                ("A backup is taken first (--no-backup skips it)." if not no_backup else "")
-                if sqlite
-                else f"Back it up first: pg_dump --format=custom --file townlet.dump '{store.label}'."
-            )
-            _confirm_losses(line, yes=yes, backup_hint=hint)
+            confirm_loss(line, yes=yes, store=store, no_backup=no_backup)
         unbacked = _backup_first(store, before, target, enabled=not no_backup, console=console)
         with store.transaction(migrating=True) as connection:
             migrate.downgrade(connection, target)

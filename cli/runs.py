@@ -12,26 +12,87 @@ from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AtLeast, CsvFlag, DbOption, JsonFlag, RunOption
 from townlet_cli.output import ConflictingOptions, fmt, machine_format, write_csv, write_json
 
-RUN_COLUMNS = ("id", "started_at", "status", "num_agents", "episodes", "schema_version", "device", "seed")
+RUN_COLUMNS = ("id", "name", "tags", "started_at", "status", "num_agents", "episodes", "device", "seed")
+RUN_HEADERS = ("run", "name", "tags", "started (UTC)", "status", "agents", "episodes", "device", "seed")
+LEFT_COLUMNS = {"name", "tags", "started_at", "status", "device"}
+NO_WRAP = {"id", "started_at", "status", "num_agents", "episodes", "device", "seed"}
 
 
 #: The runs table shows at most this many runs, the newest (a table of 10,000 took rich 21 s to draw).
 TABLE_RUNS = 100
 
+app = typer.Typer(
+    help=(
+        "List the runs in the database (the command alone), filter them, and name, tag or delete them.\n\n"
+        "Example: townlet-telemetry runs --tag sweep-3 --where population.learning_rate=0.001"
+    ),
+    invoke_without_command=True,
+)
 
+TagFilter = Annotated[
+    list[str] | None,
+    typer.Option("--tag", "-t", help="Only runs carrying this tag (repeat: runs carrying every one)."),
+]
+NameLike = Annotated[
+    str | None,
+    typer.Option(
+        "--name-like",
+        metavar="PATTERN",
+        help="Only runs whose name matches PATTERN: a case-insensitive glob (lr*), or without * ? [ any "
+        "part of the name.",
+    ),
+]
+WhereFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        "-w",
+        metavar="KEY=VALUE",
+        help="Only runs whose stored config has KEY=VALUE (any key of `runs --json`'s config, dotted: "
+        "training.agents=64, population.learning_rate=1e-3, environment.grid_size=8; repeat: all must hold).",
+    ),
+]
+RunArgument = Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `runs`).", min=1)]
+
+
+def selected_runs(
+    reader: TelemetryReader, tags: list[str] | None, name_like: str | None, where: list[str] | None
+) -> list[RunSummary]:
+    """The runs the filters select, oldest first; an unknown tag or config key is refused."""
+    from townlet.analysis.run_selection import RunFilter
+
+    chosen = RunFilter.parse(tags or (), name_like, where or ())
+    found = reader.runs()
+    if not chosen:
+        return found
+    configs = reader.run_configs()
+    chosen.check(reader.tags(), configs)
+    return [run for run in found if chosen.selects(run.name, run.tags, configs[run.id])]
+
+
+@app.callback()
 def runs(
+    ctx: typer.Context,
     db: DbOption = DEFAULT,
     as_json: JsonFlag = False,
     show_all: Annotated[
         bool, typer.Option("--all", help=f"Table every run, not only the newest {TABLE_RUNS} (--json always has all).")
     ] = False,
+    tag: TagFilter = None,
+    name_like: NameLike = None,
+    where: WhereFilter = None,
 ) -> None:
-    """List the runs in the database: id, start (UTC), status, agents, episodes, schema version, device, seed.
+    """List the runs in the database: id, name, tags, start (UTC), status, agents, episodes, device, seed.
 
-    Example: townlet-telemetry runs --db townlet.db
+    --tag, --name-like and --where filter the list (all must hold). `runs rename`, `runs tag`, `runs untag`
+    and `runs delete` change it.
+
+    Example: townlet-telemetry runs --db townlet.db --tag sweep-3
     """
+    if ctx.invoked_subcommand is not None:
+        return
     with TelemetryReader(db) as reader:
-        found = reader.runs()
+        found = selected_runs(reader, tag, name_like, where)
     if as_json:
         write_json(runs_report(found))
         return
@@ -39,18 +100,118 @@ def runs(
 
     shown = found if show_all else found[-TABLE_RUNS:]
     left = len(found) - len(shown)
+    filtered = " matching the filters" if tag or name_like is not None or where else ""
     table = Table(
-        title=f"runs in {reader.label}",
+        title=f"runs in {reader.label}{filtered}",
         caption=f"the newest {len(shown)} of {counted(len(found), 'run')}; --all tables them all, --json lists them"
         if left
         else None,
     )
-    for header in ("run", "started (UTC)", "status", "agents", "episodes", "schema", "device", "seed"):
-        table.add_column(header, justify="left" if header in ("started (UTC)", "status", "device") else "right")
+    for column, header in zip(RUN_COLUMNS, RUN_HEADERS, strict=True):
+        table.add_column(
+            header, justify="left" if column in LEFT_COLUMNS else "right", no_wrap=column in NO_WRAP,
+            min_width=16 if column == "started_at" else None,
+        )  # fmt: skip
     for run in shown:
-        started = run.started_at.replace("T", " ")[:19]
-        table.add_row(*(started if c == "started_at" else fmt(getattr(run, c)) for c in RUN_COLUMNS))
+        cells = {"started_at": run.started_at.replace("T", " ")[:16], "tags": " ".join(run.tags), "name": run.name}
+        table.add_row(*(fmt(cells[c]) if c in cells else fmt(getattr(run, c)) for c in RUN_COLUMNS))
     make_console().print(table)
+
+
+@app.command()
+def rename(
+    run: RunArgument,
+    name: Annotated[str, typer.Argument(metavar="TEXT", help="The run's new name ('' removes it).")],
+    db: DbOption = DEFAULT,
+) -> None:
+    """Name a run (at most 120 characters, one line); an empty TEXT removes its name.
+
+    Example: townlet-telemetry runs rename 3 "baseline, lr 1e-3"
+    """
+    from townlet.persistence.run_labels import checked_name
+    from townlet.persistence.store import TelemetryStore
+
+    kept = checked_name(name) if name.strip() else None
+    with TelemetryStore.open(db, write=True, must_exist=True) as store:
+        store.rename_run(run, kept)
+    make_console(stderr=True).print(f"run {run} " + (f"named {kept!r}" if kept else "has no name now"))
+
+
+@app.command("tag")
+def tag_runs(
+    run: RunArgument,
+    tags: Annotated[list[str], typer.Argument(metavar="TAG...", help="Tags to add: letters, digits, _ . : + = -.")],
+    db: DbOption = DEFAULT,
+) -> None:
+    """Add tags to a run (a tag it already has is kept once).
+
+    Example: townlet-telemetry runs tag 3 sweep-3 lr-1e-3
+    """
+    from townlet.persistence.run_labels import checked_tags
+    from townlet.persistence.store import TelemetryStore
+
+    wanted = checked_tags(tags)
+    with TelemetryStore.open(db, write=True, must_exist=True) as store:
+        added, _ = store.label_run(run, add=wanted)
+    said = ", ".join(added) if added else "nothing new"
+    make_console(stderr=True).print(f"run {run}: tagged {said}", markup=False, highlight=False)
+
+
+@app.command()
+def untag(
+    run: RunArgument,
+    tags: Annotated[list[str], typer.Argument(metavar="TAG...", help="Tags to remove.")],
+    db: DbOption = DEFAULT,
+) -> None:
+    """Remove tags from a run; a tag the run does not carry is refused, naming the ones it has.
+
+    Example: townlet-telemetry runs untag 3 sweep-3
+    """
+    from townlet.persistence.run_labels import BadLabel
+    from townlet.persistence.store import TelemetryStore
+
+    with TelemetryReader(db) as reader:
+        have = reader.run(run).tags
+    missing = [t for t in tags if t not in have]
+    if missing:
+        raise BadLabel(f"run {run} is not tagged {missing[0]!r} (its tags: {', '.join(have) or 'none'})")
+    with TelemetryStore.open(db, write=True, must_exist=True) as store:
+        _, removed = store.label_run(run, remove=tags)
+    make_console(stderr=True).print(f"run {run}: untagged {', '.join(removed)}", markup=False, highlight=False)
+
+
+@app.command()
+def delete(
+    run_ids: Annotated[list[int], typer.Argument(metavar="RUN...", help="Run ids to delete (see `runs`).", min=1)],
+    db: DbOption = DEFAULT,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    no_backup: Annotated[
+        bool, typer.Option("--no-backup", help="Do not copy a SQLite database aside before deleting.")
+    ] = False,
+) -> None:
+    """Delete runs and everything stored with them: episodes, agent rows, rollups, flags, checkpoints,
+    recordings, names and tags.
+
+    The command first says in one line what goes, with counts, and proceeds only with --yes or a yes typed on
+    a terminal. A run a process is training is refused. A SQLite database is then copied beside itself
+    (townlet.db.bak-runs-<time>; --no-backup skips it); back up a PostgreSQL database with pg_dump first.
+
+    Example: townlet-telemetry runs delete 4 5 --yes
+    """
+    from townlet.persistence.store import TelemetryStore
+    from townlet_cli.db import confirm_loss, take_backup
+
+    runs_given = list(dict.fromkeys(run_ids))
+    console = make_console(stderr=True)
+    with TelemetryStore.open(db, write=True, must_exist=True) as store:
+        contents = store.run_contents(runs_given)
+        line = "deleting " + "; ".join(c.describe() for c in contents) + f" from {store.label}"
+        confirm_loss(line, yes=yes, store=store, no_backup=no_backup)
+        unbacked = take_backup(store, "runs", enabled=not no_backup, console=console)
+        store.delete_runs(runs_given)
+    if unbacked:
+        console.print(unbacked)
+    console.print(f"deleted {counted(len(runs_given), 'run')}: " + ", ".join(map(str, runs_given)))
 
 
 def episodes(

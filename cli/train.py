@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from townlet import defaults
+from townlet.errors import TelemetryError
 from townlet.wording import counted
 from townlet_cli.console import make_console
 from townlet_cli.network import warn_if_reachable
@@ -102,6 +103,29 @@ def train(
             help="Also record every step of these episodes, e.g. 1,50,100 (added to recording.episodes).",
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="TEXT", help="Name the run (at most 120 characters; `runs rename` changes it)."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", "-t", metavar="TAG", help="Tag the run (repeatable; letters, digits, _ . : + = -; `runs tag`)."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            metavar="0,1,2|0-4",
+            help="Train this config once per seed, one run each, all tagged with one new group tag "
+            "(seeds-XXXXXXXX); see below.",
+        ),
+    ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option("--parallel", "-j", help="With --seeds: train K seeds at once.", click_type=AtLeast(1)),
+    ] = 1,
     log_every: Annotated[
         int,
         typer.Option(
@@ -129,6 +153,14 @@ def train(
     recording.max_agents): every recording.every-th, the first at each curriculum stage, the session's last
     planned one and --record-episodes; see `recordings` and `replay --steps/--play`, and \\[recording] in
     configs/default.toml.
+
+    --name and --tag label the run (`runs --tag`, `compare --tag`); on --resume they rename and add tags.
+
+    --seeds 0-4 trains the same config once per seed, one run and one `train` process each, one after another
+    or --parallel K at once, every run tagged with one new group tag (and --tag's); each process's lines are
+    prefixed with its seed, and a summary names each seed's run. Ctrl-C or SIGTERM stops every process cleanly
+    after its episode (a second one at once); no seed starts after it. On a cluster, one `train --seed S --tag
+    G` per job into one PostgreSQL database groups the same way.
 
     --live HOST:PORT streams each episode's envelope to websocket clients (see `watch`). The stream is
     unauthenticated: bind 127.0.0.1 (a warning is printed for any other address).
@@ -162,6 +194,11 @@ def train(
     """
     from townlet.config import keys_set_by, load_config, with_overrides  # frozen dataclasses: only train needs them
 
+    if seeds is not None:
+        _refuse_with_seeds(seed=seed, resume=resume, live=live)
+    elif parallel != 1:
+        raise typer.BadParameter("--parallel K trains K of --seeds at once: add --seeds, e.g. --seeds 0-4")
+
     flags = {"episodes": episodes, "agents": agents, "seed": seed, "device": device}
     settings = with_overrides(load_config(config), "training", **flags)
     explicit = {f"training.{k}" for k, v in flags.items() if v is not None}
@@ -172,6 +209,11 @@ def train(
         current = settings.recording.episodes
         settings = with_overrides(settings, "recording", episodes=tuple(sorted({*current, *asked})))
         explicit.add("recording.episodes")
+    if seeds is not None:
+        from townlet.persistence.run_labels import checked_tags
+
+        checked_tags(tag or ())
+        raise typer.Exit(code=_train_seeds(seeds, parallel, settings.training.agents, locals()))
     from townlet.telemetry.live import parse_address
 
     live_address = parse_address(live) if live is not None else None
@@ -193,6 +235,8 @@ def train(
         learner=LearnerChoice(from_checkpoint=from_checkpoint, fresh=fresh_learner),
         on_live_start=lambda url: console.print(f"live telemetry on {url} (watch with: townlet-telemetry watch {url})"),
         explicit=explicit,
+        name=name,
+        tags=tag or (),
     )
     t = session.config.training
     first = session.result.first_episode
@@ -229,6 +273,51 @@ def train(
                 typer.echo(f"interrupted by {stop.how}: run {result.run} {status}, {written}", err=True)
     if stop.requested:
         raise typer.Exit(code=stop.exit_code)
+
+
+def _refuse_with_seeds(*, seed: int | None, resume: int | None, live: str | None) -> None:
+    if seed is not None:
+        raise typer.BadParameter("--seeds names every seed to train: drop --seed, or --seeds")
+    if resume is not None:
+        raise typer.BadParameter("--seeds starts new runs: resume each with train --resume RUN")
+    if live is not None:
+        raise typer.BadParameter("--live streams one run: drop it with --seeds (serve --live follows one trainer)")
+
+
+def _train_seeds(text: str, parallel: int, agents: int, given: dict[str, object]) -> int:
+    """Train one child process per seed (``train_seeds``), then say which run each seed became."""
+    from townlet.persistence.reader import TelemetryReader
+    from townlet_cli.train_seeds import describe, group_tag, parse_seeds, run_seeds
+
+    seed_list = parse_seeds(text)
+    tag = group_tag()
+    args: list[str] = []
+    passed_on = (("--episodes", "episodes"), ("--agents", "agents"), ("--device", "device"), ("--config", "config"),
+                 ("--record-episodes", "record_episodes"), ("--name", "name"))  # fmt: skip
+    for flag, key in passed_on:
+        if given[key] is not None:
+            args += [flag, str(given[key])]
+    for extra in [*(given["tag"] or ()), tag]:  # type: ignore[union-attr]
+        args += ["--tag", str(extra)]
+    args += ["--db", str(given["db"]), "--log-every", str(given["log_every"])]
+    console = make_console(stderr=True)
+    at_once = min(parallel, len(seed_list))
+    console.print(
+        f"training {counted(len(seed_list), 'seed')} ({', '.join(map(str, seed_list))}) of one config, "
+        f"{counted(agents, 'agent')} each, {at_once} at a time, tagged {tag}",
+        markup=False,
+        highlight=False,
+    )
+    outcome = run_seeds(args, seed_list, at_once)
+    runs_by_seed: dict[int, int] = {}
+    try:
+        with TelemetryReader(str(given["db"])) as reader:
+            runs_by_seed = {run.seed: run.id for run in reader.runs() if tag in run.tags}
+    except TelemetryError as exc:  # no seed got as far as its run: the children said why
+        console.print(f"no run of the group can be listed: {exc}", markup=False, highlight=False)
+    for line in describe(outcome, runs_by_seed, tag):
+        console.print(line, markup=False, highlight=False)
+    return outcome.exit_code
 
 
 def _train_with_progress(

@@ -1,5 +1,6 @@
 """Small builders shared by tests: filled registries and free loopback ports."""
 
+import json
 import shutil
 import socket
 import subprocess
@@ -189,6 +190,12 @@ def cli_ok(*args: str):
     return result
 
 
+def fixture_columns(fixture: Path, table: str) -> str:
+    """The columns ``table`` had in a committed fixture, comma-separated: what an upgrade must keep as it was
+    (a later revision may add columns, e.g. ``runs.name`` in 0007)."""
+    return ", ".join(row[1] for row in db_rows(fixture, f"PRAGMA table_info({table})"))
+
+
 def db_rows(db: Path, sql: str) -> list[tuple]:
     """Rows of a query on a SQLite file, read without creating sidecars."""
     import sqlite3
@@ -213,7 +220,9 @@ def assert_fixture_answers(db: Path, version: int) -> None:
 
     flag = ("--db", str(db))
     assert [cli_ok("episodes", "--run", r, "--json", *flag).stdout_bytes for r in "12"] == captured("episodes.jsonl")
-    assert cli_ok("runs", "--json", *flag).stdout_bytes == b"".join(captured("runs.json"))
+    listed = json.loads(cli_ok("runs", "--json", *flag).stdout)  # revision 0007 added each run's name and tags
+    assert [(run.pop("name"), run.pop("tags")) for run in listed] == [(None, [])] * len(listed)
+    assert listed == json.loads(b"".join(captured("runs.json")))
     for (run, episode), before in zip(FIXTURE_EPISODES, captured("replay.jsonl"), strict=True):
         assert cli_ok("replay", "--run", str(run), "--episode", str(episode), "--json", *flag).stdout_bytes == before
     exported = b"".join(cli_ok("export", "-f", "jsonl", "--run", r, *flag).stdout_bytes for r in "12")

@@ -49,7 +49,7 @@ def test_current_and_check_on_a_trained_database(db):
     before = digest(db)
     current = runner.invoke(app, ["db", "current", "--db", str(db)])
     assert current.exit_code == 0
-    assert "revision 0006 (schema 2), up to date" in current.stdout
+    assert "revision 0007 (schema 2), up to date" in current.stdout
     check = runner.invoke(app, ["db", "check", "--db", str(db)])
     assert check.exit_code == 0
     assert "models and migrations agree" in check.stdout
@@ -66,9 +66,9 @@ def test_upgrade_creates_a_new_database_and_is_idempotent(tmp_path):
     path = tmp_path / "new.db"
     first = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
     assert first.exit_code == 0, first.output
-    assert "from empty (no schema yet) to revision 0006 (schema 2)" in first.stderr and first.stdout == ""
+    assert "from empty (no schema yet) to revision 0007 (schema 2)" in first.stderr and first.stdout == ""
     second = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
-    assert "already at revision 0006" in second.stderr
+    assert "already at revision 0007" in second.stderr
 
 
 def test_downgrade_to_base_and_upgrade_again(tmp_path):
@@ -83,7 +83,7 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path):
 
 def test_downgrade_to_an_unknown_revision_is_a_usage_error(db):
     result = runner.invoke(app, ["db", "downgrade", "0042", "--db", str(db)])
-    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, base")
+    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, 0007, base")
     result = runner.invoke(app, ["db", "upgrade", "--to", "0042", "--db", str(db)])
     one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, head")
 
@@ -99,7 +99,7 @@ def test_database_newer_than_the_code(db, command):
     _set_revision(db, "0099")
     before = digest(db)
     result = runner.invoke(app, [*command, "--db", str(db)])
-    one_line_error(result, "database is at revision 0099, newer than this townlet (schema 2, revision 0006)")
+    one_line_error(result, "database is at revision 0099, newer than this townlet (schema 2, revision 0007)")
     assert "upgrade townlet" in result.stderr
     assert digest(db) == before
 
@@ -123,7 +123,7 @@ def test_database_older_than_the_code(tmp_path, command):
     result = runner.invoke(app, [*command, "--db", str(db)])
     one_line_error(
         result,
-        "database is at revision 0001 (schema 1), this townlet needs revision 0006 (schema 2): "
+        "database is at revision 0001 (schema 1), this townlet needs revision 0007 (schema 2): "
         f"run `townlet-telemetry db upgrade --db {db}`",
     )
     assert digest(db) == before

@@ -43,7 +43,8 @@ def trained(db_url) -> str:
 
 
 DROPS_ALL = (
-    "drops tables recordings (2 rows), recording_agents (6 rows), baseline_flags (0 rows), survival_blocks (0 rows), "
+    "drops tables run_tags (0 rows), recordings (2 rows), recording_agents (6 rows), baseline_flags (0 rows), "
+    "survival_blocks (0 rows), "
     "episode_rollups (2 rows), checkpoints (1 row), "
     "agent_snapshots (6 rows), episodes (2 rows), "
     "runs (1 row)"
@@ -102,7 +103,7 @@ def test_sqlite_downgrade_keeps_a_backup_even_with_yes(tmp_path):
     assert rows == 6
 
 
-@pytest.mark.parametrize("revision", ["0006", "0005", "0004", "0003", "0002", "0001"])
+@pytest.mark.parametrize("revision", ["0007", "0006", "0005", "0004", "0003", "0002", "0001"])
 def test_declared_losses_match_what_the_downgrade_really_drops(tmp_path, revision):
     """Each migration's DOWNGRADE_DROPS names exactly the tables and columns its downgrade removes."""
     path = tmp_path / "t.db"

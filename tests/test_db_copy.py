@@ -196,8 +196,8 @@ def test_a_copied_run_resumes_from_its_checkpoint(laptop, tmp_path):
 
 def test_databases_at_another_revision_or_unknown_runs_are_refused_naming_the_fix(laptop, tmp_path):
     old = fixture_copy(tmp_path, V2_FIXTURE, "old.db")
-    refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0006", "db upgrade")
-    refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0006", f"--db {old}")
+    refused(townlet("db", "copy", str(old), str(tmp_path / "new.db")), "this townlet needs revision 0007", "db upgrade")
+    refused(townlet("db", "copy", str(laptop), str(old)), "this townlet needs revision 0007", f"--db {old}")
     refused(townlet("db", "copy", str(laptop), str(tmp_path / "new.db"), "--run", "9"), "no run 9 in")
     assert not (tmp_path / "new.db").exists()  # refused before the destination was created
 

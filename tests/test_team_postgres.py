@@ -162,9 +162,9 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
         assert done.returncode == 0, done.stderr
         return done
 
-    assert "from empty (no schema yet) to revision 0006 (schema 2)" in run("db", "upgrade").stderr
+    assert "from empty (no schema yet) to revision 0007 (schema 2)" in run("db", "upgrade").stderr
     run("train", "--episodes", "2", "--agents", "2", "--device", "cpu")
-    assert "revision 0006 (schema 2), up to date" in run("db", "current").stdout
+    assert "revision 0007 (schema 2), up to date" in run("db", "current").stdout
     assert "models and migrations agree" in run("db", "check").stdout
     down = run("db", "downgrade", "0002", "--yes")
     assert (
@@ -174,7 +174,7 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
         and down.stdout == ""
     )
     assert "no backup of" in down.stderr and "pg_dump" in down.stderr  # said, not refused: --yes was given
-    assert "revision 0002 (schema 2), this townlet needs revision 0006" in run("db", "current").stdout
+    assert "revision 0002 (schema 2), this townlet needs revision 0007" in run("db", "current").stdout
     run("db", "upgrade")
     run("train", "--resume", "1", "--episodes", "1", "--device", "cpu")
     assert [e["episode"] for e in json.loads(run("episodes", "--run", "1", "--json").stdout)] == [1, 2, 3]

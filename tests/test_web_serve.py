@@ -43,7 +43,7 @@ def test_an_older_database_is_refused_naming_the_upgrade(tmp_path):
     db = v1_copy(tmp_path)
     refused(
         ["--db", str(db)],
-        "database is at revision 0001 (schema 1), this townlet needs revision 0006 (schema 2)",
+        "database is at revision 0001 (schema 1), this townlet needs revision 0007 (schema 2)",
         "db upgrade",
     )
 

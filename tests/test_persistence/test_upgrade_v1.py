@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, V1_FIXTURE, v1_copy
+from tests.helpers import FIXTURES, V1_FIXTURE, fixture_columns, v1_copy
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -50,15 +50,15 @@ def test_the_v1_fixture_is_the_file_the_v1_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = v1_copy(tmp_path)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0001 (schema 1) to revision 0006 (schema 2)" in result.stderr
+    assert "from revision 0001 (schema 1) to revision 0007 (schema 2)" in result.stderr
     return db
 
 
 def test_upgrade_from_v1_keeps_every_row(upgraded):
     assert rows(upgraded, V1_ROWS_SQL) == rows(V1_FIXTURE, V1_ROWS_SQL)
     for table in ("runs", "episodes"):
-        assert rows(upgraded, f"SELECT * FROM {table} ORDER BY id") == rows(
-            V1_FIXTURE, f"SELECT * FROM {table} ORDER BY id"
+        assert rows(upgraded, f"SELECT {fixture_columns(V1_FIXTURE, table)} FROM {table} ORDER BY id") == rows(
+            V1_FIXTURE, f"SELECT {fixture_columns(V1_FIXTURE, table)} FROM {table} ORDER BY id"
         )
     new = rows(
         upgraded, "SELECT visits_bed, visits_shower, visits_fridge, visits_job, action_entropy FROM agent_snapshots"
@@ -87,7 +87,7 @@ def test_upgrade_writes_a_backup_that_is_itself_a_valid_v1_database(tmp_path):
     assert len(backups) == 1 and str(backups[0]) in result.stderr
     assert backups[0].name.endswith("Z") and len(backups[0].name) == len("townlet.db.bak-0001-20261125T133000Z")
     current = ok("db", "current", "--db", str(backups[0]))
-    assert "revision 0001 (schema 1), this townlet needs revision 0006" in current.stdout
+    assert "revision 0001 (schema 1), this townlet needs revision 0007" in current.stdout
     assert rows(backups[0]) == rows(V1_FIXTURE)
     assert rows(backups[0], "SELECT * FROM runs") == rows(V1_FIXTURE, "SELECT * FROM runs")
 

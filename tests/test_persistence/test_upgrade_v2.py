@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, fixture_copy, v1_copy
+from tests.helpers import FIXTURES, V1_FIXTURE, V2_FIXTURE, fixture_columns, fixture_copy, v1_copy
 from townlet.persistence import migrate
 from townlet.persistence.engine import database_url, make_engine
 from townlet.wording import counted
@@ -52,7 +52,7 @@ def test_the_v2_fixture_is_the_file_the_0_3_0_code_wrote():
 def upgraded(tmp_path) -> Path:
     db = fixture_copy(tmp_path, V2_FIXTURE)
     result = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0006 (schema 2)" in result.stderr
+    assert "from revision 0002 (schema 2) to revision 0007 (schema 2)" in result.stderr
     return db
 
 
@@ -85,12 +85,14 @@ def test_v1_fixture_goes_to_head_in_two_steps_and_still_replays(tmp_path):
     first = ok("db", "upgrade", "--to", "0002", "--db", str(db))
     assert "from revision 0001 (schema 1) to revision 0002 (schema 2)" in first.stderr
     second = ok("db", "upgrade", "--db", str(db))
-    assert "from revision 0002 (schema 2) to revision 0006 (schema 2)" in second.stderr
+    assert "from revision 0002 (schema 2) to revision 0007 (schema 2)" in second.stderr
     columns = "episode_pk, agent_idx, schema_version, survival_steps, epsilon, curriculum_stage, death_cause"
     sql = f"SELECT {columns} FROM agent_snapshots ORDER BY 1, 2"
     assert rows(db, sql) == rows(V1_FIXTURE, sql)
     for table in ("runs", "episodes"):
-        assert rows(db, f"SELECT * FROM {table} ORDER BY id") == rows(V1_FIXTURE, f"SELECT * FROM {table} ORDER BY id")
+        assert rows(db, f"SELECT {fixture_columns(V1_FIXTURE, table)} FROM {table} ORDER BY id") == rows(
+            V1_FIXTURE, f"SELECT {fixture_columns(V1_FIXTURE, table)} FROM {table} ORDER BY id"
+        )
 
 
 def test_a_connection_with_foreign_keys_on_is_refused_before_the_runs_table_is_rebuilt(tmp_path):

@@ -16,6 +16,7 @@ from tests.helpers import (
     assert_fixture_answers,
     cli_ok,
     db_rows,
+    fixture_columns,
     fixture_copy,
 )
 from townlet.persistence.rollups import rollup_select
@@ -40,10 +41,10 @@ def upgraded(tmp_path) -> tuple[Path, str]:
 def test_upgrade_backfills_one_rollup_per_episode_with_progress_and_keeps_every_row(upgraded):
     db, said = upgraded
     assert "backfilled the rollups of 10 of 10 episodes (27 agent rows)" in said
-    assert "from revision 0003 (schema 2) to revision 0006 (schema 2)" in said
+    assert "from revision 0003 (schema 2) to revision 0007 (schema 2)" in said
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
-        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
-            V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert rows(db, f"SELECT {fixture_columns(V3_FIXTURE, table)} FROM {table} ORDER BY 1, 2") == rows(
+            V3_FIXTURE, f"SELECT {fixture_columns(V3_FIXTURE, table)} FROM {table} ORDER BY 1, 2"
         )
     assert rows(db, "SELECT count(*) FROM episode_rollups") == [(10,)]
     assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == rows(db, rollup_select("1 = 1") + " ORDER BY 1")
@@ -74,8 +75,8 @@ def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_t
         "episode_rollups (10 rows)" in down.stderr
     )
     for table in ("runs", "episodes", "agent_snapshots", "checkpoints"):
-        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
-            V3_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert rows(db, f"SELECT {fixture_columns(V3_FIXTURE, table)} FROM {table} ORDER BY 1, 2") == rows(
+            V3_FIXTURE, f"SELECT {fixture_columns(V3_FIXTURE, table)} FROM {table} ORDER BY 1, 2"
         )
     ok("db", "upgrade", "--no-backup", "--db", str(db))
     assert rows(db, "SELECT * FROM episode_rollups ORDER BY 1") == before

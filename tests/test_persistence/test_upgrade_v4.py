@@ -17,6 +17,7 @@ from tests.helpers import (
     assert_fixture_answers,
     cli_ok,
     db_rows,
+    fixture_columns,
     fixture_copy,
     low_survivor,
 )
@@ -49,10 +50,10 @@ def test_upgrade_backfills_the_flags_with_progress_and_keeps_every_row(upgraded)
     db, said = upgraded
     assert "backfilled the baseline flags of 10 of 10 episodes (27 agent rows)" in said
     assert "backfilled the survival blocks of 10 of 10 episodes (27 agent rows)" in said
-    assert "from revision 0004 (schema 2) to revision 0006 (schema 2)" in said
+    assert "from revision 0004 (schema 2) to revision 0007 (schema 2)" in said
     for table in TABLES:
-        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
-            V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert rows(db, f"SELECT {fixture_columns(V4_FIXTURE, table)} FROM {table} ORDER BY 1, 2") == rows(
+            V4_FIXTURE, f"SELECT {fixture_columns(V4_FIXTURE, table)} FROM {table} ORDER BY 1, 2"
         )
     assert rows(db, "SELECT * FROM baseline_flags ORDER BY 1, 2, 3") == rows(
         db, flags_select("1 = 1") + " ORDER BY 1, 2, 3"
@@ -97,8 +98,8 @@ def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_the
         in down.stderr
     )
     for table in TABLES:
-        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
-            V4_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert rows(db, f"SELECT {fixture_columns(V4_FIXTURE, table)} FROM {table} ORDER BY 1, 2") == rows(
+            V4_FIXTURE, f"SELECT {fixture_columns(V4_FIXTURE, table)} FROM {table} ORDER BY 1, 2"
         )
     ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(flagged))
     ok("db", "upgrade", "--no-backup", "--db", str(flagged))

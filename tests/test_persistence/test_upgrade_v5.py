@@ -6,7 +6,7 @@ import hashlib
 
 from typer.testing import CliRunner
 
-from tests.helpers import ALL_MATCH, V5_FIXTURE, assert_fixture_answers, cli_ok, db_rows, fixture_copy
+from tests.helpers import ALL_MATCH, V5_FIXTURE, assert_fixture_answers, cli_ok, db_rows, fixture_columns, fixture_copy
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -23,10 +23,10 @@ def test_the_v5_fixture_is_the_file_the_0_9_0_code_wrote():
 def test_upgrade_keeps_every_row_and_the_0_9_0_answers(tmp_path):
     db = fixture_copy(tmp_path, V5_FIXTURE)
     said = ok("db", "upgrade", "--db", str(db)).stderr
-    assert "from revision 0005 (schema 2) to revision 0006 (schema 2)" in said
+    assert "from revision 0005 (schema 2) to revision 0007 (schema 2)" in said
     for table in TABLES:
-        assert rows(db, f"SELECT * FROM {table} ORDER BY 1, 2") == rows(
-            V5_FIXTURE, f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert rows(db, f"SELECT {fixture_columns(V5_FIXTURE, table)} FROM {table} ORDER BY 1, 2") == rows(
+            V5_FIXTURE, f"SELECT {fixture_columns(V5_FIXTURE, table)} FROM {table} ORDER BY 1, 2"
         )
     assert rows(db, "SELECT count(*) FROM recordings") == [(0,)]
     assert_fixture_answers(db, 5)

@@ -41,6 +41,11 @@ RUN_STATUSES = ("running", "finished", "interrupted", "crashed", "stale")
 STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES))
 
 
+#: Longest run name and tag stored (revision 0007); ``townlet.persistence.run_labels`` refuses longer ones.
+NAME_LENGTH = 120
+TAG_LENGTH = 64
+
+
 class Base(DeclarativeBase):
     """Declarative base whose metadata names every constraint (so Alembic can alter them on SQLite too)."""
 
@@ -48,7 +53,7 @@ class Base(DeclarativeBase):
 
 
 class RunRow(Base):
-    """One ``train`` invocation (and its resumptions)."""
+    """One ``train`` invocation (and its resumptions); ``name`` is the researcher's (``train --name``)."""
 
     __tablename__ = "runs"
     __table_args__ = (CheckConstraint(STATUS_CHECK, name="status"),)
@@ -64,6 +69,7 @@ class RunRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     code_version: Mapped[str] = mapped_column(String(32))
     schema_version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
 
 
 class EpisodeRow(Base):
@@ -217,4 +223,12 @@ RECORDING_AGENTS = Table(
     Column("agent_idx", Integer, primary_key=True, autoincrement=False),
     Column("steps", Integer, nullable=False),
     Column("blob", LargeBinary, nullable=False),
+)
+
+#: A run's tags (revision 0007): ``train --tag``, ``runs tag``; the index finds a tag's runs.
+RUN_TAGS = Table(
+    "run_tags",
+    Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("tag", String(TAG_LENGTH), primary_key=True, index=True),
 )

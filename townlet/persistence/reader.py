@@ -198,6 +198,8 @@ class RunSummary(NamedTuple):
     schema_version: int
     device: str
     seed: int
+    name: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 #: What every summary of agent rows carries (an episode's, or a bucket of episodes'), after its own fields.
@@ -251,9 +253,11 @@ _RUNS_SQL = """
 SELECT r.id, r.run_uuid, r.started_at, r.ended_at, r.status, r.num_agents,
        (SELECT count(*) FROM episodes e WHERE e.run_id = r.id) AS episodes,
        (SELECT max(e.episode) FROM episodes e WHERE e.run_id = r.id) AS last_episode,
-       r.schema_version, r.device, r.seed
+       r.schema_version, r.device, r.seed, r.name
 FROM runs r {where} ORDER BY r.id
 """
+
+_TAGS_SQL = "SELECT run_id, tag FROM run_tags {where} ORDER BY run_id, tag"
 
 #: One episode's means from its rollup: sums over the agent count, as ``avg()`` over its agent rows computes them.
 _ROLLUP_MEANS = """r.agents,
@@ -360,7 +364,17 @@ class TelemetryReader:
     # -- runs -----------------------------------------------------------------------------------
 
     def runs(self) -> list[RunSummary]:
-        return [self._run_summary(row) for row in self._rows.all(_RUNS_SQL.format(where=""), {})[1]]
+        tags = self._tags("", {})
+        return [self._run_summary(row, tags) for row in self._rows.all(_RUNS_SQL.format(where=""), {})[1]]
+
+    def _tags(self, where: str, params: dict[str, Any]) -> dict[int, tuple[str, ...]]:
+        _, rows = self._rows.all(_TAGS_SQL.format(where=where), params)
+        return {run: tuple(tag for _, tag in group) for run, group in groupby(rows, key=itemgetter(0))}
+
+    def tags(self) -> dict[str, int]:
+        """Every tag in the database with how many runs carry it, by tag."""
+        _, rows = self._rows.all("SELECT tag, count(*) FROM run_tags GROUP BY tag ORDER BY tag", {})
+        return dict(rows)
 
     def run(self, run: int | None = None) -> RunSummary:
         """Run ``run``, or the latest run when ``None``; a clear error when there is none."""
@@ -372,11 +386,11 @@ class TelemetryReader:
         _, rows = self._rows.all(_RUNS_SQL.format(where="WHERE r.id = :run"), {"run": run})
         if not rows:
             raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
-        return self._run_summary(rows[0])
+        return self._run_summary(rows[0], self._tags("WHERE run_id = :run", {"run": run}))
 
-    def _run_summary(self, row: Sequence[Any]) -> RunSummary:
+    def _run_summary(self, row: Sequence[Any], tags: dict[int, tuple[str, ...]]) -> RunSummary:
         """A runs row as listed; a ``running`` run whose lock nobody holds is ``stale`` (its process died)."""
-        summary = RunSummary(*row)
+        summary = RunSummary(*row, tags=tags.get(row[0], ()))
         status, ended = summary.status, summary.ended_at
         if status == "running" and not self._rows.run_is_trained(summary.id):
             # Ended when its last episode did (as ``mark_stale_runs`` will store it), or at its start.

@@ -7,7 +7,8 @@ same messages. A test fails when a shipped revision has no entry.
 Two kinds of revision: one that adds a telemetry schema version (the DTO changes: 0001, 0002), and a storage
 revision that changes only what the database keeps beside the telemetry (0003: learner checkpoints and run
 states; 0004: per-episode rollups; 0005: maintained baseline flags and survival blocks; 0006: episode
-recordings) under the same schema version. Either way the code needs its head revision.
+recordings; 0007: run names and tags) under the same schema version. Either way the code needs its head
+revision.
 """
 
 from townlet.persistence.errors import DatabaseTooNew, DatabaseTooOld, NotATownletDatabase
@@ -17,7 +18,9 @@ from townlet.telemetry.dto import SCHEMA_VERSION
 VERSION_TABLE = "townlet_alembic_version"
 
 #: Alembic revision -> the telemetry schema_version its tables hold, oldest first. One entry per revision.
-SCHEMA_BY_REVISION: dict[str, int] = {"0001": 1, "0002": 2, "0003": 2, "0004": 2, "0005": 2, "0006": 2}
+SCHEMA_BY_REVISION: dict[str, int] = {
+    "0001": 1, "0002": 2, "0003": 2, "0004": 2, "0005": 2, "0006": 2, "0007": 2,
+}  # fmt: skip
 #: What each revision added, as ``db current`` and ``db upgrade`` say it.
 ADDED_BY_REVISION: dict[str, str] = {
     "0001": "runs, episodes, agent rows",
@@ -26,6 +29,7 @@ ADDED_BY_REVISION: dict[str, str] = {
     "0004": "per-episode rollups",
     "0005": "maintained baseline flags, survival blocks",
     "0006": "episode recordings",
+    "0007": "run names and tags",
 }
 HEAD_REVISION = list(SCHEMA_BY_REVISION)[-1]
 assert SCHEMA_BY_REVISION[HEAD_REVISION] == SCHEMA_VERSION, "the head revision must hold this code's schema"

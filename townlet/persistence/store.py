@@ -4,7 +4,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from townlet import __version__
 from townlet.persistence import blocks as block_sql
 from townlet.persistence import flags as flag_sql
-from townlet.persistence import migrate
+from townlet.persistence import migrate, run_labels
 from townlet.persistence.blocks import BLOCK_EPISODES, BlockTracker
 from townlet.persistence.engine import (
     connection_hint,
@@ -108,6 +108,7 @@ class RunInfo:
     config: dict[str, Any]
     code_version: str
     schema_version: int
+    name: str | None = None
 
 
 def now() -> datetime:
@@ -325,9 +326,12 @@ class TelemetryStore:
         num_agents: int,
         config: dict[str, Any],
         before_commit: Callable[[int], object] = lambda run: None,
+        name: str | None = None,
+        tags: Sequence[str] = (),
     ) -> int:
-        """Insert a ``running`` run; ``before_commit(run)`` runs before anyone can see it (take its lock there,
-        so no other process ever sees a running run nobody holds, i.e. calls it stale)."""
+        """Insert a ``running`` run with its name and tags (checked by ``run_labels`` first); ``before_commit(run)``
+        runs before anyone can see it (take its lock there, so no other process ever sees a running run nobody
+        holds, i.e. calls it stale)."""
         with self.transaction() as c:
             run = c.execute(
                 insert(RUNS).returning(RUNS.c.id),
@@ -342,10 +346,21 @@ class TelemetryStore:
                     "config": config,
                     "code_version": __version__,
                     "schema_version": SCHEMA_VERSION,
+                    "name": name,
                 },
             ).scalar_one()
+            run_labels.insert_tags(c, run, tags)
             before_commit(run)
             return run
+
+    def label_run(
+        self, run: int, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> tuple[list[str], list[str]]:
+        """Add and remove tags in one transaction; returns the tags added and removed. Labels never change what
+        was trained, so a run being trained may be labelled."""
+        with self.transaction() as c:
+            self.require_runs(c, [run])
+            return run_labels.insert_tags(c, run, add), run_labels.remove_tags(c, run, remove)
 
     def set_run_status(self, run: int, status: str, *, busy_timeout_ms: int | None = None) -> None:
         ended = None if status == "running" else now()
@@ -372,11 +387,48 @@ class TelemetryStore:
         """Whether a process holds the run's lock right now (``run_liveness``)."""
         return run_is_trained(run, self.url, lambda sql, params: connection.execute(text(sql), params).scalar_one())
 
+    def rename_run(self, run: int, name: str | None) -> None:
+        """Name the run (``None`` removes its name); a run being trained may be renamed."""
+        with self.transaction() as c:
+            self.require_runs(c, [run])
+            run_labels.set_name(c, run, name)
+
+    def _refuse_trained(self, connection: Connection, runs: Sequence[int]) -> None:
+        for run in runs:
+            if self.run_is_trained(connection, run):
+                raise run_labels.RunBeingTrained(
+                    f"run {run} is being trained by another process: stop it (Ctrl-C) before deleting it"
+                )
+
+    def run_contents(self, runs: Sequence[int]) -> list[run_labels.RunContents]:
+        """What deleting ``runs`` removes, counted; refuses a run that does not exist or that a process is
+        training right now (nothing is changed)."""
+        with self.transaction() as c:
+            self.require_runs(c, runs)
+            self._refuse_trained(c, runs)
+            return run_labels.run_contents(c, runs)
+
+    def delete_runs(self, runs: Sequence[int]) -> None:
+        """Delete ``runs`` and everything stored with them, in one transaction; refuses a run being trained."""
+        with self.transaction() as c:
+            self._refuse_trained(c, runs)
+            run_labels.delete_runs(c, runs)
+
+    def no_run(self, run: int) -> RunNotFound:
+        return RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
+
+    def require_runs(self, connection: Connection, runs: Sequence[int]) -> None:
+        """Refuse the first of ``runs`` that does not exist."""
+        have = set(connection.execute(select(RUNS.c.id).where(RUNS.c.id.in_(list(runs)))).scalars())
+        for run in runs:
+            if run not in have:
+                raise self.no_run(run)
+
     def get_run(self, run: int) -> RunInfo:
         with self.transaction() as c:
             row = c.execute(select(RUNS).where(RUNS.c.id == run)).mappings().one_or_none()
         if row is None:
-            raise RunNotFound(f"no run {run} in {self.label}: list runs with `townlet-telemetry runs {self.db_flag}`")
+            raise self.no_run(run)
         return RunInfo(**row)
 
     def has_episode(self, run: int, episode: int, busy_timeout_ms: int | None = None) -> bool:

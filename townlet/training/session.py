@@ -23,6 +23,7 @@ from townlet.devices import resolve_device
 from townlet.errors import DeviceError, TelemetryError
 from townlet.persistence.errors import DatabaseRetryable
 from townlet.persistence.location import INT64_MAX
+from townlet.persistence.run_labels import checked_name, checked_tags
 from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import EpisodeMeta, RunInfo, StoredCheckpoint, TelemetryStore
 from townlet.persistence.writer import ATTEMPT_BUSY_MS, BackgroundWriter, ignore, never
@@ -96,15 +97,22 @@ class TrainingSession:
         on_live_start: Callable[[str], None] = lambda url: None,
         sinks: Sequence[Broadcaster] = (),
         explicit: Collection[str] = (),
+        name: str | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         self.broadcaster: WebSocketBroadcaster | None = None
         self.lock: RunLock | None = None
         self.store: TelemetryStore | None = None
         try:
+            name = None if name is None else checked_name(name)
+            tags = checked_tags(tags)
             if resume is None:
-                self._start_new(config, db, live)
+                self._start_new(config, db, live, name, tags)
             else:
                 self._resume(config, db, live, resume, explicit, learner or LearnerChoice())
+                if name is not None:
+                    self.store.rename_run(resume, name)
+                self.store.label_run(resume, add=tags)
             self.publisher = EpisodePublisher(self.result.run_uuid, [*sinks, *filter(None, [self.broadcaster])])
             self.writer = BackgroundWriter(
                 self.store,
@@ -126,7 +134,9 @@ class TrainingSession:
             self.broadcaster.set_hello(hello)
             on_live_start(self.broadcaster.url)
 
-    def _start_new(self, config: TownletConfig, db: str, live: tuple[str, int] | None) -> None:
+    def _start_new(
+        self, config: TownletConfig, db: str, live: tuple[str, int] | None, name: str | None, tags: Sequence[str]
+    ) -> None:
         device = resolve_device(config.training.device)
         self.config = config
         self.trainer = _build_trainer(config, device, stage=1, first=1)
@@ -141,6 +151,8 @@ class TrainingSession:
             num_agents=config.training.agents,
             config=config.to_dict(),
             before_commit=self._lock_run,  # held before any other process can see the run
+            name=name,
+            tags=tags,
         )
         self.result = SessionResult(
             run=run, run_uuid=run_uuid, first_episode=1, notices=notices, planned=config.training.episodes

@@ -1,0 +1,1 @@
+"""Questions across runs: which runs (``run_selection``), the statistics that compare them (``statistics``)."""

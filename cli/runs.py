@@ -107,14 +107,18 @@ def runs(
         if left
         else None,
     )
-    for column, header in zip(RUN_COLUMNS, RUN_HEADERS, strict=True):
+    devices = {run.device for run in shown}
+    columns = [(c, h) for c, h in zip(RUN_COLUMNS, RUN_HEADERS, strict=True) if c != "device" or len(devices) > 1]
+    if len(devices) == 1:
+        table.caption = " ".join(filter(None, (table.caption, f"(every run on {next(iter(devices))})")))
+    for column, header in columns:
         table.add_column(
             header, justify="left" if column in LEFT_COLUMNS else "right", no_wrap=column in NO_WRAP,
             min_width=16 if column == "started_at" else None,
         )  # fmt: skip
     for run in shown:
         cells = {"started_at": run.started_at.replace("T", " ")[:16], "tags": " ".join(run.tags), "name": run.name}
-        table.add_row(*(fmt(cells[c]) if c in cells else fmt(getattr(run, c)) for c in RUN_COLUMNS))
+        table.add_row(*(fmt(cells[c]) if c in cells else fmt(getattr(run, c)) for c, _ in columns))
     make_console().print(table)
 
 

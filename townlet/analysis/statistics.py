@@ -1,0 +1,158 @@
+"""The statistics ``compare`` reports, as RL papers must (Agarwal et al. 2021, the ``rliable`` library).
+
+One score per run: the run (seed) is the unit of replication, never an episode or an agent inside a run.
+
+- ``iqm``: the interquartile mean, the 25 % trimmed mean (``scipy.stats.trim_mean(x, 0.25)``: ``int(0.25 n)``
+  scores cut from each end).
+- ``iqm_interval``: a 95 % percentile confidence interval by stratified bootstrap over runs: ``reps``
+  resamples of the group's runs with replacement, the IQM of each, their 2.5th and 97.5th percentiles
+  (``numpy.percentile``, linear). With one score per run the strata are the runs themselves.
+- ``profile_interval``: the performance profile, the fraction of runs scoring above each threshold, with
+  the same bootstrap (rliable's default for profiles: 2,000 resamples).
+- ``improvement_interval``: P(X > Y), the probability that a run of X scores above a run of Y (ties count
+  half: the Mann-Whitney U statistic over nx x ny), with X and Y resampled independently.
+
+Reproducible: each interval draws from its own ``numpy.random.RandomState(seed)``, in the order rliable draws
+from numpy's global generator (``np.random.choice`` per resample: X's indices, then Y's). So two readers get
+the same bounds, and ``rliable`` given ``np.random.seed(seed)`` first gives them too (the oracle tests).
+Intervals need at least ``MIN_RUNS_FOR_INTERVAL`` runs in each group; fewer is said, never faked.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: rliable's defaults: resamples for an interval, and for a performance profile.
+DEFAULT_REPS = 50_000
+PROFILE_REPS = 2_000
+#: rliable's default coverage.
+CONFIDENCE = 0.95
+#: Fewer runs than this in a group: no interval (a bootstrap of 2 runs has only 3 distinct resamples' IQMs).
+MIN_RUNS_FOR_INTERVAL = 3
+#: The fixed seed every interval starts from unless told otherwise (``compare --bootstrap-seed``).
+DEFAULT_SEED = 0
+
+Scores = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A point estimate and its confidence bounds (``None`` bounds: too few runs for an interval)."""
+
+    estimate: float
+    low: float | None
+    high: float | None
+
+
+def iqm(scores: Scores) -> float:
+    """The 25 % trimmed mean of ``scores`` (1-D)."""
+    return float(_trimmed_means(np.sort(np.asarray(scores, dtype=np.float64))[None, :])[0])
+
+
+def _trimmed_means(sorted_rows: Scores) -> Scores:
+    """Each row's 25 % trimmed mean; rows already sorted ascending."""
+    n = sorted_rows.shape[1]
+    cut = int(0.25 * n)
+    return sorted_rows[:, cut : n - cut].mean(axis=1)
+
+
+def resample_indices(n: int, reps: int, seed: int) -> NDArray[np.int64]:
+    """``reps`` resamples of ``n`` runs, as rliable draws them (``np.random.choice(n, (n, 1))`` each)."""
+    return np.random.RandomState(seed).randint(0, n, size=(reps, n))
+
+
+def _bounds(values: Scores, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2
+    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
+def iqm_interval(
+    scores: Scores, *, reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE
+) -> Interval:
+    """The IQM of one group's run scores with its stratified-bootstrap percentile interval."""
+    x = np.asarray(scores, dtype=np.float64)
+    estimate = iqm(x)
+    if len(x) < MIN_RUNS_FOR_INTERVAL:
+        return Interval(estimate, None, None)
+    samples = np.sort(x[resample_indices(len(x), reps, seed)], axis=1)
+    return Interval(estimate, *_bounds(_trimmed_means(samples), confidence))
+
+
+def iqm_intervals_by_column(
+    scores: Scores, *, reps: int, seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE
+) -> list[Interval]:
+    """For a (runs x points) matrix (a learning curve per run): each point's IQM over runs with its interval,
+    every point resampled with the same run indices (one curve's band)."""
+    matrix = np.asarray(scores, dtype=np.float64)
+    n, points = matrix.shape
+    indices = resample_indices(n, reps, seed) if n >= MIN_RUNS_FOR_INTERVAL else None
+    found = []
+    for column in range(points):
+        x = matrix[:, column]
+        estimate = iqm(x)
+        if indices is None:
+            found.append(Interval(estimate, None, None))
+            continue
+        found.append(Interval(estimate, *_bounds(_trimmed_means(np.sort(x[indices], axis=1)), confidence)))
+    return found
+
+
+def profile(scores: Scores, thresholds: Scores) -> Scores:
+    """The fraction of ``scores`` above each threshold."""
+    x = np.asarray(scores, dtype=np.float64)
+    return (x[None, :] > np.asarray(thresholds, dtype=np.float64)[:, None]).mean(axis=1)
+
+
+def profile_interval(
+    scores: Scores,
+    thresholds: Scores,
+    *,
+    reps: int = PROFILE_REPS,
+    seed: int = DEFAULT_SEED,
+    confidence: float = CONFIDENCE,
+) -> list[Interval]:
+    """The performance profile at each threshold with its bootstrap interval."""
+    x = np.asarray(scores, dtype=np.float64)
+    taus = np.asarray(thresholds, dtype=np.float64)
+    point = profile(x, taus)
+    if len(x) < MIN_RUNS_FOR_INTERVAL:
+        return [Interval(float(p), None, None) for p in point]
+    samples = x[resample_indices(len(x), reps, seed)]  # reps x n
+    fractions = (samples[:, None, :] > taus[None, :, None]).mean(axis=2)  # reps x thresholds
+    return [Interval(float(p), *_bounds(fractions[:, i], confidence)) for i, p in enumerate(point)]
+
+
+def probability_of_improvement(x: Scores, y: Scores) -> float:
+    """P(X > Y) over every pair of runs, ties counted half."""
+    return float(_improvements(np.asarray(x, dtype=np.float64)[None, :], np.asarray(y, dtype=np.float64)[None, :])[0])
+
+
+def _improvements(xs: Scores, ys: Scores) -> Scores:
+    """Row by row: P(X > Y) of resampled X rows against resampled Y rows."""
+    greater = (xs[:, :, None] > ys[:, None, :]).mean(axis=(1, 2))
+    ties = (xs[:, :, None] == ys[:, None, :]).mean(axis=(1, 2))
+    return greater + 0.5 * ties
+
+
+def improvement_interval(
+    x: Scores, y: Scores, *, reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE
+) -> Interval:
+    """P(X > Y) with its bootstrap interval, X's and Y's runs resampled independently (rliable's order)."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    estimate = probability_of_improvement(xa, ya)
+    if min(len(xa), len(ya)) < MIN_RUNS_FOR_INTERVAL:
+        return Interval(estimate, None, None)
+    rng = np.random.RandomState(seed)
+    if len(xa) == len(ya):  # one bound for both: one draw holds X's then Y's indices of each resample
+        both = rng.randint(0, len(xa), size=(reps, 2 * len(xa)))
+        xi, yi = both[:, : len(xa)], both[:, len(xa) :]
+    else:
+        xi = np.empty((reps, len(xa)), dtype=np.int64)
+        yi = np.empty((reps, len(ya)), dtype=np.int64)
+        for rep in range(reps):
+            xi[rep] = rng.randint(0, len(xa), size=len(xa))
+            yi[rep] = rng.randint(0, len(ya), size=len(ya))
+    values = np.concatenate([_improvements(xa[xi[i : i + 5000]], ya[yi[i : i + 5000]]) for i in range(0, reps, 5000)])
+    return Interval(estimate, *_bounds(values, confidence))

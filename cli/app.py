@@ -13,6 +13,7 @@ from typer.exceptions import Abort
 
 from townlet.errors import TelemetryError
 from townlet_cli import audit, db, runs
+from townlet_cli.compare import compare
 from townlet_cli.export import export
 from townlet_cli.options import INTERRUPTED
 from townlet_cli.recordings import recordings
@@ -93,6 +94,7 @@ app.add_typer(runs.app, name="runs")
 app.command()(episodes)
 app.command()(replay)
 app.command()(recordings)
+app.command()(compare)
 app.add_typer(audit.app, name="audit")
 app.command()(export)
 app.add_typer(db.app, name="db")

@@ -31,7 +31,7 @@ app = typer.Typer(
 
 TagFilter = Annotated[
     list[str] | None,
-    typer.Option("--tag", "-t", help="Only runs carrying this tag (repeat: runs carrying every one)."),
+    typer.Option("--tag", "-t", help="Only runs carrying this tag (repeat: runs carrying any of them)."),
 ]
 NameLike = Annotated[
     str | None,
@@ -84,8 +84,8 @@ def runs(
 ) -> None:
     """List the runs in the database: id, name, tags, start (UTC), status, agents, episodes, device, seed.
 
-    --tag, --name-like and --where filter the list (all must hold). `runs rename`, `runs tag`, `runs untag`
-    and `runs delete` change it.
+    --tag (any of those given), --name-like and --where (each) filter the list; all three must hold.
+    `runs rename`, `runs tag`, `runs untag` and `runs delete` change it.
 
     Example: townlet-telemetry runs --db townlet.db --tag sweep-3
     """

@@ -100,7 +100,8 @@ def same_value(stored: Any, wanted: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RunFilter:
-    """Tags every selected run carries, a name pattern, and config tests; empty selects every run."""
+    """Tags (a run carrying any of them), a name pattern, and config tests (all must hold); empty selects
+    every run."""
 
     tags: tuple[str, ...] = ()
     name_like: str | None = None
@@ -125,7 +126,7 @@ class RunFilter:
                 raise BadSelection(f"no run's config has the key {test.key!r}: {hint} (see `runs --json`)")
 
     def selects(self, name: str | None, tags: Iterable[str], config: Mapping[str, Any]) -> bool:
-        if not set(self.tags) <= set(tags):
+        if self.tags and not set(self.tags) & set(tags):
             return False
         if self.name_like is not None and not _name_matches(self.name_like, name):
             return False

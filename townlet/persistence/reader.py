@@ -329,6 +329,53 @@ ORDER BY a.agent_idx
 """
 
 
+#: compare's per-episode scores, from each episode's rollup (the agents' mean): survival steps, episode
+#: reward, and survival above the baseline (steps; the legacy reward before scaling).
+METRIC_SQL = {
+    "survival": "CAST(r.survival_steps_sum AS DOUBLE PRECISION) / r.agents",
+    "reward": "r.episode_reward_sum / r.agents",
+    "survival-over-baseline": "(r.survival_steps_sum - r.baseline_survival_steps_sum) / r.agents",
+}
+
+#: Per run: the mean of a metric over episodes :lo to :hi, and how many episodes that was.
+_WINDOW_SQL = """
+SELECT e.run_id, avg({metric}), count(*)
+FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
+WHERE e.run_id IN ({runs}) AND e.episode BETWEEN :lo AND :hi
+GROUP BY e.run_id
+"""
+
+#: Per run and bucket of episodes 1 to :span (at most :points buckets): the mean of a metric.
+_CURVE_SQL = """
+SELECT e.run_id, ((e.episode - 1) * :points) / :span AS b, min(e.episode), max(e.episode), avg({metric})
+FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
+WHERE e.run_id IN ({runs}) AND e.episode <= :span
+GROUP BY e.run_id, b
+ORDER BY e.run_id, b
+"""
+
+#: Per run, stage and agent over episodes :lo to :hi: the agent's mean survival above its baseline.
+_AGENT_MARGINS_SQL = """
+SELECT e.run_id, e.curriculum_stage, a.agent_idx, avg(a.survival_steps - a.baseline_survival_steps)
+FROM episodes e JOIN agent_snapshots a ON a.episode_pk = e.id
+WHERE e.run_id IN ({runs}) AND e.episode BETWEEN :lo AND :hi
+GROUP BY e.run_id, e.curriculum_stage, a.agent_idx
+"""
+
+#: Per run and stage: how many agents raised the audit's survival-below-baseline flag (whole run).
+_BELOW_SQL = """
+SELECT e.run_id, f.stage, count(DISTINCT f.agent_idx)
+FROM baseline_flags f JOIN episodes e ON e.id = f.episode_pk
+WHERE f.kind = :kind AND e.run_id IN ({runs})
+GROUP BY e.run_id, f.stage
+"""
+
+
+def _in_list(runs: Sequence[int]) -> tuple[str, dict[str, int]]:
+    """``:r0, :r1, ...`` and their values: an IN list both drivers bind."""
+    return ", ".join(f":r{i}" for i in range(len(runs))), {f"r{i}": run for i, run in enumerate(runs)}
+
+
 class TelemetryReader:
     """Owns one read-only connection to one townlet database, checked to be at this code's schema.
 
@@ -697,6 +744,39 @@ class TelemetryReader:
             {"run": run.id},
         )
         return [(episode, timestamp(start), timestamp(end)) for episode, start, end in rows]
+
+    # -- what compare reads: per-episode rollups, and agent rows of the window only ----------------------------
+
+    def window_scores(self, runs: Sequence[int], metric: str, lo: int, hi: int) -> dict[int, tuple[float, int]]:
+        """Per run: the metric averaged over episodes ``lo``-``hi`` (each episode's agents' mean first), and how
+        many of those episodes it has."""
+        names, params = _in_list(runs)
+        sql = _WINDOW_SQL.format(metric=METRIC_SQL[metric], runs=names)
+        _, rows = self._rows.all(sql, {**params, "lo": lo, "hi": hi})
+        return {run: (score, count) for run, score, count in rows}
+
+    def score_curves(
+        self, runs: Sequence[int], metric: str, span: int, points: int
+    ) -> dict[int, list[tuple[int, int, float]]]:
+        """Per run: episodes 1-``span`` in at most ``points`` buckets, each (first, last episode, mean metric)."""
+        names, params = _in_list(runs)
+        sql = _CURVE_SQL.format(metric=METRIC_SQL[metric], runs=names)
+        _, rows = self._rows.all(sql, {**params, "span": span, "points": points})
+        return {run: [(first, last, value) for _, _, first, last, value in group]
+                for run, group in groupby(rows, key=itemgetter(0))}  # fmt: skip
+
+    def agent_margins(self, runs: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, int, float]]:
+        """(run, stage, agent, mean survival minus baseline) over episodes ``lo``-``hi``: the window's agent
+        rows only, aggregated in the database."""
+        names, params = _in_list(runs)
+        _, rows = self._rows.all(_AGENT_MARGINS_SQL.format(runs=names), {**params, "lo": lo, "hi": hi})
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    def agents_below_baseline(self, runs: Sequence[int], kind: int) -> dict[tuple[int, int], int]:
+        """(run, stage) -> agents that raised flag ``kind`` there, from the maintained ``baseline_flags``."""
+        names, params = _in_list(runs)
+        _, rows = self._rows.all(_BELOW_SQL.format(runs=names), {**params, "kind": kind})
+        return {(run, stage): count for run, stage, count in rows}
 
     def agent_means(self, run: RunSummary, last: int) -> list[tuple[int, float, float, float, int]]:
         """Per agent, over the run's final ``last`` episodes: mean survival, mean baseline, mean reward and

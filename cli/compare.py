@@ -49,7 +49,7 @@ def compare(
             help="Score each run over the last K episodes all selected runs have [default: 20].",
             click_type=AtLeast(0),
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     at: Annotated[
         int | None, typer.Option("--at", help="Score each run at this one episode instead.", click_type=AtLeast(0))
     ] = None,

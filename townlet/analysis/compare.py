@@ -115,7 +115,7 @@ def compare_report(reader: TelemetryReader, options: CompareOptions) -> dict[str
             "episodes": hi - lo + 1,
             "asked": asked,
             "common_last_episode": common,
-        },  # fmt: skip
+        },
         "bootstrap": {
             "method": "percentile interval, stratified bootstrap over runs (rliable)",
             "reps": options.reps,

@@ -11,6 +11,7 @@ bootstrap band; it reads one rollup row per episode, never the agent rows. The p
 rows of the window's episodes only.
 """
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,14 +93,15 @@ def compare_report(reader: TelemetryReader, options: CompareOptions) -> dict[str
         empty = next(run.id for run in runs if not run.last_episode)
         raise BadSelection(f"run {empty} has no episodes yet: leave it out (give run ids, or --tag)")
     lo, hi, asked = _window(options, common, runs)
-    scores = reader.window_scores(ids, options.metric, lo, hi)
-    missing = [run for run in ids if scores.get(run, (0.0, 0))[1] != hi - lo + 1]
+    per_episode = reader.episode_scores(ids, options.metric, 1, common)
+    missing = [run for run in ids if len(per_episode.get(run, ())) != common]
     if missing:
         raise BadSelection(
-            f"run {missing[0]} lacks some of episodes {lo}-{hi} (no common episodes to compare): choose --at or "
-            "--last within every run"
+            f"run {missing[0]} lacks some of episodes 1-{common} (no common episodes to compare): leave it out"
         )
-    curves = reader.score_curves(ids, options.metric, common, options.points)
+    series = {run: np.array([value for _, value in per_episode[run]]) for run in ids}
+    scores = {run: (float(series[run][lo - 1 : hi].mean()), hi - lo + 1) for run in ids}
+    curves = _buckets(series, common, options.points)
     margins = reader.agent_margins(ids, lo, hi)
     below = reader.agents_below_baseline(ids, BELOW_KIND)
     report_groups = [_group_report(group, scores, curves, margins, below, options, i) for i, group in enumerate(groups)]
@@ -171,6 +173,15 @@ def _groups(runs: list[RunSummary], configs: dict[int, dict[str, Any]], options:
         label = next(iter(names)) if len(names) == 1 and None not in names else None
         group.label = label or (sorted(shared)[0] if shared else f"config {i + 1}")
     return found
+
+
+def _buckets(series: dict[int, np.ndarray], span: int, points: int) -> dict[int, list[tuple[int, int, float]]]:
+    """Each run's episodes 1-``span`` in at most ``points`` consecutive buckets: (first, last episode, mean)."""
+    edges = sorted({(b * span) // points for b in range(points)} | {span})
+    return {
+        run: [(a + 1, b, float(values[a:b].mean())) for a, b in itertools.pairwise(edges)]
+        for run, values in series.items()
+    }
 
 
 def _window(options: CompareOptions, common: int, runs: Sequence[RunSummary]) -> tuple[int, int, str]:

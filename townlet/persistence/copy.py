@@ -21,7 +21,7 @@ from townlet.persistence.blocks import BLOCK_COLUMNS
 from townlet.persistence.engine import is_sqlite
 from townlet.persistence.flags import FLAG_COLUMNS
 from townlet.persistence.location import sqlite_path
-from townlet.persistence.models import EPISODE_ROLLUPS, RECORDING_AGENTS, RECORDINGS, SURVIVAL_BLOCKS
+from townlet.persistence.models import EPISODE_ROLLUPS, RECORDING_AGENTS, RECORDINGS, RUN_TAGS, SURVIVAL_BLOCKS
 from townlet.persistence.store import (
     AGENT_COPY_COLUMNS,
     AGENTS,
@@ -177,6 +177,10 @@ def _copy_run(
         checkpoints = source.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.run_id == run)).mappings().all()
     for checkpoint in checkpoints:
         target.execute(insert(CHECKPOINTS), _moved(checkpoint, run_id=new_run))
+    with src.blamed():
+        tags = source.execute(select(RUN_TAGS.c.tag).where(RUN_TAGS.c.run_id == run)).scalars().all()
+    if tags:
+        target.execute(insert(RUN_TAGS), [{"run_id": new_run, "tag": tag} for tag in tags])
     _copy_recordings(source, target, run, episode_pk, src)
     return new_run
 

@@ -337,21 +337,13 @@ METRIC_SQL = {
     "survival-over-baseline": "(r.survival_steps_sum - r.baseline_survival_steps_sum) / r.agents",
 }
 
-#: Per run: the mean of a metric over episodes :lo to :hi, and how many episodes that was.
-_WINDOW_SQL = """
-SELECT e.run_id, avg({metric}), count(*)
+#: Per run and episode (:lo to :hi): the metric, one division per rollup (exact on both backends: the means are
+#: taken in Python, in episode order, so SQLite and PostgreSQL give the same bits).
+_EPISODE_SCORES_SQL = """
+SELECT e.run_id, e.episode, {metric}
 FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
 WHERE e.run_id IN ({runs}) AND e.episode BETWEEN :lo AND :hi
-GROUP BY e.run_id
-"""
-
-#: Per run and bucket of episodes 1 to :span (at most :points buckets): the mean of a metric.
-_CURVE_SQL = """
-SELECT e.run_id, ((e.episode - 1) * :points) / :span AS b, min(e.episode), max(e.episode), avg({metric})
-FROM episodes e JOIN episode_rollups r ON r.episode_pk = e.id AND r.agents > 0
-WHERE e.run_id IN ({runs}) AND e.episode <= :span
-GROUP BY e.run_id, b
-ORDER BY e.run_id, b
+ORDER BY e.run_id, e.episode
 """
 
 #: Per run, stage and agent over episodes :lo to :hi: the agent's mean survival above its baseline.
@@ -747,22 +739,13 @@ class TelemetryReader:
 
     # -- what compare reads: per-episode rollups, and agent rows of the window only ----------------------------
 
-    def window_scores(self, runs: Sequence[int], metric: str, lo: int, hi: int) -> dict[int, tuple[float, int]]:
-        """Per run: the metric averaged over episodes ``lo``-``hi`` (each episode's agents' mean first), and how
-        many of those episodes it has."""
+    def episode_scores(self, runs: Sequence[int], metric: str, lo: int, hi: int) -> dict[int, list[tuple[int, float]]]:
+        """Per run: (episode, the metric of that episode: its agents' mean) for episodes ``lo``-``hi``, in order,
+        one rollup row each (never the agent rows)."""
         names, params = _in_list(runs)
-        sql = _WINDOW_SQL.format(metric=METRIC_SQL[metric], runs=names)
+        sql = _EPISODE_SCORES_SQL.format(metric=METRIC_SQL[metric], runs=names)
         _, rows = self._rows.all(sql, {**params, "lo": lo, "hi": hi})
-        return {run: (score, count) for run, score, count in rows}
-
-    def score_curves(
-        self, runs: Sequence[int], metric: str, span: int, points: int
-    ) -> dict[int, list[tuple[int, int, float]]]:
-        """Per run: episodes 1-``span`` in at most ``points`` buckets, each (first, last episode, mean metric)."""
-        names, params = _in_list(runs)
-        sql = _CURVE_SQL.format(metric=METRIC_SQL[metric], runs=names)
-        _, rows = self._rows.all(sql, {**params, "span": span, "points": points})
-        return {run: [(first, last, value) for _, _, first, last, value in group]
+        return {run: [(episode, value) for _, episode, value in group]
                 for run, group in groupby(rows, key=itemgetter(0))}  # fmt: skip
 
     def agent_margins(self, runs: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, int, float]]:

@@ -122,6 +122,13 @@ def runs(
     make_console().print(table)
 
 
+def _existing(db: str, runs: list[int]) -> None:
+    """Refuse a run that does not exist before anything opens the database for writing (nothing is touched)."""
+    with TelemetryReader(db) as reader:
+        for run in runs:
+            reader.run(run)
+
+
 @app.command()
 def rename(
     run: RunArgument,
@@ -136,6 +143,7 @@ def rename(
     from townlet.persistence.store import TelemetryStore
 
     kept = checked_name(name) if name.strip() else None
+    _existing(db, [run])
     with TelemetryStore.open(db, write=True, must_exist=True) as store:
         store.rename_run(run, kept)
     make_console(stderr=True).print(f"run {run} " + (f"named {kept!r}" if kept else "has no name now"))
@@ -155,6 +163,7 @@ def tag_runs(
     from townlet.persistence.store import TelemetryStore
 
     wanted = checked_tags(tags)
+    _existing(db, [run])
     with TelemetryStore.open(db, write=True, must_exist=True) as store:
         added, _ = store.label_run(run, add=wanted)
     said = ", ".join(added) if added else "nothing new"
@@ -206,6 +215,7 @@ def delete(
     from townlet_cli.db import confirm_loss, take_backup
 
     runs_given = list(dict.fromkeys(run_ids))
+    _existing(db, runs_given)
     console = make_console(stderr=True)
     with TelemetryStore.open(db, write=True, must_exist=True) as store:
         contents = store.run_contents(runs_given)

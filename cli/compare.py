@@ -148,7 +148,7 @@ def _tables(report: dict[str, Any], label: str) -> None:
             q = s["survival_minus_baseline"]
             flagged = " ".join(f"{run}:{count}" for run, count in zip(g["runs"], s["flagged_below_baseline"],
                                                                        strict=True))  # fmt: skip
-            agents.add_row(g["label"], str(s["stage"]), str(s["agents"]), *(fmt(q[k]) for k in q),
+            agents.add_row(g["label"], str(s["stage"]), str(s["agents"]), *(f"{q[k]:.1f}" for k in q),
                            f"{s['below_baseline_fraction']:.0%}", flagged)  # fmt: skip
     console.print(agents)
     if any("profile" in g for g in report["groups"]):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from townlet.analysis import statistics as stats
-from townlet.analysis.run_selection import BadSelection, RunFilter, config_diff, learning_key
+from townlet.analysis.run_selection import BadSelection, RunFilter, config_diff, is_neutral, learning_key
 from townlet.persistence.reader import METRIC_SQL, RunSummary, TelemetryReader
 
 #: The version of compare's JSON (``docs/telemetry_schema.md``): bumped when a field changes meaning.
@@ -128,7 +128,11 @@ def compare_report(reader: TelemetryReader, options: CompareOptions) -> dict[str
         },
         "groups": report_groups,
         "improvement": _improvements(groups, scores, options),
-        "config_diff": [{"key": key, "values": values} for key, values in config_diff([g.config for g in groups])],
+        "config_diff": [
+            {"key": key, "values": values}
+            for key, values in config_diff([g.config for g in groups])
+            if not is_neutral(key)  # a seed or a thread count tells no group from another
+        ],
     }
 
 

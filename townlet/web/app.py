@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from townlet import __version__
+from townlet.analysis.run_selection import BadSelection
 from townlet.audit.baselines import Thresholds
 from townlet.audit.reports import (
     SESSION_GAP_S,
@@ -141,6 +142,24 @@ class Dashboard:
         with self.reader() as reader:
             return json_response(runs_report(reader.runs()))
 
+    def compare(self, request: Request) -> Response:
+        """``compare --json``'s bytes for the same selection: ``?run=1&run=2``, ``tag``, ``name_like``, ``where``
+        (repeatable), ``group_by``, ``metric``, ``last``, ``at``, ``reps``, ``bootstrap_seed``, ``profile=1``."""
+        from townlet.analysis.compare import CompareOptions, compare_report
+        from townlet.analysis.statistics import DEFAULT_REPS, DEFAULT_SEED
+
+        q = request.query_params
+        number = lambda name: None if q.get(name) is None else _integer(request, name)  # noqa: E731
+        options = CompareOptions(
+            runs=tuple(int(r) for r in q.getlist("run") if r.isdigit()), tags=tuple(q.getlist("tag")),
+            name_like=q.get("name_like"), where=tuple(q.getlist("where")), group_by=q.get("group_by", "config"),
+            metric=q.get("metric", "survival"), last=number("last"), at=number("at"),
+            reps=DEFAULT_REPS if q.get("reps") is None else _integer(request, "reps"),
+            seed=number("bootstrap_seed") or DEFAULT_SEED, profile=q.get("profile") == "1",
+        )  # fmt: skip
+        with self.reader() as reader:
+            return json_response(compare_report(reader, options))
+
     def overview(self, request: Request) -> Response:
         """The runs page: every run newest first, with what tells them apart (``overview_report``)."""
         with self.reader() as reader:
@@ -253,7 +272,7 @@ class Dashboard:
 
 def _errors(request: Request, exc: Exception) -> Response:
     """A user-fixable error as one line of JSON: 404 for what is not there, 400 for a bad path, 503 else."""
-    status = 404 if isinstance(exc, NOT_FOUND) else 400 if isinstance(exc, BadRequest) else 503
+    status = 404 if isinstance(exc, NOT_FOUND) else 400 if isinstance(exc, BadRequest | BadSelection) else 503
     return json_response({"error": " ".join(str(exc).split())}, status)
 
 
@@ -312,12 +331,14 @@ def create_app(
         ("/api/runs/{run}/recordings", board.recordings),
         ("/api/runs/{run}/episodes/{episode}/recording", board.recording),
         ("/api/runs/{run}/episodes/{episode}/steps", board.steps),
+        ("/api/compare", board.compare),
     ]
     routes = [
         *(Route(path, endpoint) for path, endpoint in api),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/", board.page),
         Route("/runs/{rest:path}", board.page),
+        Route("/compare", board.page),
     ]
     return Starlette(
         routes=routes,

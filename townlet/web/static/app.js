@@ -78,6 +78,7 @@ const ROUTES = [
   [/^\/runs\/(\d+)$/, (m) => runPage(Number(m[1]))],
   [/^\/runs\/(\d+)\/agents\/(\d+)$/, (m) => agentPage(Number(m[1]), Number(m[2]))],
   [/^\/runs\/(\d+)\/episodes\/(\d+)$/, (m) => episodePage(Number(m[1]), Number(m[2]))],
+  [/^\/compare$/, () => comparePage()],
 ];
 
 function go(path) {
@@ -190,6 +191,7 @@ function chart(parent, spec, xs, width) {
   const series = [{ label: "episode" }, ...spec.series.map((s) => ({ label: s.label, stroke: s.colour,
     width: s.width || 1, dash: s.dash, value: (u, v) => (v == null ? "–" : fmt(v)) }))];
   const bands = spec.band ? [{ series: [spec.band[0] + 1, spec.band[1] + 1], fill: "rgba(0, 114, 178, 0.12)" }] : [];
+  for (const [upper, lower, fill] of spec.bands || []) bands.push({ series: [upper + 1, lower + 1], fill });
   const options = {
     width, height: 240, series, bands, padding: [18, 8, 0, 0],
     plugins: [marksPlugin(spec.marks || []), latestLegend()],
@@ -241,9 +243,21 @@ function settingsText(differs) {
 async function runsPage() {
   const runs = await api("/api/overview");  // newest first, with what tells runs apart
   breadcrumbs(el("span", { text: "runs" }));
-  const headers = ["run", "status", "started (UTC)", "duration", "agents", "episodes", "last mean survival", "baseline",
-    "seed", "device", "settings that differ"];
-  const rowOf = (r) => ({ id: r.id, uuid: r.run_uuid, cells: [link(`/runs/${r.id}`, `run ${r.id}`), r.status,
+  const headers = ["compare", "run", "name", "tags", "status", "started (UTC)", "duration", "agents", "episodes",
+    "last mean survival", "baseline", "seed", "device", "settings that differ"];
+  const chosen = new Set();
+  const pick = (r) => {
+    const box = el("input", { type: "checkbox", class: "pick", "data-run": String(r.id), "aria-label": `compare run ${r.id}` });
+    box.checked = chosen.has(r.id);
+    box.addEventListener("click", (event) => event.stopPropagation());
+    box.addEventListener("change", () => { if (box.checked) chosen.add(r.id); else chosen.delete(r.id); action.disabled = chosen.size < 2; });
+    return box;
+  };
+  const action = el("button", { id: "compare-selected", type: "button", text: "compare selected runs" });
+  action.disabled = true;
+  action.addEventListener("click", () => go(`/compare?${[...chosen].sort((a, b) => a - b).map((id) => `run=${id}`).join("&")}`));
+  const rowOf = (r) => ({ id: r.id, uuid: r.run_uuid, cells: [pick(r), link(`/runs/${r.id}`, `run ${r.id}`), r.name || "",
+    (r.tags || []).join(" "), r.status,
     (r.started_at || "").replace("T", " ").slice(0, 19), duration(r.duration_s), r.num_agents, r.episodes,
     r.last_survival_mean === null ? "" : Number(r.last_survival_mean.toFixed(1)),
     r.last_baseline_mean === null ? "" : Number(r.last_baseline_mean.toFixed(1)), r.seed, r.device, settingsText(r.differs)] });
@@ -252,7 +266,7 @@ async function runsPage() {
   view.replaceChildren(el("h1", { text: "Runs" }));
   if (!runs.length) { view.append(el("p", { text: "No runs yet: train one (townlet-telemetry train)." })); return; }
   draw();
-  view.append(box);
+  view.append(el("p", {}, action, " runs of one config are grouped (seeds); tick runs of two or more configs"), box);
   // Live: the followed run's row follows its episodes (the database row is read again once it is written).
   current = { kind: "runs", onEpisode: (envelope) => {
     const run = runs.find((r) => r.run_uuid === envelope.run_id);
@@ -769,3 +783,45 @@ function follow(url) {
   if (CONFIG.live) follow(CONFIG.live);
   await render();
 })();
+
+// ---- compare: groups of runs with IQM, bootstrap CIs and P(X > Y) (the bytes of `compare --json`) -------------
+
+async function comparePage() {
+  const report = await api(`/api/compare${location.search}`);
+  breadcrumbs(link("/", "runs"), el("span", { text: "compare" }));
+  const w = report.window, b = report.bootstrap;
+  view.replaceChildren(el("h1", { text: `Compare: ${report.metric}` }),
+    el("p", { class: "muted", id: "compare-window", text: `${w.asked}: episodes ${w.first_episode}-${w.last_episode} of every run; ` +
+      `IQM CI: 95 % percentile, stratified bootstrap over runs, ${b.reps} resamples, seed ${b.seed}` }));
+  const ci = (c) => (c ? `[${fmt(c[0])}, ${fmt(c[1])}]` : "n/a");
+  const scores = el("div", { class: "scroll", id: "compare-scores" }, table(
+    ["group", "runs", "n", "mean", "std", "median", "IQM", "IQM 95 % CI", "note"],
+    report.groups.map((g) => ({ cells: [g.label, g.runs.join(" "), g.n, g.mean, g.std, g.median, g.iqm, ci(g.iqm_ci), g.note || ""] }))));
+  view.append(scores);
+  for (const p of report.improvement) {
+    view.append(el("p", { class: "improvement", text: `P(${p.x} > ${p.y}) = ${fmt(p.probability)}, 95 % CI ${ci(p.ci)}${p.note ? ` (${p.note})` : ""}` }));
+  }
+  const xs = report.groups[0].curve.map((point) => point.last_episode);
+  const series = [], bands = [];
+  const showRuns = new URLSearchParams(location.search).get("per_run") === "1";
+  report.groups.forEach((g, i) => {
+    const colour = PALETTE[i % PALETTE.length];
+    const at = series.length;
+    series.push({ label: `${g.label} IQM`, values: g.curve.map((p) => p.iqm), colour, width: 2 });
+    series.push({ label: `${g.label} CI high`, values: g.curve.map((p) => (p.ci ? p.ci[1] : null)), colour, dash: [2, 4] });
+    series.push({ label: `${g.label} CI low`, values: g.curve.map((p) => (p.ci ? p.ci[0] : null)), colour, dash: [2, 4] });
+    bands.push([at + 1, at + 2, `${colour}22`]);
+    if (showRuns) g.runs.forEach((run, k) => series.push({ label: `run ${run}`, values: g.curve.map((p) => p.runs[k]), colour, width: 0.5 }));
+  });
+  const curves = el("div", { id: "compare-curves" });
+  view.append(curves);
+  chart(curves, { title: `IQM of ${report.metric} over runs, per bucket of episodes, with 95 % CI bands`, y: report.metric,
+    series, bands }, xs, Math.min(960, view.clientWidth || 960));
+  const toggle = link(`/compare?${new URLSearchParams([...new URLSearchParams(location.search)].filter(([k]) => k !== "per_run").concat(showRuns ? [] : [["per_run", "1"]]))}`,
+    showRuns ? "hide per-run lines" : "show per-run lines");
+  view.append(el("p", {}, toggle));
+  if (report.config_diff.length) {
+    view.append(el("h2", { text: "config keys that differ (identical keys hidden)" }), el("div", { class: "scroll", id: "compare-diff" },
+      table(["key", ...report.groups.map((g) => g.label)], report.config_diff.map((d) => ({ cells: [d.key, ...d.values.map((v) => JSON.stringify(v))] })))));
+  }
+}

@@ -243,8 +243,8 @@ function settingsText(differs) {
 async function runsPage() {
   const runs = await api("/api/overview");  // newest first, with what tells runs apart
   breadcrumbs(el("span", { text: "runs" }));
-  const headers = ["compare", "run", "name", "tags", "status", "started (UTC)", "duration", "agents", "episodes",
-    "last mean survival", "baseline", "seed", "device", "settings that differ"];
+  const headers = ["run", "status", "started (UTC)", "duration", "agents", "episodes", "last mean survival", "baseline",
+    "seed", "device", "settings that differ", "name", "tags", "compare"];
   const chosen = new Set();
   const pick = (r) => {
     const box = el("input", { type: "checkbox", class: "pick", "data-run": String(r.id), "aria-label": `compare run ${r.id}` });
@@ -256,11 +256,11 @@ async function runsPage() {
   const action = el("button", { id: "compare-selected", type: "button", text: "compare selected runs" });
   action.disabled = true;
   action.addEventListener("click", () => go(`/compare?${[...chosen].sort((a, b) => a - b).map((id) => `run=${id}`).join("&")}`));
-  const rowOf = (r) => ({ id: r.id, uuid: r.run_uuid, cells: [pick(r), link(`/runs/${r.id}`, `run ${r.id}`), r.name || "",
-    (r.tags || []).join(" "), r.status,
+  const rowOf = (r) => ({ id: r.id, uuid: r.run_uuid, cells: [link(`/runs/${r.id}`, `run ${r.id}`), r.status,
     (r.started_at || "").replace("T", " ").slice(0, 19), duration(r.duration_s), r.num_agents, r.episodes,
     r.last_survival_mean === null ? "" : Number(r.last_survival_mean.toFixed(1)),
-    r.last_baseline_mean === null ? "" : Number(r.last_baseline_mean.toFixed(1)), r.seed, r.device, settingsText(r.differs)] });
+    r.last_baseline_mean === null ? "" : Number(r.last_baseline_mean.toFixed(1)), r.seed, r.device, settingsText(r.differs),
+    r.name || "", (r.tags || []).join(" "), pick(r)] });
   const box = el("div", { class: "scroll wide", id: "runs-table" });
   const draw = () => box.replaceChildren(table(headers, runs.map(rowOf), (row) => go(`/runs/${row.id}`)));
   view.replaceChildren(el("h1", { text: "Runs" }));

@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py --skip-slow
 	$(BIN)/python benchmarks/bench_recording.py
 	$(BIN)/python benchmarks/bench_player.py
+	$(BIN)/python benchmarks/bench_compare.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

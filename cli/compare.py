@@ -4,7 +4,9 @@ from typing import Annotated, Any
 
 import typer
 
-from townlet.analysis.statistics import DEFAULT_REPS, DEFAULT_SEED, MIN_RUNS_FOR_INTERVAL, PROFILE_REPS
+from townlet.defaults import BOOTSTRAP_REPS as DEFAULT_REPS
+from townlet.defaults import BOOTSTRAP_SEED as DEFAULT_SEED
+from townlet.defaults import MIN_RUNS_FOR_INTERVAL, PROFILE_REPS
 from townlet.persistence.reader import TelemetryReader
 from townlet_cli.console import make_console
 from townlet_cli.options import DEFAULT, AtLeast, CsvFlag, DbOption, JsonFlag

@@ -17,3 +17,11 @@ AUDITS_ABOVE = 2_000_000
 #: this many buckets of consecutive episodes unless told otherwise; a budget is 2 to ``MAX_POINTS``.
 POINTS = 1000
 MAX_POINTS = 100_000
+
+#: compare's bootstrap (``townlet.analysis.statistics``), rliable's defaults: resamples for an interval and for a
+#: performance profile, the coverage, the fixed seed, and the fewest runs a group needs for an interval.
+BOOTSTRAP_REPS = 50_000
+PROFILE_REPS = 2_000
+CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0
+MIN_RUNS_FOR_INTERVAL = 3

@@ -23,15 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-#: rliable's defaults: resamples for an interval, and for a performance profile.
-DEFAULT_REPS = 50_000
-PROFILE_REPS = 2_000
-#: rliable's default coverage.
-CONFIDENCE = 0.95
-#: Fewer runs than this in a group: no interval (a bootstrap of 2 runs has only 3 distinct resamples' IQMs).
-MIN_RUNS_FOR_INTERVAL = 3
-#: The fixed seed every interval starts from unless told otherwise (``compare --bootstrap-seed``).
-DEFAULT_SEED = 0
+from townlet import defaults
+
+#: rliable's defaults (kept in ``townlet.defaults`` so the CLI's --help needs no numpy): resamples for an interval
+#: and for a performance profile, the coverage; the fixed seed every interval starts from unless told otherwise
+#: (``compare --bootstrap-seed``); fewer runs than ``MIN_RUNS_FOR_INTERVAL`` in a group: no interval (a
+#: bootstrap of 2 runs has only 3 distinct resamples' IQMs).
+DEFAULT_REPS = defaults.BOOTSTRAP_REPS
+PROFILE_REPS = defaults.PROFILE_REPS
+CONFIDENCE = defaults.CONFIDENCE
+MIN_RUNS_FOR_INTERVAL = defaults.MIN_RUNS_FOR_INTERVAL
+DEFAULT_SEED = defaults.BOOTSTRAP_SEED
 
 Scores = NDArray[np.float64]
 

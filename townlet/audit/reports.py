@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from townlet.analysis.run_selection import flatten
 from townlet.audit.baselines import COLUMNS as BASELINE_COLUMNS
 from townlet.audit.baselines import JURY, AgentBaselines, Flag, Thresholds, audit_run
 from townlet.audit.visits import AFFORDANCES, AgentVisits, audit_visits
@@ -135,24 +136,12 @@ AGENT_WINDOW = 10
 SESSION_GAP_S = 2.0
 
 
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"training": {"agents": 8}}`` -> ``{"training.agents": 8}``; lists stay as they are."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def overview_report(reader: TelemetryReader) -> list[dict[str, Any]]:
     """``GET /api/overview``: every run as ``runs --json`` lists it, newest first, plus its duration, its last
     episode's mean survival and baseline, and ``differs``: the settings whose values differ between runs."""
     runs = reader.runs()
     means = reader.last_episode_means()
-    configs = {run: flat_config(config) for run, config in reader.run_configs().items()}
+    configs = {run: flatten(config) for run, config in reader.run_configs().items()}
     keys = sorted({k for c in configs.values() for k in c} - NOT_DISTINGUISHING)
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
     answer = []

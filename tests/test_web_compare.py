@@ -30,12 +30,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def two_configs(tmp_path_factory) -> Path:
-    """Runs 1-3: learning rate 1e-3, seeds 0-2; runs 4-6: 3e-3, seeds 0-2; 6 episodes x 3 agents each."""
+    """Runs 1-3: learning rate 1e-3, seeds 0-2; runs 4-6: 3e-3, seeds 0-2, named 'lr 3e-3' and tagged fast; 6
+    episodes x 3 agents each."""
     where = tmp_path_factory.mktemp("compare")
     fast = where / "fast.toml"
     fast.write_text("[population]\nlearning_rate = 0.003\n")
     db = where / "townlet.db"
-    for config in ((), ("-c", str(fast))):
+    for config in ((), ("-c", str(fast), "--name", "lr 3e-3", "--tag", "fast")):
         for seed in range(3):
             cli_ok("train", "-n", "6", "-a", "3", "-s", str(seed), "-d", "cpu", *config, "--db", str(db))
     return db
@@ -59,7 +60,7 @@ def test_ticking_two_groups_of_runs_compares_them_with_the_clis_numbers(browser,
     assert browser.current_url.endswith("/compare?run=1&run=2&run=3&run=4&run=5&run=6")  # the URL holds it
     report = json.loads(cli_ok("compare", "1", "2", "3", "4", "5", "6", "--json", "--db", str(two_configs)).stdout)
     rows = cells(browser.find_element(By.CSS_SELECTOR, "#compare-scores table"))
-    assert [row[1] for row in rows] == ["1 2 3", "4 5 6"]
+    assert [(row[0], row[1]) for row in rows] == [("config 1", "1 2 3"), ("lr 3e-3", "4 5 6")]
     for row, group in zip(rows, report["groups"], strict=True):
         shown = [float(row[i]) for i in (3, 5, 6)]
         assert shown == pytest.approx([group["mean"], group["median"], group["iqm"]], abs=5e-4)
@@ -75,6 +76,23 @@ def test_ticking_two_groups_of_runs_compares_them_with_the_clis_numbers(browser,
     assert diff == [["population.learning_rate", "0.001", "0.003"]]
     browser.save_screenshot(str(artifacts / "compare.png"))
     assert console_errors(browser) == []
+
+
+def test_the_runs_page_shows_names_and_tags_and_filters_by_them(browser, compare_site):
+    open_page(browser, f"{compare_site}/", "#runs-table table")
+    rows = cells(browser.find_element(By.CSS_SELECTOR, "#runs-table table"))
+    assert [(row[0], row[11], row[12]) for row in rows][:2] == [
+        ("run 6", "lr 3e-3", "fast"),
+        ("run 5", "lr 3e-3", "fast"),
+    ]
+    browser.find_element(By.ID, "runs-filter").send_keys("FAST")
+    WebDriverWait(browser, 10).until(lambda d: len(cells(d.find_element(By.CSS_SELECTOR, "#runs-table table"))) == 3)
+    assert browser.current_url.endswith("/?filter=FAST")
+    assert [row[0] for row in cells(browser.find_element(By.CSS_SELECTOR, "#runs-table table"))] == [
+        "run 6",
+        "run 5",
+        "run 4",
+    ]
 
 
 def test_the_api_answers_compare_jsons_bytes_and_refuses_a_bad_selection_in_one_line(compare_site, two_configs):

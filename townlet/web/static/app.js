@@ -262,11 +262,23 @@ async function runsPage() {
     r.last_baseline_mean === null ? "" : Number(r.last_baseline_mean.toFixed(1)), r.seed, r.device, settingsText(r.differs),
     r.name || "", (r.tags || []).join(" "), pick(r)] });
   const box = el("div", { class: "scroll wide", id: "runs-table" });
-  const draw = () => box.replaceChildren(table(headers, runs.map(rowOf), (row) => go(`/runs/${row.id}`)));
+  // The filter keeps the runs whose name or a tag holds its text (case-insensitive); the URL keeps it (?filter=).
+  const filter = el("input", { id: "runs-filter", type: "search", placeholder: "filter by name or tag", "aria-label": "filter runs by name or tag" });
+  filter.value = new URLSearchParams(location.search).get("filter") || "";
+  const shown = () => {
+    const text = filter.value.trim().toLowerCase();
+    if (!text) return runs;
+    return runs.filter((r) => (r.name || "").toLowerCase().includes(text) || (r.tags || []).some((t) => t.toLowerCase().includes(text)));
+  };
+  const draw = () => box.replaceChildren(table(headers, shown().map(rowOf), (row) => go(`/runs/${row.id}`)));
+  filter.addEventListener("input", () => {
+    history.replaceState({}, "", filter.value.trim() ? `/?filter=${encodeURIComponent(filter.value.trim())}` : "/");
+    draw();
+  });
   view.replaceChildren(el("h1", { text: "Runs" }));
   if (!runs.length) { view.append(el("p", { text: "No runs yet: train one (townlet-telemetry train)." })); return; }
   draw();
-  view.append(el("p", {}, action, " runs of one config are grouped (seeds); tick runs of two or more configs"), box);
+  view.append(el("p", {}, filter, " ", action, " runs of one config are grouped (seeds); tick runs of two or more configs"), box);
   // Live: the followed run's row follows its episodes (the database row is read again once it is written).
   current = { kind: "runs", onEpisode: (envelope) => {
     const run = runs.find((r) => r.run_uuid === envelope.run_id);

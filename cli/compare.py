@@ -40,8 +40,9 @@ def compare(
         str,
         typer.Option(
             "--metric",
-            metavar="survival|reward|survival-over-baseline",
-            help="Each episode's agents' mean survival steps, episode reward, or survival minus baseline.",
+            metavar="NAME",
+            help="survival (steps), reward (episode reward) or survival-over-baseline (survival minus baseline, "
+            "steps): each episode's agents' mean.",
         ),
     ] = "survival",
     last: Annotated[

@@ -49,7 +49,8 @@ def serve(
     """Serve a web dashboard of the database's runs at http://HOST:PORT (read-only; Ctrl-C or SIGTERM stops it).
 
     Pages: the runs (names, tags, a filter, and checkboxes to compare runs); a comparison of groups of runs
-    (IQM curves with bootstrap bands, the score table, P(X > Y), the config diff: `compare`); a run's charts (survival, baseline, reward, epsilon per episode, stage changes), its
+    (IQM curves with bootstrap bands, the score table, P(X > Y), the config diff: `compare`); a run's charts
+    (survival, baseline, reward, epsilon per episode, stage changes), its
     agents x episodes survival heat map, reward audit and baseline flags; an agent's trajectories; an
     episode's agents and its exact envelope. With --live the run page appends episodes as the trainer
     finishes them. The heat map and the baseline flags read what is kept as episodes are written and show at

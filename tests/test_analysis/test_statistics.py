@@ -94,3 +94,14 @@ def test_a_curve_band_is_each_columns_own_interval():
     band = stats.iqm_intervals_by_column(curves, reps=2000, seed=9)
     assert [b.estimate for b in band] == pytest.approx([stats.iqm(curves[:, i]) for i in range(4)])
     assert band[2] == stats.iqm_interval(curves[:, 2], reps=2000, seed=9)
+
+
+@pytest.mark.parametrize(("nx", "ny"), [(3, 4), (8, 5), (17, 3), (4, 16)])
+def test_unequal_groups_draw_the_indices_one_call_per_group_and_resample_would(nx, ny):
+    """The bulk split of the raw stream gives exactly what two ``randint`` calls per resample give (rliable's
+    ``np.random.choice`` for X, then for Y), powers of two included (no draw is rejected there)."""
+    rng = np.random.RandomState(7)
+    expected = [(rng.randint(0, nx, size=nx), rng.randint(0, ny, size=ny)) for _ in range(3000)]
+    xi, yi = stats._paired_indices(nx, ny, 3000, 7)
+    assert np.array_equal(xi, np.stack([x for x, _ in expected]))
+    assert np.array_equal(yi, np.stack([y for _, y in expected]))

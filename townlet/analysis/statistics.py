@@ -146,15 +146,70 @@ def improvement_interval(
     estimate = probability_of_improvement(xa, ya)
     if min(len(xa), len(ya)) < MIN_RUNS_FOR_INTERVAL:
         return Interval(estimate, None, None)
-    rng = np.random.RandomState(seed)
-    if len(xa) == len(ya):  # one bound for both: one draw holds X's then Y's indices of each resample
-        both = rng.randint(0, len(xa), size=(reps, 2 * len(xa)))
-        xi, yi = both[:, : len(xa)], both[:, len(xa) :]
-    else:
-        xi = np.empty((reps, len(xa)), dtype=np.int64)
-        yi = np.empty((reps, len(ya)), dtype=np.int64)
-        for rep in range(reps):
-            xi[rep] = rng.randint(0, len(xa), size=len(xa))
-            yi[rep] = rng.randint(0, len(ya), size=len(ya))
+    xi, yi = _paired_indices(len(xa), len(ya), reps, seed)
     values = np.concatenate([_improvements(xa[xi[i : i + 5000]], ya[yi[i : i + 5000]]) for i in range(0, reps, 5000)])
     return Interval(estimate, *_bounds(values, confidence))
+
+
+def _paired_indices(nx: int, ny: int, reps: int, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per resample, X's indices then Y's, as ``RandomState(seed)`` gives them to rliable's two
+    ``np.random.choice`` calls a resample (``randint(0, n)``: raw 32-bit draws masked to the next power of two
+    above ``n - 1``, a draw over ``n - 1`` rejected).
+
+    One bound (``nx == ny``) is one draw of ``reps x 2n``. Two bounds interleave, so the raw stream is drawn in
+    bulk (``randint(0, 2**32)`` takes one raw draw per value) and split without a Python loop per value: the
+    position after k accepted draws from any position comes from a cumulative count, and only the walk from
+    segment to segment (two steps a resample) is a loop.
+    """
+    rng = np.random.RandomState(seed)
+    if nx == ny:
+        both = rng.randint(0, nx, size=(reps, 2 * nx))
+        return both[:, :nx], both[:, nx:]
+    masks = [(1 << int(n - 1).bit_length()) - 1 for n in (nx, ny)]
+    size = int(1.05 * reps * (masks[0] + masks[1] + 2)) + 1024  # draws a resample takes on average: (mask + 1) each
+    while True:
+        raw = rng.randint(0, 2**32, size=size, dtype=np.uint64)
+        found = _split(raw, (nx, ny), masks, reps)
+        if found is not None:
+            return found
+        size *= 2  # an unlucky stream ran short: the same stream again from the seed, longer
+        rng = np.random.RandomState(seed)
+
+
+def _split(
+    raw: NDArray[np.uint64], sizes: tuple[int, int], masks: list[int], reps: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+    values, ends, walks, accepted = [], [], [], []
+    for n, mask in zip(sizes, masks, strict=True):
+        masked = (raw & np.uint64(mask)).astype(np.int64)
+        ok = masked <= n - 1
+        counts = np.concatenate([[0], np.cumsum(ok)])  # counts[p]: accepted draws before position p
+        # end[p]: the position just after the n-th accepted draw at or after p (len(raw) + 1 when there is none)
+        end = np.searchsorted(counts, counts[:-1] + n, side="left")
+        values.append(masked)
+        ends.append(np.minimum(end, len(raw) + 1))
+        walks.append(ends[-1].tolist())  # the walk indexes one position at a time: a list is faster there
+        accepted.append(ok)
+    starts = np.empty((2, reps), dtype=np.int64)
+    position, limit = 0, len(raw)
+    end_x, end_y = walks
+    for rep in range(reps):
+        if position >= limit:
+            return None
+        starts[0, rep] = position
+        position = end_x[position]
+        if position >= limit:
+            return None
+        starts[1, rep] = position
+        position = end_y[position]
+        if position > limit:
+            return None
+    found = []
+    for which, (n, masked, ok) in enumerate(zip(sizes, values, accepted, strict=True)):
+        inside = np.zeros(len(raw) + 1, dtype=np.int64)
+        np.add.at(inside, starts[which], 1)
+        stops = ends[which][starts[which]]
+        np.add.at(inside, stops, -1)
+        chosen = (np.cumsum(inside)[:-1] > 0) & ok
+        found.append(masked[chosen].reshape(reps, n))
+    return found[0], found[1]

@@ -85,7 +85,7 @@ def test_downgrade_to_an_unknown_revision_is_a_usage_error(db):
     result = runner.invoke(app, ["db", "downgrade", "0042", "--db", str(db)])
     one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, 0007, base")
     result = runner.invoke(app, ["db", "upgrade", "--to", "0042", "--db", str(db)])
-    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, head")
+    one_line_error(result, "unknown revision '0042': choose one of 0001, 0002, 0003, 0004, 0005, 0006, 0007, head")
 
 
 def _set_revision(path: Path, revision: str) -> None:

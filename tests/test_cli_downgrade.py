@@ -98,7 +98,7 @@ def test_sqlite_downgrade_keeps_a_backup_even_with_yes(tmp_path):
     assert runner.invoke(app, [*TRAIN, "--db", str(path)]).exit_code == 0
     result = runner.invoke(app, ["db", "downgrade", "0001", "--db", str(path), "--yes"])
     assert result.exit_code == 0, result.output
-    (backup,) = tmp_path.glob("t.db.bak-0006-*")
+    (backup,) = tmp_path.glob("t.db.bak-0007-*")
     rows = sqlite3.connect(backup).execute("SELECT count(visits_bed) FROM agent_snapshots").fetchone()[0]
     assert rows == 6
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import Lines, finished_registry, townlet, wait_for
+from tests.helpers import LABELS_DROPPED, Lines, finished_registry, townlet, wait_for
 from tests.postgres_server import PostgresServer, new_database, postgres_instance
 from townlet.persistence.run_lock import RunBusy, RunLock
 from townlet.persistence.store import EpisodeMeta, TelemetryStore
@@ -168,7 +168,8 @@ def test_every_db_command_runs_on_postgresql_from_townlet_db(postgres_base_url, 
     assert "models and migrations agree" in run("db", "check").stdout
     down = run("db", "downgrade", "0002", "--yes")
     assert (
-        "drops tables recordings (2 rows), recording_agents (4 rows), "
+        LABELS_DROPPED
+        + "recordings (2 rows), recording_agents (4 rows), "
         "baseline_flags (0 rows), survival_blocks (0 rows), episode_rollups (2 rows), checkpoints (1 row)"
         in down.stderr
         and down.stdout == ""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, V1_FIXTURE, fixture_columns, v1_copy
+from tests.helpers import FIXTURES, V1_FIXTURE, fixture_columns, unlabelled_runs, v1_copy
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_v1_episodes_replay_byte_identically_after_the_upgrade(upgraded):
 def test_export_and_runs_are_unchanged_by_the_upgrade(upgraded):
     exported = b"".join(ok("export", "-f", "jsonl", "--run", r, "--db", str(upgraded)).stdout_bytes for r in "12")
     assert exported == V1_EXPORT
-    assert json.loads(ok("runs", "--json", "--db", str(upgraded)).stdout) == V1_RUNS
+    assert unlabelled_runs(ok("runs", "--json", "--db", str(upgraded)).stdout) == V1_RUNS
 
 
 def test_upgrade_writes_a_backup_that_is_itself_a_valid_v1_database(tmp_path):

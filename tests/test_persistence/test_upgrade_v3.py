@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import (
     ALL_MATCH,
+    LABELS_DROPPED,
     V1_FIXTURE,
     V2_FIXTURE,
     V3_FIXTURE,
@@ -70,7 +71,7 @@ def test_downgrade_to_0003_drops_only_the_rollups_and_upgrading_again_rebuilds_t
     before = rows(db, "SELECT * FROM episode_rollups ORDER BY 1")
     down = ok("db", "downgrade", "0003", "--yes", "--no-backup", "--db", str(db))
     assert (
-        "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), "
+        LABELS_DROPPED + "recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), "
         "survival_blocks (0 rows), "
         "episode_rollups (10 rows)" in down.stderr
     )

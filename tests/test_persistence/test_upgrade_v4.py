@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import (
     ALL_MATCH,
+    LABELS_DROPPED,
     V1_FIXTURE,
     V2_FIXTURE,
     V3_FIXTURE,
@@ -88,13 +89,14 @@ def test_downgrade_to_0004_drops_only_the_flags_and_upgrading_again_rebuilds_the
     assert len(before) == 1
     assert (
         refused.exit_code == 2
-        and "drops tables recordings (0 rows), recording_agents (0 rows), "
-        "baseline_flags (1 row), survival_blocks (0 rows)"
+        and LABELS_DROPPED
+        + "recordings (0 rows), recording_agents (0 rows), baseline_flags (1 row), survival_blocks (0 rows)"
         in refused.stderr
     )
     down = ok("db", "downgrade", "0004", "--yes", "--no-backup", "--db", str(db))
     assert (
-        "drops tables recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), survival_blocks (0 rows)"
+        LABELS_DROPPED
+        + "recordings (0 rows), recording_agents (0 rows), baseline_flags (0 rows), survival_blocks (0 rows)"
         in down.stderr
     )
     for table in TABLES:

@@ -6,7 +6,16 @@ import hashlib
 
 from typer.testing import CliRunner
 
-from tests.helpers import ALL_MATCH, V5_FIXTURE, assert_fixture_answers, cli_ok, db_rows, fixture_columns, fixture_copy
+from tests.helpers import (
+    ALL_MATCH,
+    LABELS_DROPPED,
+    V5_FIXTURE,
+    assert_fixture_answers,
+    cli_ok,
+    db_rows,
+    fixture_columns,
+    fixture_copy,
+)
 from townlet_cli.app import app
 
 runner = CliRunner()
@@ -42,7 +51,7 @@ def test_a_resumed_old_run_records_and_down_to_0005_asks_then_up_again_works(tmp
     assert "1 recorded agent" not in ok("db", "check", "--db", str(db)).stdout  # both agents of run 2 checked
     refused = runner.invoke(app, ["db", "downgrade", "0005", "--no-backup", "--db", str(db)])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
-    assert "drops tables recordings (1 row), recording_agents (2 rows): pass --yes" in refused.stderr
+    assert LABELS_DROPPED + "recordings (1 row), recording_agents (2 rows): pass --yes" in refused.stderr
     assert rows(db, "SELECT count(*) FROM recordings") == [(1,)]  # nothing changed
     ok("db", "downgrade", "0005", "--yes", "--no-backup", "--db", str(db))
     assert rows(db, "SELECT version_num FROM townlet_alembic_version") == [("0005",)]

@@ -20,6 +20,8 @@ import numpy as np
 
 from townlet.analysis import statistics as stats
 from townlet.analysis.run_selection import BadSelection, RunFilter, config_diff, is_neutral, learning_key
+from townlet.audit.baselines import BELOW_BASELINE
+from townlet.persistence.flags import KIND
 from townlet.persistence.reader import METRIC_SQL, RunSummary, TelemetryReader
 
 #: The version of compare's JSON (``docs/telemetry_schema.md``): bumped when a field changes meaning.
@@ -34,8 +36,8 @@ CURVE_REPS = stats.PROFILE_REPS
 #: Thresholds a performance profile is read at: evenly spaced over the scores' range.
 PROFILE_THRESHOLDS = 11
 GROUP_BY = ("config", "tag")
-#: The audit's survival-below-baseline flag (``townlet.persistence.flags.KIND``).
-BELOW_KIND = 2
+#: The audit's survival-below-baseline flag, as ``baseline_flags.kind`` stores it.
+BELOW_KIND = KIND[BELOW_BASELINE]
 QUANTILES = (10, 25, 50, 75, 90)
 
 
@@ -146,7 +148,7 @@ def _selected(reader: TelemetryReader, options: CompareOptions) -> tuple[list[Ru
     known = {run.id for run in every}
     for run in options.runs:
         if run not in known:
-            raise BadSelection(f"no run {run} in {reader.label}: list runs with `townlet-telemetry runs`")
+            reader.run(run)  # the one "no run N" refusal
     runs = [
         run
         for run in every

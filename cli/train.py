@@ -213,7 +213,9 @@ def train(
         from townlet.persistence.run_labels import checked_tags
 
         checked_tags(tag or ())
-        raise typer.Exit(code=_train_seeds(seeds, parallel, settings.training.agents, locals()))
+        passed_on = {"episodes": episodes, "agents": agents, "device": device, "config": config, "db": db,
+                     "record_episodes": record_episodes, "name": name, "tag": tag, "log_every": log_every}  # fmt: skip
+        raise typer.Exit(code=_train_seeds(seeds, parallel, settings.training.agents, passed_on))
     from townlet.telemetry.live import parse_address
 
     live_address = parse_address(live) if live is not None else None
@@ -285,7 +287,8 @@ def _refuse_with_seeds(*, seed: int | None, resume: int | None, live: str | None
 
 
 def _train_seeds(text: str, parallel: int, agents: int, given: dict[str, object]) -> int:
-    """Train one child process per seed (``train_seeds``), then say which run each seed became."""
+    """Train one child process per seed (``train_seeds``) with the ``given`` flags passed on, then say which
+    run each seed became."""
     from townlet.persistence.reader import TelemetryReader
     from townlet_cli.train_seeds import describe, group_tag, parse_seeds, run_seeds
 

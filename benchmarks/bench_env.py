@@ -17,7 +17,9 @@ from townlet.population.vectorized import VectorizedPopulation
 def seconds_per_step(num_agents: int, steps: int, device: torch.device) -> float:
     env = VectorizedGridEnv(num_agents, max_steps=10**9, device=device)
     env.set_depletion([0.0, 0.0, 0.0, 0.0])  # nobody dies: every step does the same work
-    population = VectorizedPopulation(num_agents, env.obs_dim, env.num_actions, PopulationConfig(), device)
+    population = VectorizedPopulation(
+        num_agents, env.obs_dim, env.num_actions, PopulationConfig(), device, grid_size=env.grid_size
+    )
     population.epsilon = 0.1
     obs = env.reset()
     for _ in range(20):  # warm-up

@@ -140,19 +140,19 @@ def test_every_kind_of_damage_is_one_line_exit_2_and_changes_nothing(trained, da
     assert not (Path(__file__).parent / "checkpoint-pickle-ran").exists()
 
 
-def test_a_damaged_format_1_checkpoint_fails_its_crc_and_an_intact_one_still_loads(trained):
+def test_a_format_1_checkpoint_is_refused_as_an_old_learner_and_db_check_still_finds_its_damage(trained):
     raw = blob(trained)
     payload = unseal(raw, format_version=2, size_bytes=len(raw))  # what townlet 0.4-0.5 stored as it was
     store_blob(trained, payload, format_version=1)
+    assert_refused(trained, sha256(trained), "has format 1: it holds the learner of townlet 0.11", "--fresh-learner")
+    assert "damaged checkpoint" not in runner.invoke(app, ["db", "check", "--db", str(trained)]).stdout
     data = bytearray(payload)
     middle = len(data) // 2
     data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
     store_blob(trained, bytes(data))
-    assert_refused(trained, sha256(trained), "is damaged (its entry", "fails its CRC-32 check")
-    store_blob(trained, payload)
-    result = resume(trained, "--episodes", "1")
-    assert result.exit_code == 0, result.output
-    assert "learner restored from the checkpoint after episode 12" in result.stderr
+    checked = runner.invoke(app, ["db", "check", "--db", str(trained)])
+    assert "damaged checkpoint: run 1's checkpoint after episode 12 (" in checked.stdout
+    assert "fails its CRC-32 check" in checked.stdout
 
 
 def test_from_checkpoint_resumes_from_the_older_intact_one_and_continues_exactly(trained, straight):

@@ -15,6 +15,8 @@ from townlet import defaults
 from townlet.environment.world import METERS, VITAL_METERS
 from townlet.errors import ConfigError
 
+#: Values accepted for ``population.position_encoding``.
+POSITION_ENCODINGS = ("one_hot", "scaled")
 #: Values accepted for ``training.device`` / ``--device`` (``cuda:N`` too).
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -57,6 +59,13 @@ class PopulationConfig:
     epsilon_decay: float = 0.9
     reward_scale: float = 0.01
     shaping_weight: float = 1.0
+    # The learner of townlet 0.12 (issue 22); configs/learner_0_11.toml keeps the settings before it.
+    terminal_weight: float = 0.0  # the learner's share of the telemetry reward (survival - baseline, at the end)
+    alive_reward: float = 1.0  # learner reward per step an agent is still alive after, in steps like the above
+    bootstrap_timeouts: bool = True  # a timeout is not a terminal state for the learner (it cannot see time)
+    double_dqn: bool = True  # the online net picks the next action, the target net values it
+    stage_epsilon: float = 0.5  # at a stage change epsilon rises back to at least this (0 = never)
+    position_encoding: str = "one_hot"  # one_hot: the row and the column one-hot; scaled: two numbers in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -263,7 +272,14 @@ def validate(config: TownletConfig) -> TownletConfig:
         math.isfinite(p.shaping_weight) and p.shaping_weight >= 0,
         f"population.shaping_weight must be >= 0, got {p.shaping_weight}",
     )
-    for name in ("gamma", "epsilon_start", "epsilon_end", "epsilon_decay"):
+    _require(
+        p.position_encoding in POSITION_ENCODINGS,
+        f"population.position_encoding must be one of {', '.join(POSITION_ENCODINGS)}, got {p.position_encoding!r}",
+    )
+    for name in ("terminal_weight", "alive_reward"):
+        value = getattr(p, name)
+        _require(math.isfinite(value) and value >= 0, f"population.{name} must be >= 0, got {value}")
+    for name in ("gamma", "epsilon_start", "epsilon_end", "epsilon_decay", "stage_epsilon"):
         value = getattr(p, name)
         _require(0.0 <= value <= 1.0, f"population.{name} must be within [0, 1], got {value}")
     _require(p.epsilon_end <= p.epsilon_start, "population.epsilon_end must not exceed population.epsilon_start")

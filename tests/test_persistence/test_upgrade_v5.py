@@ -45,7 +45,10 @@ def test_upgrade_keeps_every_row_and_the_0_9_0_answers(tmp_path):
 def test_a_resumed_old_run_records_and_down_to_0005_asks_then_up_again_works(tmp_path):
     db = fixture_copy(tmp_path, V5_FIXTURE)
     ok("db", "upgrade", "--no-backup", "--db", str(db))
-    ok("train", "--resume", "2", "--episodes", "2", "--device", "cpu", "--db", str(db))
+    old_learner = runner.invoke(app, ["train", "--resume", "2", "--episodes", "2", "--device", "cpu", "--db", str(db)])
+    assert old_learner.exit_code == 2 and old_learner.stderr.count("\n") == 1, old_learner.output
+    assert "has format 2: it holds the learner of townlet 0.11 or before" in " ".join(old_learner.stderr.split())
+    ok("train", "--resume", "2", "--fresh-learner", "--episodes", "2", "--device", "cpu", "--db", str(db))
     assert rows(db, "SELECT e.run_id, e.episode, r.reasons FROM recordings r JOIN episodes e ON e.id = r.episode_pk"
                 ) == [(2, 5, "session_last")]  # fmt: skip
     assert "1 recorded agent" not in ok("db", "check", "--db", str(db)).stdout  # both agents of run 2 checked

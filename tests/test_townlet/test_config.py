@@ -1,5 +1,6 @@
 """Configuration: TOML over frozen defaults, flags over TOML, one-line errors naming the key."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,17 @@ DEFAULT_TOML = Path(__file__).resolve().parents[2] / "configs" / "default.toml"
 
 def test_shipped_default_toml_equals_the_built_in_defaults():
     assert load_config(DEFAULT_TOML) == load_config(None) == TownletConfig()
+
+
+def test_the_0_11_learner_config_differs_from_the_default_in_the_learner_alone():
+    old = load_config(DEFAULT_TOML.with_name("learner_0_11.toml"))
+    assert dataclasses.replace(old, population=TownletConfig().population) == TownletConfig()
+    new = dataclasses.asdict(TownletConfig().population)
+    changed = {k: v for k, v in dataclasses.asdict(old.population).items() if new[k] != v}
+    assert changed == {
+        "terminal_weight": 1.0, "alive_reward": 0.0, "bootstrap_timeouts": False, "double_dqn": False,
+        "stage_epsilon": 0.0, "position_encoding": "scaled",
+    }  # fmt: skip
 
 
 def test_file_values_override_defaults(tmp_path):

@@ -15,7 +15,7 @@ def _population(n=4, device="cpu", **overrides):
     env = VectorizedGridEnv(n, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     population = VectorizedPopulation(
-        n, env.obs_dim, env.num_actions, config, torch.device(device), generator, env.vital_obs_columns
+        n, env.obs_dim, env.num_actions, config, torch.device(device), generator, env.vital_obs_columns, env.grid_size
     )
     return population, env
 

@@ -53,6 +53,6 @@ def test_training_beats_the_random_policy_by_a_robust_margin():
     torch.set_num_threads(1)
     trainer = Trainer(_config(agents=8, seed=1, stages=(StageConfig(1.0, ("energy",)),)))
     random_policy = trainer.evaluate(5, epsilon=1.0)
-    survival = [report.mean_survival for report in trainer.run(40)]
+    survival = [report.mean_survival for report in trainer.run(20)]
     learned = statistics.fmean(survival[-10:])
     assert learned >= 1.25 * random_policy, (learned, random_policy)

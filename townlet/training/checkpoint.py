@@ -20,9 +20,13 @@ from townlet.training.checkpoint_seal import CheckpointDamaged, describe, seal, 
 from townlet.training.loop import Trainer
 
 #: The layout of a checkpoint's bytes and of the dict inside them; bump it when either changes.
-#: 1: bare ``torch.save`` bytes (townlet 0.4-0.5); 2: sealed with a sha256 digest (``checkpoint_seal``).
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+#: 1: bare ``torch.save`` bytes (townlet 0.4-0.5); 2: sealed with a sha256 digest (``checkpoint_seal``);
+#: 3: the learner of townlet 0.12 (one-hot cells in front of the network, double DQN, learning from each step
+#: alive): a format 1 or 2 checkpoint holds the learner before it, whose networks would be misread.
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (3,)
+#: Formats of the learner before townlet 0.12: refused with the reason, and the way on (a fresh learner).
+OLD_LEARNER_FORMATS = (1, 2)
 
 
 class CheckpointRefused(TelemetryError):
@@ -40,9 +44,15 @@ def capture(trainer: Trainer, episode: int) -> StoredCheckpoint:
 def require_loadable(checkpoint: StoredCheckpoint, run: int, device: torch.device, *, device_given: bool) -> None:
     """Refuse, in one line, a checkpoint of an unknown format, or of another device type unless --device chose."""
     where = describe(checkpoint, run)
+    if checkpoint.format_version in OLD_LEARNER_FORMATS:
+        raise CheckpointRefused(
+            f"{where} has format {checkpoint.format_version}: it holds the learner of townlet 0.11 or before, which "
+            f"this townlet's (format {CHECKPOINT_FORMAT}) cannot continue: pass --fresh-learner to go on with a new "
+            "learner after the run's last episode, or resume it with townlet 0.11"
+        )
     if checkpoint.format_version not in READABLE_FORMATS:
         raise CheckpointRefused(
-            f"{where} has format {checkpoint.format_version}, this townlet reads formats "
+            f"{where} has format {checkpoint.format_version}, this townlet reads format "
             f"{' and '.join(map(str, READABLE_FORMATS))}: resume it with the townlet that wrote it (or a newer one)"
         )
     if checkpoint.device != device.type and not device_given:

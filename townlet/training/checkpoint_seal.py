@@ -1,6 +1,7 @@
 """A checkpoint's integrity: the sealed bytes a checkpoint is stored as, and the check before any of it is read.
 
-Format 2 (townlet 0.6+) stores ``MAGIC + sha256(payload) + payload``, where the payload is the ``torch.save``
+Formats 2 (townlet 0.6-0.11) and 3 (0.12+, another learner inside) store ``MAGIC + sha256(payload) +
+payload``, where the payload is the ``torch.save``
 bytes of the learner. Format 1 (0.4, 0.5) stored the bare ``torch.save`` bytes: a zip archive whose entries
 each carry a CRC-32, which is checked instead. Both are checked against the stored ``size_bytes`` too.
 Nothing here imports torch, so ``db check`` can verify every stored checkpoint without it.

@@ -79,6 +79,7 @@ class Trainer:
             self.device,
             self.generator,
             vital_columns=self.env.vital_obs_columns,
+            grid_size=self.env.grid_size,
         )
         self.registry = self.population.runtime_registry
         self.curriculum = Curriculum(config.curriculum, config.environment.max_steps, stage=stage)
@@ -132,6 +133,8 @@ class Trainer:
         self.population.end_episode()
         self.recording_plan.previous_stage = stage
         change = self.curriculum.end_episode(statistics.fmean(snapshot.survival_steps), self.env, self.registry)
+        if change is not None:
+            self.population.begin_stage()
         return EpisodeReport(episode, steps, snapshot, change, time.perf_counter() - started, recording)
 
     def run(

@@ -10,9 +10,11 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tests.helpers import cli_ok
+from tests.postgres_server import new_database
 from townlet.persistence.run_lock import RunLock
 from townlet.persistence.store import TelemetryStore
 from townlet_cli.app import app
@@ -152,3 +154,35 @@ def test_seeds_train_one_tagged_run_each_in_parallel_and_ctrl_c_stops_them_all(t
     assert len(group) == 1 and group[0].startswith("seeds-")
     assert "[seed 0] " in err and "[seed 1] " in err and "not started after the signal: 1 seed (2)" in err
     assert f"compare them: townlet-telemetry compare --tag {group[0]}" in err
+
+
+def pg_counts(url: str) -> tuple[int, ...]:
+    with TelemetryStore.open(url, write=False) as store, store.transaction() as connection:
+        tables = ("runs", "episodes", "agent_snapshots", "checkpoints", "recordings", "run_tags")
+        return tuple(connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables)
+
+
+def test_seeds_and_delete_on_postgresql(postgres_base_url):
+    url = new_database(postgres_base_url)
+    said = cli_ok("train", "--seeds", "0-2", "--parallel", "2", "-n", "2", "-a", "2", "-d", "cpu", "--db", url).stderr
+    runs = json.loads(cli_ok("runs", "--json", "--db", url).stdout)
+    assert sorted((r["seed"], r["status"]) for r in runs) == [(0, "finished"), (1, "finished"), (2, "finished")]
+    (group,) = {tuple(r["tags"]) for r in runs}
+    assert f"compare them: townlet-telemetry compare --tag {group[0]}" in said
+    seed_1 = next(r["id"] for r in runs if r["seed"] == 1)
+    before = pg_counts(url)
+    asked = runner.invoke(app, ["runs", "delete", str(seed_1), "--db", url])
+    assert asked.exit_code == 2 and asked.stderr.count("\n") == 1, asked.output
+    assert f"deleting run {seed_1} (2 episodes, 4 agent rows, 1 checkpoint, 2 recordings)" in asked.stderr
+    assert "pg_dump --format=custom" in asked.stderr and pg_counts(url) == before
+    with TelemetryStore.open(url, write=False) as store:
+        lock = RunLock(store.url, seed_1, store.label).acquire()
+    try:
+        refused(["runs", "delete", str(seed_1), "--yes", "--db", url], f"run {seed_1} is being trained by another")
+    finally:
+        lock.release()
+    deleted = cli_ok("runs", "delete", str(seed_1), "--yes", "--db", url).stderr
+    assert "back up a PostgreSQL database with pg_dump" in " ".join(deleted.split())
+    assert sorted(r["seed"] for r in json.loads(cli_ok("runs", "--json", "--db", url).stdout)) == [0, 2]
+    assert pg_counts(url) == (2, 4, 8, 2, 4, 2)
+    assert "every rollup" in cli_ok("db", "check", "--db", url).stdout

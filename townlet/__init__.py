@@ -1,6 +1,6 @@
 """townlet: a small PyTorch multi-agent RL trainer with versioned, JSON-safe telemetry."""
 
-__version__ = "0.11.0"
+__version__ = "0.12.0"
 
 import warnings
 

@@ -48,7 +48,9 @@ def cli(*args: str, db: Path) -> str:
 
 
 def runs_tagged(db: Path, tag: str) -> list[dict]:
-    return sorted(json.loads(cli("runs", "--tag", tag, "--json", db=db)), key=lambda r: r["config"]["training"]["seed"])
+    """The runs carrying ``tag``, by seed (none yet is no error here: ``runs --tag`` refuses an unknown tag)."""
+    runs = [r for r in json.loads(cli("runs", "--json", db=db)) if tag in r["tags"]]
+    return sorted(runs, key=lambda r: r["seed"])
 
 
 def climb(db: Path, run: int, threshold: float) -> dict:
@@ -109,7 +111,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for tag, _ in LEARNERS:
         rows = runs_tagged(db, tag)
-        results[tag] = [climb(db, row["id"], threshold) | {"seed": row["config"]["training"]["seed"]} for row in rows]
+        results[tag] = [climb(db, row["id"], threshold) | {"seed": row["seed"]} for row in rows]
         per_seed = f" ({seconds[tag] * args.parallel / len(rows):.0f} s of CPU per seed)" if tag in seconds else ""
         print(f"{tag}{per_seed}")
         print("  seed  first episode of stage " + " ".join(f"{s:>5}" for s in range(2, stages + 1))

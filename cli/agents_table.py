@@ -10,6 +10,7 @@ code does not know (a newer addition) still gets a column of its own.
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from townlet.environment.world import METERS
 from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
 
 if TYPE_CHECKING:
@@ -91,7 +92,10 @@ def agents_table(title: str, agents: list[dict[str, Any]], schema_version: int, 
     widths: dict[str, int] = {}
     for group, names in columns:
         if _group(names[0]) is None:
-            table.add_column(group, justify="left" if names == ["death_cause"] else "right", min_width=len(group))
+            if names == ["death_cause"]:  # a cause is a meter's name or "timeout": never cut ("satiati…")
+                table.add_column(group, justify="left", min_width=max(len(group), *map(len, (*METERS, "timeout"))))
+            else:
+                table.add_column(group, justify="right", min_width=len(group))
             continue
         for name in names:
             widths[name] = max(len(cell(agent[name])) for agent in shown)

@@ -10,7 +10,7 @@ code does not know (a newer addition) still gets a column of its own.
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from townlet.environment.world import METERS
+from townlet.environment.world import CAUSE_TIMEOUT, METERS, cause_name
 from townlet.telemetry.dto import DTO_BY_VERSION, FIELD_NAMES
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ def agents_table(title: str, agents: list[dict[str, Any]], schema_version: int, 
     for group, names in columns:
         if _group(names[0]) is None:
             if names == ["death_cause"]:  # a cause is a meter's name or "timeout": never cut ("satiati…")
-                table.add_column(group, justify="left", min_width=max(len(group), *map(len, (*METERS, "timeout"))))
+                causes = (cause_name(code) for code in (CAUSE_TIMEOUT, *range(len(METERS))))
+                table.add_column(group, justify="left", min_width=max(len(group), *map(len, causes)))
             else:
                 table.add_column(group, justify="right", min_width=len(group))
             continue
